@@ -1,0 +1,52 @@
+# edgecell: `make dev` runs a local three-region cluster, `make test` runs every test.
+GO        ?= go
+BIN       := $(CURDIR)/bin
+TOOLS_MOD := $(CURDIR)/tools/go.mod
+BUF       := $(BIN)/buf
+
+.PHONY: all build dev test test-short bench bench-proxy generate check-generated lint tools clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/edgecell ./cmd/edgecell
+
+dev: build
+	$(BIN)/edgecell dev
+
+test:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+bench-proxy: build
+	bash deploy/bench/proxy.sh
+
+# Pinned code generators, built from tools/go.mod so a fresh machine needs only Go.
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+$(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc: $(TOOLS_MOD)
+	cd tools && $(GO) build -o $(BIN)/ github.com/bufbuild/buf/cmd/buf \
+		google.golang.org/protobuf/cmd/protoc-gen-go \
+		google.golang.org/grpc/cmd/protoc-gen-go-grpc
+
+generate: tools
+	rm -rf gen
+	PATH=$(BIN):$$PATH $(BUF) generate
+
+# Fails when gen/ differs from what the protos generate.
+check-generated: generate
+	@git diff --exit-code --stat -- gen || (echo "gen/ is stale: run 'make generate' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- gen)" || (echo "gen/ has untracked files: run 'make generate' and commit" >&2; git status --porcelain -- gen; exit 1)
+
+lint: tools
+	$(BUF) lint
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed" >&2; exit 1)
+
+clean:
+	rm -rf $(BIN)

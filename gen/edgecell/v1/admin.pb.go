@@ -1154,8 +1154,11 @@ type EdgeStatus struct {
 	// Unix milliseconds of the stream's start and of the last ack.
 	ConnectedAtUnixMs int64 `protobuf:"varint,8,opt,name=connected_at_unix_ms,json=connectedAtUnixMs,proto3" json:"connected_at_unix_ms,omitempty"`
 	LastAckUnixMs     int64 `protobuf:"varint,9,opt,name=last_ack_unix_ms,json=lastAckUnixMs,proto3" json:"last_ack_unix_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Whether the edge's watch stream is open now. Disconnected edges are listed
+	// for a while after they drop, so an operator can see which went away.
+	Connected     bool `protobuf:"varint,10,opt,name=connected,proto3" json:"connected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EdgeStatus) Reset() {
@@ -1249,6 +1252,13 @@ func (x *EdgeStatus) GetLastAckUnixMs() int64 {
 		return x.LastAckUnixMs
 	}
 	return 0
+}
+
+func (x *EdgeStatus) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
 }
 
 type ListEdgesResponse struct {
@@ -1875,7 +1885,7 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\"1\n" +
 	"\x10ListEdgesRequest\x12\x1d\n" +
 	"\n" +
-	"local_only\x18\x01 \x01(\bR\tlocalOnly\"\xc3\x02\n" +
+	"local_only\x18\x01 \x01(\bR\tlocalOnly\"\xe1\x02\n" +
 	"\n" +
 	"EdgeStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -1886,7 +1896,9 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\x11rejected_revision\x18\x06 \x01(\x04R\x10rejectedRevision\x12#\n" +
 	"\rreject_reason\x18\a \x01(\tR\frejectReason\x12/\n" +
 	"\x14connected_at_unix_ms\x18\b \x01(\x03R\x11connectedAtUnixMs\x12'\n" +
-	"\x10last_ack_unix_ms\x18\t \x01(\x03R\rlastAckUnixMs\"\x8f\x01\n" +
+	"\x10last_ack_unix_ms\x18\t \x01(\x03R\rlastAckUnixMs\x12\x1c\n" +
+	"\tconnected\x18\n" +
+	" \x01(\bR\tconnected\"\x8f\x01\n" +
 	"\x11ListEdgesResponse\x12-\n" +
 	"\x05edges\x18\x01 \x03(\v2\x17.edgecell.v1.EdgeStatusR\x05edges\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12/\n" +

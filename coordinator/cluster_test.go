@@ -1,0 +1,397 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgecell/edgecell/coordinator"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/testutil"
+)
+
+var regions = []string{"us-east", "eu-west", "ap-south"}
+
+// testCluster is n coordinators in this process on loopback.
+type testCluster struct {
+	t       testing.TB
+	dirs    map[string]string
+	raft    map[string]string
+	members map[string]*coordinator.Coordinator
+	region  map[string]string
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newCluster(t testing.TB, n int) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t, dirs: map[string]string{}, raft: map[string]string{}, members: map[string]*coordinator.Coordinator{}, region: map[string]string{}}
+	for i := range n {
+		name := fmt.Sprintf("n%d", i+1)
+		tc.dirs[name] = filepath.Join(t.TempDir(), name)
+		tc.raft[name] = testutil.FreeAddr(t)
+		tc.region[name] = regions[i%len(regions)]
+	}
+	initial := map[string]string{}
+	for name, addr := range tc.raft {
+		initial[name] = addr
+	}
+	for name := range tc.raft {
+		tc.start(name, initial)
+	}
+	t.Cleanup(tc.closeAll)
+	tc.waitLeader()
+	tc.waitRegistered()
+	return tc
+}
+
+func (tc *testCluster) start(name string, initial map[string]string) *coordinator.Coordinator {
+	tc.t.Helper()
+	c, err := coordinator.Start(context.Background(), coordinator.Config{
+		Name: name, Region: tc.region[name], DataDir: tc.dirs[name],
+		GRPCAddr: "127.0.0.1:0", RaftAddr: tc.raft[name], InitialCluster: initial, Logger: quietLogger(),
+	})
+	if err != nil {
+		tc.t.Fatalf("start %s: %v", name, err)
+	}
+	tc.members[name] = c
+	return c
+}
+
+func (tc *testCluster) stop(name string) {
+	tc.t.Helper()
+	if err := tc.members[name].Close(); err != nil {
+		tc.t.Errorf("close %s: %v", name, err)
+	}
+	delete(tc.members, name)
+}
+
+func (tc *testCluster) closeAll() {
+	for name := range tc.members {
+		tc.stop(name)
+	}
+}
+
+// waitLeader waits until every running member agrees on one leader among them.
+func (tc *testCluster) waitLeader() string {
+	tc.t.Helper()
+	var leader string
+	testutil.Eventually(tc.t, 15*time.Second, func() error {
+		leader = ""
+		for name, c := range tc.members {
+			l, _ := c.Store().Leader()
+			if _, running := tc.members[l]; !running {
+				return fmt.Errorf("%s sees leader %q, not a running member", name, l)
+			}
+			if leader != "" && l != leader {
+				return fmt.Errorf("members disagree: %q and %q", leader, l)
+			}
+			leader = l
+		}
+		return nil
+	})
+	return leader
+}
+
+// waitRegistered waits until every running member has recorded its gRPC address.
+func (tc *testCluster) waitRegistered() {
+	tc.t.Helper()
+	testutil.Eventually(tc.t, 15*time.Second, func() error {
+		for _, c := range tc.members {
+			for name, m := range tc.members {
+				got, ok := c.Store().State().Member(name)
+				if !ok || got.GetGrpcAddr() != m.GRPCAddr() {
+					return fmt.Errorf("%s does not know %s's gRPC address yet", c.Name(), name)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func (tc *testCluster) follower() string {
+	leader := tc.waitLeader()
+	for name := range tc.members {
+		if name != leader {
+			return name
+		}
+	}
+	tc.t.Fatal("no follower")
+	return ""
+}
+
+func (tc *testCluster) admin(name string) pb.AdminServiceClient {
+	tc.t.Helper()
+	conn, err := grpc.NewClient(tc.members[name].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	tc.t.Cleanup(func() { conn.Close() })
+	return pb.NewAdminServiceClient(conn)
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func sampleConfig(placements ...string) *pb.RoutingConfig {
+	cfg := &pb.RoutingConfig{
+		Regions:   []*pb.Region{{Name: "us-east"}, {Name: "eu-west"}, {Name: "ap-south"}},
+		Latencies: []*pb.Latency{{From: "us-east", To: "eu-west", OneWayMs: 40}, {From: "eu-west", To: "ap-south", OneWayMs: 60}, {From: "us-east", To: "ap-south", OneWayMs: 110}},
+		Cells: []*pb.Cell{{Id: "cell-a", Endpoints: []*pb.Endpoint{
+			{Id: "a-use", Url: "http://127.0.0.1:9001", Region: "us-east", Weight: 1},
+			{Id: "a-euw", Url: "http://127.0.0.1:9002", Region: "eu-west", Weight: 1},
+		}}},
+	}
+	for _, k := range placements {
+		cfg.Placements = append(cfg.Placements, &pb.Placement{Key: k, Cell: "cell-a"})
+	}
+	return cfg
+}
+
+func TestLeaderLossElectsNewLeaderAndWritesContinue(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	old := tc.waitLeader()
+	first, err := tc.admin(old).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig("tenant-1")})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	tc.stop(old)
+	newLeader := tc.waitLeader()
+	if newLeader == old {
+		t.Fatalf("leader did not change")
+	}
+	survivor := tc.follower()
+	second, err := tc.admin(survivor).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig("tenant-1", "tenant-2"), ExpectRevision: first.GetRevision()})
+	if err != nil {
+		t.Fatalf("apply after leader loss: %v", err)
+	}
+	if second.GetRevision() <= first.GetRevision() {
+		t.Fatalf("revision went from %d to %d", first.GetRevision(), second.GetRevision())
+	}
+	got, err := tc.admin(survivor).GetPlacement(ctx, &pb.GetPlacementRequest{Key: "tenant-2"})
+	if err != nil || got.GetPlacement().GetCell() != "cell-a" {
+		t.Fatalf("linearizable read after failover: %v %v", got, err)
+	}
+}
+
+func TestWriteToFollowerIsForwarded(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	f := tc.follower()
+	if _, err := tc.admin(f).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig()}); err != nil {
+		t.Fatalf("apply through follower: %v", err)
+	}
+	put, err := tc.admin(f).PutPlacement(ctx, &pb.PutPlacementRequest{Placement: &pb.Placement{Key: "tenant-9", Cell: "cell-a"}})
+	if err != nil {
+		t.Fatalf("put placement through follower: %v", err)
+	}
+	// Every member serves it linearizably, and eventually from its own state.
+	for name := range tc.members {
+		got, err := tc.admin(name).GetPlacement(ctx, &pb.GetPlacementRequest{Key: "tenant-9"})
+		if err != nil || got.GetRevision() < put.GetRevision() || got.GetPlacement().GetModRevision() != put.GetRevision() {
+			t.Fatalf("%s linearizable read: %v, err %v; want revision %d", name, got, err, put.GetRevision())
+		}
+		testutil.Eventually(t, 5*time.Second, func() error {
+			got, err := tc.admin(name).GetPlacement(ctx, &pb.GetPlacementRequest{Key: "tenant-9", Consistency: pb.Consistency_CONSISTENCY_STALE})
+			if err != nil {
+				return err
+			}
+			if got.GetRevision() < put.GetRevision() {
+				return fmt.Errorf("%s at revision %d", name, got.GetRevision())
+			}
+			return nil
+		})
+	}
+}
+
+func TestInvalidInputIsRejectedAndStateUnchanged(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	a := tc.admin(tc.follower())
+	ok, err := a.ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig("tenant-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := sampleConfig("tenant-1", "tenant-2")
+	bad.Cells[0].Endpoints[1].Region = "mars"
+	_, err = a.ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: bad})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("want InvalidArgument, got %v", err)
+	}
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "cells[0].endpoints[1].region") || !strings.Contains(msg, "mars") {
+		t.Fatalf("error does not name the field and value: %q", msg)
+	}
+	_, err = a.PutPlacement(ctx, &pb.PutPlacementRequest{Placement: &pb.Placement{Key: "tenant-3", Cell: "no-such-cell"}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "placement.cell") {
+		t.Fatalf("placement to a missing cell: %v", err)
+	}
+	_, err = a.PutPlacement(ctx, &pb.PutPlacementRequest{Placement: &pb.Placement{Key: "tenant-3", Cell: "cell-a"}, ExpectRevision: ok.GetRevision() + 100})
+	if status.Code(err) != codes.Aborted {
+		t.Fatalf("stale expect_revision: want Aborted, got %v", err)
+	}
+	got, err := a.GetConfig(ctx, &pb.GetConfigRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetRevision() != ok.GetRevision() || len(got.GetConfig().GetPlacements()) != 1 {
+		t.Fatalf("state changed by refused writes: revision %d (want %d), %d placements", got.GetRevision(), ok.GetRevision(), len(got.GetConfig().GetPlacements()))
+	}
+}
+
+func TestRestartKeepsData(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	res, err := tc.admin(tc.waitLeader()).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig("tenant-1", "tenant-2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One member snapshots, so its restart goes through snapshot restore.
+	for _, c := range tc.members {
+		if err := c.Store().Snapshot(); err != nil {
+			t.Fatalf("snapshot %s: %v", c.Name(), err)
+		}
+		break
+	}
+	want, err := tc.admin(tc.waitLeader()).GetConfig(ctx, &pb.GetConfigRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for name := range tc.members {
+		names = append(names, name)
+	}
+	tc.closeAll()
+	for _, name := range names {
+		tc.start(name, nil) // no initial cluster: state on disk must be enough
+	}
+	tc.waitLeader()
+	for _, name := range names {
+		got, err := tc.admin(name).GetConfig(ctx, &pb.GetConfigRequest{})
+		if err != nil {
+			t.Fatalf("%s after restart: %v", name, err)
+		}
+		if got.GetRevision() < res.GetRevision() || !proto.Equal(got.GetConfig(), want.GetConfig()) {
+			t.Fatalf("%s lost data: revision %d, config %v", name, got.GetRevision(), got.GetConfig())
+		}
+	}
+}
+
+func TestAddAndRemoveMember(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	res, err := tc.admin(tc.follower()).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig("tenant-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.dirs["n4"], tc.raft["n4"], tc.region["n4"] = filepath.Join(t.TempDir(), "n4"), testutil.FreeAddr(t), "eu-west"
+	n4 := tc.start("n4", nil)
+	_, err = tc.admin(tc.follower()).AddMember(ctx, &pb.AddMemberRequest{Member: &pb.Member{
+		Name: "n4", Region: "eu-west", RaftAddr: n4.RaftAddr(), GrpcAddr: n4.GRPCAddr(),
+	}})
+	if err != nil {
+		t.Fatalf("add member: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if n4.Revision() < res.GetRevision() {
+			return fmt.Errorf("n4 at revision %d, want >= %d", n4.Revision(), res.GetRevision())
+		}
+		return nil
+	})
+	st, err := tc.admin("n4").ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+	if err != nil || len(st.GetMembers()) != 4 {
+		t.Fatalf("cluster status from n4: %v, %v", st, err)
+	}
+	for _, m := range st.GetMembers() {
+		if m.GetRole() == "unreachable" || !m.GetVoter() {
+			t.Fatalf("member %s: role %s voter %v", m.GetName(), m.GetRole(), m.GetVoter())
+		}
+	}
+	if _, err := tc.admin("n4").RemoveMember(ctx, &pb.RemoveMemberRequest{Name: "n4"}); err != nil {
+		t.Fatalf("remove member: %v", err)
+	}
+	tc.stop("n4")
+	st, err = tc.admin(tc.waitLeader()).ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+	if err != nil || len(st.GetMembers()) != 3 {
+		t.Fatalf("cluster status after removal: %v, %v", st, err)
+	}
+	if _, err := tc.admin(tc.follower()).RemoveMember(ctx, &pb.RemoveMemberRequest{Name: "n9"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("removing an unknown member: want NotFound, got %v", err)
+	}
+}
+
+func TestTransferLeadership(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	old := tc.waitLeader()
+	target := tc.follower()
+	resp, err := tc.admin(target).TransferLeadership(ctx, &pb.TransferLeadershipRequest{To: target})
+	if err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	if resp.GetLeader() != target {
+		t.Fatalf("leader is %q, want %q (was %q)", resp.GetLeader(), target, old)
+	}
+	if l := tc.waitLeader(); l != target {
+		t.Fatalf("members agree on %q, want %q", l, target)
+	}
+}
+
+func TestWatchFromFollowerSeesWrites(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	f := tc.follower()
+	conn, err := grpc.NewClient(tc.members[f].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := pb.NewEdgeServiceClient(conn).Watch(ctx, &pb.WatchRequest{Edge: "e1", Region: "eu-west"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || first.GetReset() == nil {
+		t.Fatalf("first message should be a reset: %v %v", first, err)
+	}
+	res, err := tc.admin(tc.waitLeader()).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig("tenant-7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		for _, ch := range msg.GetChanges().GetChanges() {
+			if ch.GetRevision() == res.GetRevision() {
+				found := false
+				for _, ev := range ch.GetEvents() {
+					found = found || ev.GetPutPlacement().GetKey() == "tenant-7"
+				}
+				if !found {
+					t.Fatalf("change %d lacks the placement: %v", ch.GetRevision(), ch)
+				}
+				edges, err := tc.admin(tc.waitLeader()).ListEdges(ctx, &pb.ListEdgesRequest{})
+				if err != nil || len(edges.GetEdges()) != 1 || edges.GetEdges()[0].GetCoordinator() != f {
+					t.Fatalf("edges: %v %v", edges, err)
+				}
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,249 @@
+// Package coordinator runs one member of the coordinator cluster: the raft
+// store (coordinator/raftstore) and the gRPC services (coordinator/server) on
+// one listener. Members learn each other's gRPC addresses from the replicated
+// state: each member records its own once a leader is known.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgecell/edgecell/coordinator/raftstore"
+	"github.com/edgecell/edgecell/coordinator/server"
+	"github.com/edgecell/edgecell/coordinator/watch"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// Config configures one coordinator member.
+type Config struct {
+	Name     string
+	Region   string
+	DataDir  string
+	GRPCAddr string // listen address for the gRPC API; port 0 picks one
+	RaftAddr string // listen and advertised address for raft; port 0 picks one
+	// InitialCluster (name -> raft address) bootstraps a new cluster. Leave it
+	// empty on a restart (state exists) or for a member that will be added
+	// with AddMember.
+	InitialCluster map[string]string
+	Logger         *slog.Logger
+	// Raft tunes raft timings and the watch buffer; zero values take defaults.
+	Raft RaftTuning
+}
+
+// RaftTuning carries the raft and watch knobs a deployment may need to change.
+type RaftTuning struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+	Watch              watch.Options
+}
+
+// Coordinator is a running member.
+type Coordinator struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *raftstore.Store
+	srv    *server.Server
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// ParseInitialCluster parses etcd-style "n1=host:port,n2=host:port".
+func ParseInitialCluster(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("initial cluster entry %q: want name=host:port", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("initial cluster entry %q: raft address: %w", part, err)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("initial cluster names %q twice", name)
+		}
+		out[name] = addr
+	}
+	return out, nil
+}
+
+// Start opens the raft store, starts serving gRPC and returns. It does not
+// wait for a leader.
+func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
+	if cfg.Name == "" || cfg.DataDir == "" || cfg.GRPCAddr == "" || cfg.RaftAddr == "" {
+		return nil, errors.New("coordinator: name, data dir, gRPC address and raft address are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("member", cfg.Name)
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: listen on gRPC address %q: %w", cfg.GRPCAddr, err)
+	}
+	store, err := raftstore.Open(raftstore.Config{
+		Name: cfg.Name, RaftAddr: cfg.RaftAddr, DataDir: cfg.DataDir, Bootstrap: cfg.InitialCluster,
+		Logger: cfg.Logger, Watch: cfg.Raft.Watch,
+		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
+		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, CommitTimeout: cfg.Raft.CommitTimeout,
+		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
+	})
+	if err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	srv := server.New(store, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log})
+	gs, hs := srv.NewGRPCServer()
+	runCtx, cancel := context.WithCancel(context.Background())
+	c := &Coordinator{cfg: cfg, log: log, store: store, srv: srv, grpc: gs, health: hs, lis: lis, cancel: cancel}
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			log.Error("gRPC server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.registerSelf(runCtx)
+	}()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	log.Info("coordinator started", "region", cfg.Region, "grpc_addr", lis.Addr().String(), "raft_addr", store.RaftAddr())
+	return c, nil
+}
+
+// registerSelf makes sure the replicated state holds this member's region and
+// gRPC address, so peers can forward to it and edges can find it. It retries
+// with jittered backoff until done (no leader yet, or not yet a member), and
+// again whenever the record disappears or changes (a restore, a rejoin).
+func (c *Coordinator) registerSelf(ctx context.Context) {
+	want := &pb.Member{Name: c.cfg.Name, Region: c.cfg.Region, RaftAddr: c.store.RaftAddr(), GrpcAddr: c.lis.Addr().String()}
+	backoff := 50 * time.Millisecond
+	for {
+		registered := false
+		if got, ok := c.store.State().Member(c.cfg.Name); ok && proto.Equal(got, want) {
+			registered = true
+		} else if c.isVoter() {
+			if c.proposeMember(ctx, want) == nil {
+				registered = true
+				c.log.Info("registered member address", "grpc_addr", want.GrpcAddr)
+			}
+		}
+		wait := backoff
+		if registered {
+			wait, backoff = 2*time.Second, 50*time.Millisecond
+		} else {
+			backoff = min(backoff*2, 2*time.Second)
+		}
+		wait = wait/2 + rand.N(wait/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *Coordinator) isVoter() bool {
+	servers, err := c.store.Servers()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if s.Name == c.cfg.Name {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Coordinator) proposeMember(ctx context.Context, m *pb.Member) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmd := &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: m}}}
+	if c.store.IsLeader() {
+		res, err := c.store.Propose(ctx, cmd)
+		if err == nil && res.GetError() != nil {
+			err = fmt.Errorf("%s", res.GetError().GetMessage())
+		}
+		return err
+	}
+	leader, _ := c.store.Leader()
+	lm, ok := c.store.State().Member(leader)
+	if leader == "" || !ok {
+		return raftstore.ErrNoLeader
+	}
+	conn, err := grpc.NewClient(lm.GetGrpcAddr(), grpcDialOpts()...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := pb.NewClusterServiceClient(conn).Propose(ctx, &pb.ProposeRequest{Command: cmd})
+	if err == nil && resp.GetResult().GetError() != nil {
+		err = fmt.Errorf("%s", resp.GetResult().GetError().GetMessage())
+	}
+	return err
+}
+
+// Name is the member's name.
+func (c *Coordinator) Name() string { return c.cfg.Name }
+
+// GRPCAddr is the bound gRPC address.
+func (c *Coordinator) GRPCAddr() string { return c.lis.Addr().String() }
+
+// RaftAddr is the bound raft address.
+func (c *Coordinator) RaftAddr() string { return c.store.RaftAddr() }
+
+// IsLeader reports whether this member is the raft leader now.
+func (c *Coordinator) IsLeader() bool { return c.store.IsLeader() }
+
+// Revision is the revision of this member's state.
+func (c *Coordinator) Revision() uint64 { return c.store.State().Revision() }
+
+// Store exposes the raft store to tests and the dev cluster.
+func (c *Coordinator) Store() *raftstore.Store { return c.store }
+
+// Close stops serving and shuts raft down. Watch streams are cut, so their
+// edges reconnect elsewhere. It does not remove the member from the cluster.
+func (c *Coordinator) Close() error {
+	var err error
+	c.once.Do(func() {
+		c.cancel()
+		c.health.Shutdown()
+		c.srv.Close() // ends watch streams so the graceful stop below does not wait on them
+		stopped := make(chan struct{})
+		go func() { c.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			c.grpc.Stop()
+			<-stopped
+		}
+		err = c.store.Close()
+		c.wg.Wait()
+		c.log.Info("coordinator stopped")
+	})
+	return err
+}

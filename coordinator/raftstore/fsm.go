@@ -1,0 +1,97 @@
+package raftstore
+
+import (
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgecell/edgecell/coordinator/state"
+	"github.com/edgecell/edgecell/coordinator/watch"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// fsm adapts the state store to raft.FSM. Apply decodes the envelope and hands
+// it to the store; the resulting change goes to the watch hub, which never
+// blocks. Restore builds a fresh store and swaps it in (snapshots swap, never
+// patch), and resets the hub so every watcher starts over from the new state.
+type fsm struct {
+	store   atomic.Pointer[state.Store]
+	hub     *watch.Hub
+	applied *indexNotifier // raft index of the last command or configuration the FSM processed
+}
+
+var (
+	_ raft.FSM                = (*fsm)(nil)
+	_ raft.ConfigurationStore = (*fsm)(nil)
+)
+
+// Apply is called by raft, on one goroutine, for each committed command.
+func (f *fsm) Apply(l *raft.Log) any {
+	cmd := &pb.Command{}
+	if err := proto.Unmarshal(l.Data, cmd); err != nil {
+		// A committed entry that does not decode means replicas would diverge.
+		panic(fmt.Sprintf("raftstore: undecodable command at index %d: %v", l.Index, err))
+	}
+	res, change := f.store.Load().Apply(l.Index, cmd)
+	if change != nil {
+		f.hub.Publish(change)
+	}
+	f.applied.advance(l.Index)
+	return res
+}
+
+// StoreConfiguration is called for committed configuration entries. The state
+// does not hold the raft configuration (it holds member addresses, written by
+// commands), but processing the entry still counts as applied for read-index.
+func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.applied.advance(index)
+}
+
+// Snapshot captures the state at the current revision. Marshalling happens in
+// Persist, off the apply goroutine.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{state: f.store.Load().Snapshot()}, nil
+}
+
+// Restore replaces the state with a snapshot's.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	st := &pb.State{}
+	if err := proto.Unmarshal(data, st); err != nil {
+		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	fresh, err := state.FromState(st)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.store.Store(fresh)
+	f.hub.Reset(fresh.Revision())
+	f.applied.advance(fresh.Revision())
+	return nil
+}
+
+type fsmSnapshot struct {
+	state *pb.State
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	data, err := proto.Marshal(s.state)
+	if err != nil {
+		sink.Cancel()
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	if _, err := sink.Write(data); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

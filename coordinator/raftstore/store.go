@@ -1,0 +1,370 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgecell/edgecell/coordinator/state"
+	"github.com/edgecell/edgecell/coordinator/watch"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// Config configures one member's raft store.
+type Config struct {
+	// Name is the raft server ID; it must be unique in the cluster.
+	Name string
+	// RaftAddr is the address raft listens on and advertises to peers.
+	RaftAddr string
+	// DataDir holds raft.db (log and stable store) and snapshots/.
+	DataDir string
+	// Bootstrap, when non-empty and the data dir holds no raft state, bootstraps
+	// a cluster with these voters (name -> raft address). Every initial member
+	// must be given the same map. Ignored when state exists (a restart).
+	Bootstrap map[string]string
+	// Logger receives the store's and raft's logs.
+	Logger *slog.Logger
+	// Watch configures the hub that feeds edge watch streams.
+	Watch watch.Options
+	// Timing overrides raft's timeouts; zero values take the defaults below,
+	// which suit a LAN or loopback. Scale them up for a WAN.
+	HeartbeatTimeout   time.Duration // default 500ms
+	ElectionTimeout    time.Duration // default 500ms
+	LeaderLeaseTimeout time.Duration // default 250ms
+	// CommitTimeout bounds how late followers learn the commit index when no
+	// new entries flow; it sets how quickly edges watching a follower see a
+	// write. Default 2ms.
+	CommitTimeout time.Duration
+	// SnapshotThreshold is how many log entries trigger a snapshot. Default 8192.
+	SnapshotThreshold uint64
+	// ApplyTimeout bounds how long Propose waits for raft. Default 10s.
+	ApplyTimeout time.Duration
+}
+
+// Store is one member's raft node plus its state machine.
+type Store struct {
+	cfg       Config
+	log       *slog.Logger
+	raft      *raft.Raft
+	fsm       *fsm
+	transport *raft.NetworkTransport
+	boltStore *raftboltdb.BoltStore
+}
+
+// Open starts raft for this member. It returns once raft runs; it does not wait
+// for a leader (see WaitLeader).
+func Open(cfg Config) (*Store, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("raftstore: Name is required")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("raftstore: DataDir is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	setDefaults(&cfg)
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("raftstore: create data dir: %w", err)
+	}
+	log := cfg.Logger.With("member", cfg.Name)
+	hlog := newHCLogger(log)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Name)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.SnapshotThreshold
+	rc.SnapshotInterval = 30 * time.Second
+
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: open raft.db: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: open snapshots: %w", err)
+	}
+	advertise, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: raft address %q: %w", cfg.RaftAddr, err)
+	}
+	if advertise.IP == nil || advertise.IP.IsUnspecified() || advertise.Port == 0 {
+		// Bind first to learn the port, then advertise what we bound.
+		advertise = nil
+	}
+	transport, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, hlog)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: listen on raft address %q: %w", cfg.RaftAddr, err)
+	}
+
+	st := state.New()
+	f := &fsm{applied: newIndexNotifier(0)}
+	f.store.Store(st)
+	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Snapshot() }, st.Revision())
+
+	hasState, err := raft.HasExistingState(bolt, bolt, snaps)
+	if err != nil {
+		transport.Close()
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: inspect raft state: %w", err)
+	}
+	if !hasState && len(cfg.Bootstrap) > 0 {
+		conf := raft.Configuration{}
+		for name, addr := range cfg.Bootstrap {
+			conf.Servers = append(conf.Servers, raft.Server{
+				Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(addr),
+			})
+		}
+		if _, ok := cfg.Bootstrap[cfg.Name]; !ok {
+			transport.Close()
+			bolt.Close()
+			return nil, fmt.Errorf("raftstore: initial cluster does not name this member %q", cfg.Name)
+		}
+		if err := raft.BootstrapCluster(rc, bolt, bolt, snaps, transport, conf); err != nil {
+			transport.Close()
+			bolt.Close()
+			return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
+		}
+		log.Info("bootstrapped raft cluster", "members", len(conf.Servers))
+	}
+
+	r, err := raft.NewRaft(rc, f, bolt, bolt, snaps, transport)
+	if err != nil {
+		transport.Close()
+		bolt.Close()
+		return nil, fmt.Errorf("raftstore: start raft: %w", err)
+	}
+	s := &Store{cfg: cfg, log: log, raft: r, fsm: f, transport: transport, boltStore: bolt}
+	log.Info("raft started", "raft_addr", string(transport.LocalAddr()), "existing_state", hasState)
+	return s, nil
+}
+
+func setDefaults(cfg *Config) {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.HeartbeatTimeout, 500*time.Millisecond)
+	def(&cfg.ElectionTimeout, 500*time.Millisecond)
+	def(&cfg.LeaderLeaseTimeout, 250*time.Millisecond)
+	def(&cfg.CommitTimeout, 2*time.Millisecond)
+	def(&cfg.ApplyTimeout, 10*time.Second)
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+}
+
+// Close shuts raft down and closes the stores. It does not remove the member
+// from the cluster.
+func (s *Store) Close() error {
+	err := s.raft.Shutdown().Error()
+	if cerr := s.transport.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.boltStore.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Name is this member's raft server ID.
+func (s *Store) Name() string { return s.cfg.Name }
+
+// RaftAddr is the address raft advertises.
+func (s *Store) RaftAddr() string { return string(s.transport.LocalAddr()) }
+
+// Hub is the watch hub fed by this member's FSM.
+func (s *Store) Hub() *watch.Hub { return s.fsm.hub }
+
+// State is the current state store, for stale reads. The returned store may
+// be replaced by a snapshot restore; do not hold it across calls.
+func (s *Store) State() *state.Store { return s.fsm.store.Load() }
+
+// IsLeader reports whether this member believes it is the leader.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the current leader's name and raft address, empty when unknown.
+func (s *Store) Leader() (name, raftAddr string) {
+	addr, id := s.raft.LeaderWithID()
+	return string(id), string(addr)
+}
+
+// LeaderCh reports leadership changes of this member (true: became leader).
+func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
+
+// WaitLeader blocks until some leader is known or ctx is done.
+func (s *Store) WaitLeader(ctx context.Context) (string, error) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if name, _ := s.Leader(); name != "" {
+			return name, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for a leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Propose commits a command through raft and returns its result. Only the
+// leader can propose: other members get ErrNotLeader and forward. A command
+// refused by the state machine is not an error here: it comes back in the
+// result (CommandResult.Error), and the state is unchanged.
+func (s *Store) Propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult, error) {
+	if s.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: encode command: %w", err)
+	}
+	timeout := s.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, ErrTimeout
+		}
+	}
+	f := s.raft.Apply(data, timeout)
+	if err := s.waitFuture(ctx, f); err != nil {
+		return nil, err
+	}
+	res, ok := f.Response().(*pb.CommandResult)
+	if !ok {
+		return nil, fmt.Errorf("raftstore: unexpected apply response %T", f.Response())
+	}
+	return res, nil
+}
+
+// VerifyLeader confirms with a quorum that this member is still the leader.
+func (s *Store) VerifyLeader(ctx context.Context) error {
+	return s.waitFuture(ctx, s.raft.VerifyLeader())
+}
+
+// ReadIndex makes the next local read linearizable (rqlite and etcd's
+// read-index): it captures the leader's last log index, confirms leadership
+// with a quorum, then waits until the FSM has applied everything up to it.
+// Only the leader can serve it.
+func (s *Store) ReadIndex(ctx context.Context) error {
+	if s.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	// The last log index, not the commit index: a leader new in its term may
+	// not yet know how far the previous term committed, but by leader
+	// completeness every acknowledged write is in its log.
+	last := s.raft.LastIndex()
+	if err := s.VerifyLeader(ctx); err != nil {
+		return err
+	}
+	return s.waitAppliedThrough(ctx, last)
+}
+
+// waitAppliedThrough waits until every entry at or below index that reaches
+// the FSM has been applied. Entries that never reach the FSM (no-ops and
+// barriers, like the one a new leader appends) must not make readers wait for
+// the next write, so the target is the last FSM-bound entry at or below index.
+func (s *Store) waitAppliedThrough(ctx context.Context, index uint64) error {
+	applied, _ := s.fsm.applied.current()
+	target := applied
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := s.boltStore.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				break // compacted into a snapshot, which is applied
+			}
+			return fmt.Errorf("raftstore: read log %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			target = i
+			break
+		}
+	}
+	return s.fsm.applied.wait(ctx, target)
+}
+
+// WaitApplied blocks until the FSM applied raft index (or revision) index.
+func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
+	return s.fsm.applied.wait(ctx, index)
+}
+
+// Applied returns the raft index of the last entry the FSM processed.
+func (s *Store) Applied() uint64 {
+	idx, _ := s.fsm.applied.current()
+	return idx
+}
+
+// Snapshot forces a raft snapshot now (tests and operators).
+func (s *Store) Snapshot() error {
+	return translate(s.raft.Snapshot().Error())
+}
+
+func (s *Store) waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return translate(err)
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	}
+}
+
+// translate maps raft's errors onto this package's sentinels.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return ErrLeadershipLost
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	default:
+		return err
+	}
+}
+
+// newHCLogger routes raft's hclog output into slog at warn level and above;
+// raft is chatty at info.
+func newHCLogger(log *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Warn,
+		Output: slogWriter{log: log.With("component", "raft")},
+	})
+}
+
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	if n := len(msg); n > 0 && msg[n-1] == '\n' {
+		msg = msg[:n-1]
+	}
+	w.log.Warn(msg)
+	return len(p), nil
+}

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/edgecell/edgecell/coordinator/raftstore"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// ErrOutcomeUnknown is returned when a forwarded write may or may not have
+// been committed (the leader went away after receiving it). The caller must
+// read before retrying a conditional write.
+var ErrOutcomeUnknown = errors.New("write forwarded to the leader, outcome unknown")
+
+// errNotLeaderForRead is returned for a leader read that reached a member
+// which lost leadership after the forwarding decision.
+var errNotLeaderForRead = fmt.Errorf("%w: leader read reached a follower", raftstore.ErrNotLeader)
+
+// grpcCodes is the one table mapping this layer's and raftstore's sentinels to
+// gRPC codes at the API boundary (etcd's toGRPCErrorMap).
+var grpcCodes = []struct {
+	err  error
+	code codes.Code
+	hint string
+}{
+	{raftstore.ErrNotLeader, codes.Unavailable, "leadership changed; retry"},
+	{raftstore.ErrNoLeader, codes.Unavailable, "no leader: the cluster is electing one or this member has no quorum; retry"},
+	{raftstore.ErrLeadershipLost, codes.Unavailable, "read the current state before retrying"},
+	{raftstore.ErrTimeout, codes.Unavailable, "raft did not commit in time; retry"},
+	{raftstore.ErrShutdown, codes.Unavailable, "this coordinator is shutting down; use another"},
+	{raftstore.ErrUnknownMember, codes.NotFound, ""},
+	{ErrOutcomeUnknown, codes.Unavailable, "read the current state before retrying"},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, ""},
+	{context.Canceled, codes.Canceled, ""},
+}
+
+// toStatus converts an internal error into a gRPC status error.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, m := range grpcCodes {
+		if errors.Is(err, m.err) {
+			msg := err.Error()
+			if m.hint != "" {
+				msg += " (" + m.hint + ")"
+			}
+			return status.Error(m.code, msg)
+		}
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// commandStatus converts a state-machine refusal into a gRPC status. The
+// offending field goes both into the message (for people) and a BadRequest
+// detail (for programs).
+func commandStatus(ce *pb.CommandError) error {
+	if ce == nil {
+		return nil
+	}
+	msg := ce.GetMessage()
+	if ce.GetField() != "" {
+		msg = ce.GetField() + ": " + msg
+	}
+	var code codes.Code
+	switch ce.GetCode() {
+	case pb.CommandError_CODE_INVALID_ARGUMENT:
+		code = codes.InvalidArgument
+	case pb.CommandError_CODE_REVISION_MISMATCH:
+		code = codes.Aborted
+	case pb.CommandError_CODE_NOT_FOUND:
+		code = codes.NotFound
+	case pb.CommandError_CODE_FAILED_PRECONDITION:
+		code = codes.FailedPrecondition
+	default:
+		code = codes.Unknown
+	}
+	st := status.New(code, msg)
+	if ce.GetField() != "" {
+		if withDetail, err := st.WithDetails(&errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: ce.GetField(), Description: ce.GetMessage()}},
+		}); err == nil {
+			st = withDetail
+		}
+	}
+	return st.Err()
+}
+
+func invalidArg(field, format string, args ...any) error {
+	return commandStatus(&pb.CommandError{
+		Code: pb.CommandError_CODE_INVALID_ARGUMENT, Field: field, Message: fmt.Sprintf(format, args...),
+	})
+}

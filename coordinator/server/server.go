@@ -1,0 +1,151 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/edgecell/edgecell/coordinator/raftstore"
+	"github.com/edgecell/edgecell/coordinator/state"
+	"github.com/edgecell/edgecell/coordinator/watch"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// Raft is what the services need from the member's raft store.
+type Raft interface {
+	Name() string
+	Propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult, error)
+	ReadIndex(ctx context.Context) error
+	IsLeader() bool
+	Leader() (name, raftAddr string)
+	State() *state.Store
+	Hub() *watch.Hub
+	Servers() ([]raftstore.Server, error)
+	AddVoter(ctx context.Context, name, raftAddr string) error
+	RemoveServer(ctx context.Context, name string) error
+	TransferLeadership(ctx context.Context, to string) error
+	Status() raftstore.Status
+}
+
+// Config configures the services of one coordinator.
+type Config struct {
+	Region   string
+	GRPCAddr string // this member's advertised gRPC address
+	Logger   *slog.Logger
+	// Now is the clock for ack timestamps; nil means time.Now.
+	Now func() time.Time
+	// PeerTimeout bounds calls to other members (status fan-out, forwarding
+	// waits for a leader). Default 3s.
+	PeerTimeout time.Duration
+	// EdgeRetention is how long a disconnected edge stays listed. Default 10m.
+	EdgeRetention time.Duration
+}
+
+// Server implements AdminService, EdgeService and ClusterService.
+type Server struct {
+	pb.UnimplementedAdminServiceServer
+	pb.UnimplementedEdgeServiceServer
+	pb.UnimplementedClusterServiceServer
+
+	cfg   Config
+	log   *slog.Logger
+	raft  Raft
+	peers *peers
+	edges *edgeRegistry
+
+	// stopping is cancelled by Close; it ends every watch stream so that a
+	// graceful stop of the gRPC server does not wait for them.
+	stopping context.Context
+	stop     context.CancelFunc
+}
+
+// New builds the services. Call Register to put them on a gRPC server and
+// Close to release connections to other members.
+func New(r Raft, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.PeerTimeout == 0 {
+		cfg.PeerTimeout = 3 * time.Second
+	}
+	if cfg.EdgeRetention == 0 {
+		cfg.EdgeRetention = 10 * time.Minute
+	}
+	stopping, stop := context.WithCancel(context.Background())
+	return &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		raft:     r,
+		peers:    newPeers(),
+		edges:    newEdgeRegistry(r.Name(), cfg.Now, cfg.EdgeRetention),
+		stopping: stopping,
+		stop:     stop,
+	}
+}
+
+// Close ends every watch stream (their edges reconnect elsewhere) and releases
+// the connections to other members.
+func (s *Server) Close() {
+	s.stop()
+	s.peers.close()
+}
+
+// NewGRPCServer returns a gRPC server carrying the services, the standard
+// health service and reflection (so grpcurl works), with recovery, logging
+// and leader forwarding interceptors.
+func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		s.log.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(func(c codes.Code) logging.Level {
+			switch c {
+			case codes.OK, codes.Canceled, codes.NotFound, codes.InvalidArgument, codes.Aborted, codes.FailedPrecondition:
+				return logging.LevelDebug
+			case codes.Unavailable, codes.DeadlineExceeded:
+				return logging.LevelInfo
+			default:
+				return logging.LevelError
+			}
+		}),
+	}
+	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		s.log.ErrorContext(ctx, "panic in gRPC handler", "panic", p)
+		return status.Errorf(codes.Internal, "internal error: %v", p)
+	})
+	opts := append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(
+			recovery.UnaryServerInterceptor(recoverOpt),
+			logging.UnaryServerInterceptor(logger, logOpts...),
+			s.forwardUnary,
+		),
+		grpc.ChainStreamInterceptor(
+			recovery.StreamServerInterceptor(recoverOpt),
+			logging.StreamServerInterceptor(logger, logOpts...),
+		),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}, extra...)
+	gs := grpc.NewServer(opts...)
+	pb.RegisterAdminServiceServer(gs, s)
+	pb.RegisterEdgeServiceServer(gs, s)
+	pb.RegisterClusterServiceServer(gs, s)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	return gs, hs
+}

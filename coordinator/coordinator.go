@@ -49,6 +49,7 @@ type RaftTuning struct {
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
 	SnapshotThreshold  uint64
+	TrailingLogs       uint64
 	Watch              watch.Options
 }
 
@@ -108,7 +109,7 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		Logger: cfg.Logger, Watch: cfg.Raft.Watch,
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, CommitTimeout: cfg.Raft.CommitTimeout,
-		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
+		SnapshotThreshold: cfg.Raft.SnapshotThreshold, TrailingLogs: cfg.Raft.TrailingLogs,
 	})
 	if err != nil {
 		lis.Close()

@@ -50,10 +50,12 @@ func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) {
 	f.applied.advance(index)
 }
 
-// Snapshot captures the state at the current revision. Marshalling happens in
-// Persist, off the apply goroutine.
+// Snapshot captures the state at the current revision in O(1) (the store is
+// copy-on-write); building and marshalling the proto happens in Persist, off
+// the apply goroutine.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{state: f.store.Load().Snapshot()}, nil
+	applied, _ := f.applied.current()
+	return &fsmSnapshot{frozen: f.store.Load().Freeze(), applied: applied}, nil
 }
 
 // Restore replaces the state with a snapshot's.
@@ -63,26 +65,27 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("read snapshot: %w", err)
 	}
-	st := &pb.State{}
-	if err := proto.Unmarshal(data, st); err != nil {
+	snap := &pb.Snapshot{}
+	if err := proto.Unmarshal(data, snap); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
-	fresh, err := state.FromState(st)
+	fresh, err := state.FromState(snap.GetState())
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.store.Store(fresh)
 	f.hub.Reset(fresh.Revision())
-	f.applied.advance(fresh.Revision())
+	f.applied.advance(max(snap.GetAppliedIndex(), fresh.Revision()))
 	return nil
 }
 
 type fsmSnapshot struct {
-	state *pb.State
+	frozen  state.Frozen
+	applied uint64
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	data, err := proto.Marshal(s.state)
+	data, err := proto.Marshal(&pb.Snapshot{AppliedIndex: s.applied, State: s.frozen.State()})
 	if err != nil {
 		sink.Cancel()
 		return fmt.Errorf("encode snapshot: %w", err)

@@ -47,6 +47,9 @@ type Config struct {
 	CommitTimeout time.Duration
 	// SnapshotThreshold is how many log entries trigger a snapshot. Default 8192.
 	SnapshotThreshold uint64
+	// TrailingLogs is how many entries a snapshot leaves in the log, so that a
+	// slightly lagging follower catches up without a snapshot. Default 8192.
+	TrailingLogs uint64
 	// ApplyTimeout bounds how long Propose waits for raft. Default 10s.
 	ApplyTimeout time.Duration
 }
@@ -88,7 +91,7 @@ func Open(cfg Config) (*Store, error) {
 	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = cfg.CommitTimeout
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	rc.TrailingLogs = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
 	rc.SnapshotInterval = 30 * time.Second
 
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
@@ -170,6 +173,9 @@ func setDefaults(cfg *Config) {
 	def(&cfg.ApplyTimeout, 10*time.Second)
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.TrailingLogs == 0 {
+		cfg.TrailingLogs = 8192
 	}
 }
 

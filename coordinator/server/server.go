@@ -37,6 +37,10 @@ type Raft interface {
 	Status() raftstore.Status
 }
 
+// MaxMessageSize is the largest gRPC message a coordinator accepts; clients
+// reading whole configs or watch resets should accept as much.
+const MaxMessageSize = 256 << 20
+
 // Config configures the services of one coordinator.
 type Config struct {
 	Region   string
@@ -137,6 +141,8 @@ func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) (*grpc.Server, *healt
 			recovery.StreamServerInterceptor(recoverOpt),
 			logging.StreamServerInterceptor(logger, logOpts...),
 		),
+		// A whole config with 100,000 placements is several MiB.
+		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}, extra...)

@@ -687,6 +687,62 @@ func (x *CommandError) GetMessage() string {
 	return ""
 }
 
+// Snapshot is a raft snapshot's payload.
+type Snapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Raft index of the last entry the state machine processed when the
+	// snapshot was taken (at or above state.revision: refused and no-op commands
+	// do not move the revision).
+	AppliedIndex  uint64 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	State         *State `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Snapshot) Reset() {
+	*x = Snapshot{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Snapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Snapshot) ProtoMessage() {}
+
+func (x *Snapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
+func (*Snapshot) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Snapshot) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *Snapshot) GetState() *State {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 var File_edgecell_v1_command_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_command_proto_rawDesc = "" +
@@ -731,7 +787,10 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\x15CODE_INVALID_ARGUMENT\x10\x01\x12\x1a\n" +
 	"\x16CODE_REVISION_MISMATCH\x10\x02\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x03\x12\x1c\n" +
-	"\x18CODE_FAILED_PRECONDITION\x10\x04B\xa5\x01\n" +
+	"\x18CODE_FAILED_PRECONDITION\x10\x04\"Y\n" +
+	"\bSnapshot\x12#\n" +
+	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12(\n" +
+	"\x05state\x18\x02 \x01(\v2\x12.edgecell.v1.StateR\x05stateB\xa5\x01\n" +
 	"\x0fcom.edgecell.v1B\fCommandProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
 
 var (
@@ -747,7 +806,7 @@ func file_edgecell_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_edgecell_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_edgecell_v1_command_proto_goTypes = []any{
 	(CommandError_Code)(0),    // 0: edgecell.v1.CommandError.Code
 	(*Command)(nil),           // 1: edgecell.v1.Command
@@ -760,10 +819,12 @@ var file_edgecell_v1_command_proto_goTypes = []any{
 	(*DeleteMemberOp)(nil),    // 8: edgecell.v1.DeleteMemberOp
 	(*CommandResult)(nil),     // 9: edgecell.v1.CommandResult
 	(*CommandError)(nil),      // 10: edgecell.v1.CommandError
-	(*RoutingConfig)(nil),     // 11: edgecell.v1.RoutingConfig
-	(*Cell)(nil),              // 12: edgecell.v1.Cell
-	(*Placement)(nil),         // 13: edgecell.v1.Placement
-	(*Member)(nil),            // 14: edgecell.v1.Member
+	(*Snapshot)(nil),          // 11: edgecell.v1.Snapshot
+	(*RoutingConfig)(nil),     // 12: edgecell.v1.RoutingConfig
+	(*Cell)(nil),              // 13: edgecell.v1.Cell
+	(*Placement)(nil),         // 14: edgecell.v1.Placement
+	(*Member)(nil),            // 15: edgecell.v1.Member
+	(*State)(nil),             // 16: edgecell.v1.State
 }
 var file_edgecell_v1_command_proto_depIdxs = []int32{
 	2,  // 0: edgecell.v1.Command.apply_config:type_name -> edgecell.v1.ApplyConfigOp
@@ -773,17 +834,18 @@ var file_edgecell_v1_command_proto_depIdxs = []int32{
 	6,  // 4: edgecell.v1.Command.delete_placement:type_name -> edgecell.v1.DeletePlacementOp
 	7,  // 5: edgecell.v1.Command.put_member:type_name -> edgecell.v1.PutMemberOp
 	8,  // 6: edgecell.v1.Command.delete_member:type_name -> edgecell.v1.DeleteMemberOp
-	11, // 7: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
-	12, // 8: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
-	13, // 9: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
-	14, // 10: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
+	12, // 7: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
+	13, // 8: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
+	14, // 9: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
+	15, // 10: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
 	10, // 11: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
 	0,  // 12: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	16, // 13: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_command_proto_init() }
@@ -807,7 +869,7 @@ func file_edgecell_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_command_proto_rawDesc), len(file_edgecell_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,214 @@
+package state
+
+import (
+	"fmt"
+
+	"github.com/tidwall/btree"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// Apply applies the command committed at raft log index and returns what the
+// proposer gets back, plus the Change to publish to watchers.
+//
+//   - Success with an effect: the state moves to revision index; the result
+//     holds revision=index and the Change lists every event, with stamped
+//     copies of the objects (the caller owns them).
+//   - Success without an effect (the command asks for what is already there):
+//     result revision = current revision, nil Change.
+//   - Refusal (expect_revision mismatch, invalid input, missing object,
+//     conflict): result revision = current revision and error set, nil
+//     Change, state untouched.
+//
+// Apply never blocks on readers. It panics when cmd has no operation or index
+// is not above the current revision: both mean the log was decoded or fed
+// wrongly, and applying anyway would let replicas diverge.
+func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Change) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.cur.Load()
+	if index <= cur.revision {
+		panic(fmt.Sprintf("state: apply of index %d at revision %d: raft indexes must grow", index, cur.revision))
+	}
+	if exp := cmd.GetExpectRevision(); exp != 0 && exp != cur.revision {
+		return &pb.CommandResult{Revision: cur.revision, Error: revisionMismatch(exp, cur.revision)}, nil
+	}
+	tx := &txn{index: index, topo: cur.topo, t: s.master.isoCopy()}
+	events, cerr := tx.do(cmd)
+	if cerr != nil {
+		return &pb.CommandResult{Revision: cur.revision, Error: cerr}, nil
+	}
+	if len(events) == 0 {
+		return &pb.CommandResult{Revision: cur.revision}, nil
+	}
+	s.master = tx.t
+	s.publish(index, tx.topo)
+	return &pb.CommandResult{Revision: index}, &pb.Change{Revision: index, Events: events}
+}
+
+// txn is one command being applied to private copies of the tables. Each
+// operation checks everything before it writes, and a refused txn is simply
+// dropped.
+type txn struct {
+	index uint64
+	topo  *topology
+	t     tables
+}
+
+func (tx *txn) do(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
+	switch op := cmd.GetOp().(type) {
+	case *pb.Command_ApplyConfig:
+		return tx.applyConfig(op.ApplyConfig.GetConfig())
+	case *pb.Command_PutCell:
+		return tx.putCell(op.PutCell.GetCell())
+	case *pb.Command_DeleteCell:
+		return tx.deleteCell(op.DeleteCell.GetId())
+	case *pb.Command_PutPlacement:
+		return tx.putPlacement(op.PutPlacement.GetPlacement())
+	case *pb.Command_DeletePlacement:
+		return tx.deletePlacement(op.DeletePlacement.GetKey())
+	case *pb.Command_PutMember:
+		return tx.putMember(op.PutMember.GetMember())
+	case *pb.Command_DeleteMember:
+		return tx.deleteMember(op.DeleteMember.GetName())
+	default:
+		panic(fmt.Sprintf("state: command at index %d has no known operation (%T): the log entry was decoded wrongly", tx.index, op))
+	}
+}
+
+// stampCell returns a copy of c stamped for this txn; old is the stored
+// version (nil when c is new), whose create_revision survives.
+func (tx *txn) stampCell(old, c *pb.Cell) *pb.Cell {
+	out := cloneCell(c)
+	out.CreateRevision, out.ModRevision = tx.index, tx.index
+	if old != nil {
+		out.CreateRevision = old.GetCreateRevision()
+	}
+	return out
+}
+
+func (tx *txn) stampPlacement(old, p *pb.Placement) *pb.Placement {
+	out := &pb.Placement{Key: p.GetKey(), Cell: p.GetCell(), CreateRevision: tx.index, ModRevision: tx.index}
+	if old != nil {
+		out.CreateRevision = old.GetCreateRevision()
+	}
+	return out
+}
+
+func (tx *txn) putCell(c *pb.Cell) ([]*pb.Event, *pb.CommandError) {
+	if c == nil {
+		return nil, invalid("cell", "cell is required")
+	}
+	if e := validateCell(c, tx.topo.regionIndex); e != nil {
+		return nil, prefixed("cell.", e)
+	}
+	for j, ep := range c.GetEndpoints() {
+		if owner, ok := tx.t.endpoints.Get(ep.GetId()); ok && owner != c.GetId() {
+			return nil, invalid(fmt.Sprintf("cell.endpoints[%d].id", j),
+				"endpoint id %q is already used by cell %q; endpoint ids are unique across all cells", ep.GetId(), owner)
+		}
+	}
+	old, _ := tx.t.cells.Get(c.GetId())
+	if old != nil && sameCell(old, c) {
+		return nil, nil
+	}
+	stored := tx.stampCell(old, c)
+	if old != nil {
+		tx.t.unindexEndpoints(old)
+	}
+	tx.t.indexEndpoints(stored)
+	tx.t.cells.Set(stored.GetId(), stored)
+	return []*pb.Event{putCellEvent(stored)}, nil
+}
+
+func (tx *txn) deleteCell(id string) ([]*pb.Event, *pb.CommandError) {
+	old, e := existing(tx.t.cells, "cell", "id", id)
+	if e != nil {
+		return nil, e
+	}
+	if n, first := tx.t.placementsOf(id); n > 0 {
+		return nil, failedPrecondition("id", "cell %q is used by %d placement(s), for example %q; delete them or move them to another cell first", id, n, first)
+	}
+	if tx.topo.defaultCell == id {
+		return nil, failedPrecondition("id", "cell %q is the default cell; set another default_cell (or none) first", id)
+	}
+	tx.t.unindexEndpoints(old)
+	tx.t.cells.Delete(id)
+	return []*pb.Event{{Kind: &pb.Event_DeleteCell{DeleteCell: id}}}, nil
+}
+
+func (tx *txn) putPlacement(p *pb.Placement) ([]*pb.Event, *pb.CommandError) {
+	if p == nil {
+		return nil, invalid("placement", "placement is required")
+	}
+	if e := validatePlacement(p); e != nil {
+		return nil, prefixed("placement.", e)
+	}
+	if _, ok := tx.t.cells.Get(p.GetCell()); !ok {
+		return nil, invalid("placement.cell", "cell %q does not exist; create the cell before placing keys on it", p.GetCell())
+	}
+	old, _ := tx.t.placements.Get(p.GetKey())
+	if old != nil && samePlacement(old, p) {
+		return nil, nil
+	}
+	stored := tx.stampPlacement(old, p)
+	tx.t.putPlacement(old, stored)
+	return []*pb.Event{putPlacementEvent(stored)}, nil
+}
+
+func (tx *txn) deletePlacement(key string) ([]*pb.Event, *pb.CommandError) {
+	old, e := existing(tx.t.placements, "placement", "key", key)
+	if e != nil {
+		return nil, e
+	}
+	tx.t.deletePlacement(old)
+	return []*pb.Event{deletePlacementEvent(key)}, nil
+}
+
+func (tx *txn) putMember(m *pb.Member) ([]*pb.Event, *pb.CommandError) {
+	if e := ValidateMember(m); e != nil {
+		return nil, e
+	}
+	if old, ok := tx.t.members.Get(m.GetName()); ok && sameMember(old, m) {
+		return nil, nil
+	}
+	stored := cloneMember(m)
+	tx.t.members.Set(stored.GetName(), stored)
+	return []*pb.Event{{Kind: &pb.Event_PutMember{PutMember: cloneMember(stored)}}}, nil
+}
+
+func (tx *txn) deleteMember(name string) ([]*pb.Event, *pb.CommandError) {
+	if _, e := existing(tx.t.members, "member", "name", name); e != nil {
+		return nil, e
+	}
+	tx.t.members.Delete(name)
+	return []*pb.Event{{Kind: &pb.Event_DeleteMember{DeleteMember: name}}}, nil
+}
+
+// existing returns the stored object that a delete names, or the refusal:
+// INVALID_ARGUMENT for an empty name, NOT_FOUND for an unknown one.
+func existing[V any](m *btree.Map[string, V], what, field, name string) (V, *pb.CommandError) {
+	v, ok := m.Get(name)
+	switch {
+	case name == "":
+		return v, invalid(field, "%s %s is required", what, field)
+	case !ok:
+		return v, notFound(field, "%s %q does not exist", what, name)
+	}
+	return v, nil
+}
+
+// Events carry their own copies: the store's objects are shared by every
+// published version and must never be reachable by a caller that might write.
+
+func putCellEvent(c *pb.Cell) *pb.Event {
+	return &pb.Event{Kind: &pb.Event_PutCell{PutCell: cloneCell(c)}}
+}
+
+func putPlacementEvent(p *pb.Placement) *pb.Event {
+	return &pb.Event{Kind: &pb.Event_PutPlacement{PutPlacement: clonePlacement(p)}}
+}
+
+func deletePlacementEvent(key string) *pb.Event {
+	return &pb.Event{Kind: &pb.Event_DeletePlacement{DeletePlacement: key}}
+}

@@ -1,0 +1,49 @@
+// Package state owns the coordinators' replicated state: regions and
+// latencies, cells and their endpoints, placements, the default cell and the
+// coordinator members. It is the pure half of the raft state machine: the
+// raftstore package decodes a committed log entry and calls Store.Apply with
+// the entry's index; nothing here imports raft, reads a clock or does I/O, so
+// applying the same log to two stores gives the same state, results and
+// changes.
+//
+// # Revisions
+//
+// Writes are index-first (as in Consul's state store): a command that changes
+// the state moves the store's revision to the command's raft index, and every
+// cell and placement it writes is stamped with mod_revision = index (and
+// create_revision = index when it is new; an update keeps the original
+// create_revision). Input stamps are ignored. A command that succeeds without
+// changing anything (an ApplyConfig identical to the current config, a
+// PutCell equal to the stored cell, ...) leaves the revision and every stamp
+// as they were and produces no Change. A refused command leaves the state
+// untouched. So Revision is the index of the last change, which can be lower
+// than raft's last applied index.
+//
+// # Change events
+//
+// Every change yields one pb.Change holding all its events. ApplyConfig emits
+// the difference between the old and the new config, in this order:
+//
+//  1. set_topology, when regions, latencies or default_cell changed;
+//  2. put_cell for new and changed cells, by id;
+//  3. put_placement for new and changed placements, by key;
+//  4. delete_placement for removed placements, by key;
+//  5. delete_cell for removed cells, by id.
+//
+// An edge applying the events one by one therefore never holds a placement
+// that names a missing cell, and the cells it receives only name regions it
+// already knows. The default cell and removed regions are consistent only at
+// the end of the Change (the topology arrives first, so a new default cell
+// may be announced just before the put_cell that creates it): edges must
+// validate and swap a whole Change at once, which they do anyway.
+//
+// # Concurrency and cost
+//
+// The state is held in immutable copy-on-write B-trees (github.com/tidwall/btree).
+// Apply, called from a single goroutine, builds the next version, sharing every
+// untouched node with the previous one, and publishes it with one atomic store;
+// readers load the current version without a lock and never see a half-applied
+// command. A PutPlacement costs O(log n) in the number of placements;
+// Placements(prefix, ...) seeks in key order and costs O(log n + page size);
+// Snapshot copies the objects (O(n)) but never blocks Apply.
+package state

@@ -1,0 +1,256 @@
+package state
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tidwall/btree"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// Store is the replicated state. Apply must be called from one goroutine at a
+// time (the raft FSM; concurrent callers are serialised, never interleaved).
+// Every read method is safe concurrently with Apply, takes no lock, and sees
+// the state at one revision. Objects returned by reads are copies owned by the
+// caller.
+type Store struct {
+	mu     sync.Mutex // serialises Apply; guards master
+	master tables     // Apply's private copy of the current tables
+	cur    atomic.Pointer[view]
+}
+
+// view is one immutable version of the state.
+type view struct {
+	revision uint64
+	topo     *topology
+	t        tables
+}
+
+// topology is the part of the config that is neither cells nor placements.
+type topology struct {
+	regions     []*pb.Region
+	latencies   []*pb.Latency
+	defaultCell string
+	regionIndex map[string]int // region name -> position in regions
+}
+
+func newTopology(regions []*pb.Region, latencies []*pb.Latency, defaultCell string) *topology {
+	t := &topology{
+		regions:     cloneRegions(regions),
+		latencies:   cloneLatencies(latencies),
+		defaultCell: defaultCell,
+		regionIndex: make(map[string]int, len(regions)),
+	}
+	for i, r := range t.regions {
+		t.regionIndex[r.GetName()] = i
+	}
+	return t
+}
+
+func (t *topology) equal(o *topology) bool {
+	return t.defaultCell == o.defaultCell && sameRegions(t.regions, o.regions) && sameLatencies(t.latencies, o.latencies)
+}
+
+func (t *topology) proto() *pb.Topology {
+	return &pb.Topology{Regions: cloneRegions(t.regions), Latencies: cloneLatencies(t.latencies), DefaultCell: t.defaultCell}
+}
+
+// New returns an empty store at revision 0.
+func New() *Store {
+	s := &Store{master: newTables()}
+	s.publish(0, newTopology(nil, nil, ""))
+	return s
+}
+
+// FromState builds a fresh store holding st, as taken by Snapshot (possibly on
+// another member). The snapshot is validated like an ApplyConfig, and every
+// stamp must satisfy 0 < create_revision <= mod_revision <= st.revision;
+// otherwise FromState returns an error wrapping ErrInvalidSnapshot. The store
+// does not retain st.
+func FromState(st *pb.State) (*Store, error) {
+	if st == nil {
+		return nil, fmt.Errorf("%w: state is nil", ErrInvalidSnapshot)
+	}
+	cfg := st.GetConfig()
+	if cfg == nil {
+		cfg = &pb.RoutingConfig{}
+	}
+	if e := ValidateConfig(cfg); e != nil {
+		return nil, snapshotError("config.", e)
+	}
+	rev := st.GetRevision()
+	s := &Store{master: newTables()}
+	for i, c := range cfg.GetCells() {
+		if err := checkStamps(fmt.Sprintf("config.cells[%d]", i), c.GetCreateRevision(), c.GetModRevision(), rev); err != nil {
+			return nil, err
+		}
+		c = cloneCell(c)
+		s.master.cells.Set(c.GetId(), c)
+		s.master.indexEndpoints(c)
+	}
+	for i, p := range cfg.GetPlacements() {
+		if err := checkStamps(fmt.Sprintf("config.placements[%d]", i), p.GetCreateRevision(), p.GetModRevision(), rev); err != nil {
+			return nil, err
+		}
+		s.master.putPlacement(nil, clonePlacement(p))
+	}
+	for i, m := range st.GetMembers() {
+		if e := ValidateMember(m); e != nil {
+			return nil, snapshotError(fmt.Sprintf("members[%d].", i), &pb.CommandError{Field: strings.TrimPrefix(e.GetField(), "member."), Message: e.GetMessage()})
+		}
+		if _, dup := s.master.members.Get(m.GetName()); dup {
+			return nil, fmt.Errorf("%w: members[%d].name: duplicate member %q", ErrInvalidSnapshot, i, m.GetName())
+		}
+		s.master.members.Set(m.GetName(), cloneMember(m))
+	}
+	s.publish(rev, newTopology(cfg.GetRegions(), cfg.GetLatencies(), cfg.GetDefaultCell()))
+	return s, nil
+}
+
+func checkStamps(path string, create, mod, rev uint64) error {
+	if create == 0 || create > mod || mod > rev {
+		return fmt.Errorf("%w: %s: stamps create_revision=%d mod_revision=%d do not fit revision %d (want 0 < create <= mod <= revision)",
+			ErrInvalidSnapshot, path, create, mod, rev)
+	}
+	return nil
+}
+
+// publish makes master, at revision, the version readers see. The caller holds mu
+// (or owns s exclusively).
+func (s *Store) publish(revision uint64, topo *topology) {
+	s.cur.Store(&view{revision: revision, topo: topo, t: s.master.isoCopy()})
+}
+
+// Revision is the raft index of the last command that changed the state (0
+// for an empty store). It never decreases.
+func (s *Store) Revision() uint64 { return s.cur.Load().revision }
+
+// Frozen is the state at one revision, captured in O(1) by Freeze. It stays
+// the same however the store moves on, and is safe for concurrent use.
+type Frozen struct{ v *view }
+
+// Freeze captures the current version without copying it, so a caller on the
+// apply goroutine (raft's FSM.Snapshot) can defer the O(n) copy of State to
+// another goroutine (FSMSnapshot.Persist).
+func (s *Store) Freeze() Frozen { return Frozen{v: s.cur.Load()} }
+
+// Revision is the revision the state was captured at.
+func (f Frozen) Revision() uint64 { return f.v.revision }
+
+// State returns a deep copy of the captured state: the config as Config
+// orders it and members by name.
+func (f Frozen) State() *pb.State {
+	return &pb.State{Revision: f.v.revision, Config: f.v.config(), Members: f.v.members()}
+}
+
+// Snapshot returns a deep copy of the whole state at one revision, suitable
+// for a raft snapshot (FromState restores it exactly) or a watch reset.
+func (s *Store) Snapshot() *pb.State { return s.Freeze().State() }
+
+// Config returns a deep copy of the routing config and its revision: regions
+// and latencies as given, cells ordered by id, placements by key, every cell
+// and placement with its stamps.
+func (s *Store) Config() (*pb.RoutingConfig, uint64) {
+	v := s.cur.Load()
+	return v.config(), v.revision
+}
+
+func (v *view) config() *pb.RoutingConfig {
+	cfg := &pb.RoutingConfig{
+		Regions:     cloneRegions(v.topo.regions),
+		Latencies:   cloneLatencies(v.topo.latencies),
+		DefaultCell: v.topo.defaultCell,
+		Cells:       v.cells(),
+	}
+	if n := v.t.placements.Len(); n > 0 {
+		cfg.Placements = make([]*pb.Placement, 0, n)
+		v.t.placements.Scan(func(_ string, p *pb.Placement) bool {
+			cfg.Placements = append(cfg.Placements, clonePlacement(p))
+			return true
+		})
+	}
+	return cfg
+}
+
+func (v *view) cells() []*pb.Cell {
+	out := make([]*pb.Cell, 0, v.t.cells.Len())
+	v.t.cells.Scan(func(_ string, c *pb.Cell) bool {
+		out = append(out, cloneCell(c))
+		return true
+	})
+	return out
+}
+
+func (v *view) members() []*pb.Member {
+	out := make([]*pb.Member, 0, v.t.members.Len())
+	v.t.members.Scan(func(_ string, m *pb.Member) bool {
+		out = append(out, cloneMember(m))
+		return true
+	})
+	return out
+}
+
+// Cell returns a copy of the cell with this id and the revision it was read at.
+func (s *Store) Cell(id string) (*pb.Cell, uint64, bool) {
+	v := s.cur.Load()
+	c, ok := lookup(v.t.cells, id, cloneCell)
+	return c, v.revision, ok
+}
+
+// Cells returns copies of every cell, ordered by id, and the revision.
+func (s *Store) Cells() ([]*pb.Cell, uint64) {
+	v := s.cur.Load()
+	return v.cells(), v.revision
+}
+
+// Placement returns a copy of the placement for key and the revision it was read at.
+func (s *Store) Placement(key string) (*pb.Placement, uint64, bool) {
+	v := s.cur.Load()
+	p, ok := lookup(v.t.placements, key, clonePlacement)
+	return p, v.revision, ok
+}
+
+// Placements pages through the placements whose key starts with prefix, in key
+// order, starting after the key startAfter ("" for the first page). It returns
+// at most limit placements (limit <= 0: all of them), the key to pass as
+// startAfter for the next page ("" when this page is the last), and the
+// revision of the state it read. It costs O(log n + limit): the placements are
+// kept sorted. Successive pages may come from different revisions.
+func (s *Store) Placements(prefix, startAfter string, limit int) (ps []*pb.Placement, next string, rev uint64) {
+	v := s.cur.Load()
+	pivot := max(prefix, startAfter)
+	v.t.placements.Ascend(pivot, func(k string, p *pb.Placement) bool {
+		if k == startAfter {
+			return true
+		}
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		if limit > 0 && len(ps) == limit {
+			next = ps[len(ps)-1].GetKey()
+			return false
+		}
+		ps = append(ps, clonePlacement(p))
+		return true
+	})
+	return ps, next, v.revision
+}
+
+// Members returns copies of every member, ordered by name.
+func (s *Store) Members() []*pb.Member { return s.cur.Load().members() }
+
+// Member returns a copy of the member with this name.
+func (s *Store) Member(name string) (*pb.Member, bool) {
+	return lookup(s.cur.Load().t.members, name, cloneMember)
+}
+
+// lookup returns the caller's own copy of the object stored under key.
+func lookup[V any](m *btree.Map[string, *V], key string, clone func(*V) *V) (*V, bool) {
+	if v, ok := m.Get(key); ok {
+		return clone(v), true
+	}
+	return nil, false
+}

@@ -1,0 +1,134 @@
+package watch
+
+import (
+	"context"
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// cursor is where one stream stands.
+type cursor struct {
+	pos   uint64 // the revision the watcher holds: its from_revision, then the last one sent
+	epoch uint64 // the hub epoch the cursor was last checked against
+	reset bool   // the next message must be a reset
+}
+
+// Serve runs one watch stream until ctx is done (it returns ctx.Err()) or
+// send fails (it returns send's error unchanged). send is called from this
+// goroutine only and may block as long as it likes without affecting
+// Publish or other streams.
+//
+// What the watcher receives:
+//   - from == 0, a from older than the buffer covers, or a Reset of the hub:
+//     a reset carrying the whole state, then the changes after it;
+//   - otherwise the buffered changes after from, in order, at most MaxBatch
+//     per message, then each new change as it is published;
+//   - from above the hub's revision (the edge got ahead through another,
+//     more up-to-date member): nothing but progress until this member
+//     catches up, then the changes after from. A reset never moves a watcher
+//     backwards;
+//   - progress_revision, which is the revision the watcher holds, at once
+//     when the stream starts with nothing to send, and after every
+//     ProgressInterval without a message.
+//
+// A watcher that falls behind the buffer while its send is blocked gets a
+// reset when it comes back.
+func (h *Hub) Serve(ctx context.Context, fromRevision uint64, send func(*pb.WatchResponse) error) error {
+	h.watchers.Add(1)
+	defer h.watchers.Add(-1)
+
+	c := &cursor{pos: fromRevision, reset: fromRevision == 0}
+	h.mu.Lock()
+	c.epoch = h.epoch
+	h.mu.Unlock()
+
+	progress := time.NewTimer(h.opts.ProgressInterval)
+	defer progress.Stop()
+	started := false
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		msg, wake := h.next(c)
+		if msg == nil && !started {
+			msg = progressMessage(c.pos)
+		}
+		if msg != nil {
+			if err := send(msg); err != nil {
+				return err
+			}
+			started = true
+			progress.Reset(h.opts.ProgressInterval)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		case <-progress.C:
+			if err := send(progressMessage(c.pos)); err != nil {
+				return err
+			}
+			progress.Reset(h.opts.ProgressInterval)
+		}
+	}
+}
+
+// next returns the message to send to the watcher at c and advances c past
+// it, or returns nil and the channel that closes when there may be more.
+func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
+	batch, wake := h.poll(c)
+	if batch != nil {
+		c.pos = batch[len(batch)-1].GetRevision()
+		return &pb.WatchResponse{Kind: &pb.WatchResponse_Changes{Changes: &pb.ChangeBatch{Changes: batch}}}, nil
+	}
+	if !c.reset {
+		return nil, wake
+	}
+	st := h.resetState()
+	c.reset = false
+	if st.GetRevision() < c.pos {
+		// This member is behind the watcher: keep the watcher's newer state
+		// and wait for the changes after it.
+		return nil, wake
+	}
+	c.pos = st.GetRevision()
+	return &pb.WatchResponse{Kind: &pb.WatchResponse_Reset_{Reset_: st}}, nil
+}
+
+// poll decides, under the hub lock, whether c needs a reset, and otherwise
+// copies out the next batch of changes after c.pos (nil when there is none).
+func (h *Hub) poll(c *cursor) ([]*pb.Change, <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.epoch != h.epoch {
+		c.epoch = h.epoch
+		c.reset = true
+	}
+	if c.pos < h.base {
+		c.reset = true
+	}
+	if c.reset || c.pos >= h.rev {
+		return nil, h.wake
+	}
+	// The first held change above c.pos; it exists since base <= pos < rev.
+	lo, hi := 0, h.n
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if h.at(mid).GetRevision() <= c.pos {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	batch := make([]*pb.Change, min(h.n-lo, h.opts.MaxBatch))
+	for i := range batch {
+		batch[i] = h.at(lo + i)
+	}
+	return batch, h.wake
+}
+
+func progressMessage(rev uint64) *pb.WatchResponse {
+	return &pb.WatchResponse{Kind: &pb.WatchResponse_ProgressRevision{ProgressRevision: rev}}
+}

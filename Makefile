@@ -4,7 +4,7 @@ BIN       := $(CURDIR)/bin
 TOOLS_MOD := $(CURDIR)/tools/go.mod
 BUF       := $(BIN)/buf
 
-.PHONY: all build dev test test-short bench bench-proxy generate check-generated lint tools clean
+.PHONY: all build dev test test-short bench bench-proxy generate check-generated lint tools image clean
 
 all: build
 
@@ -25,6 +25,13 @@ bench:
 
 bench-proxy: build
 	bash deploy/bench/proxy.sh
+
+# The container image: FROM scratch around the static binary (no registry needed).
+image: build
+	rm -rf $(BIN)/image && mkdir -p $(BIN)/image/data $(BIN)/image/etc/ssl/certs
+	cp $(BIN)/edgecell $(BIN)/image/edgecell
+	cp /etc/ssl/certs/ca-certificates.crt $(BIN)/image/etc/ssl/certs/
+	docker build -q -f deploy/Dockerfile -t edgecell:dev $(BIN)/image
 
 # Pinned code generators, built from tools/go.mod so a fresh machine needs only Go.
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgecell/edgecell/coordinator"
+	"github.com/edgecell/edgecell/edgenode"
+)
+
+// service is a running coordinator or edge.
+type service interface{ Close() error }
+
+// runService starts a service with the logger of --log-level and --log-format,
+// then blocks until the command's context ends (SIGINT or SIGTERM in main) and
+// closes it.
+func (a *app) runService(cmd *cobra.Command, start func(ctx context.Context, log *slog.Logger) (service, error)) error {
+	log, err := a.newLogger(a.err)
+	if err != nil {
+		return err
+	}
+	svc, err := start(cmd.Context(), log)
+	if err != nil {
+		return err
+	}
+	<-cmd.Context().Done()
+	return svc.Close()
+}
+
+// identityFlags are the flags every service has: who it is, where, and where it keeps data.
+func identityFlags(cmd *cobra.Command, name, region, dataDir *string, dataUse string) {
+	f := cmd.Flags()
+	f.StringVar(name, "name", "", "this node's name, unique among its kind")
+	f.StringVar(region, "region", "", "this node's region")
+	f.StringVar(dataDir, "data-dir", "", "directory for "+dataUse)
+}
+
+func (a *app) coordinatorCommand() *cobra.Command {
+	var (
+		cfg            coordinator.Config
+		initialCluster string
+	)
+	cmd := &cobra.Command{
+		Use:   "coordinator --name N --region R --data-dir D --grpc-addr G --raft-addr A [--initial-cluster n1=A1,n2=A2,n3=A3]",
+		Short: "Run a coordinator: one member of the raft group that holds the routing state",
+		Long: `Runs one coordinator until SIGINT or SIGTERM. Raft log, stable store and
+snapshots live in --data-dir; a restarted coordinator keeps its data.
+
+--initial-cluster (etcd style, name=raft address for every first member,
+including this one) bootstraps a new cluster; give the same value to each of
+them. It is ignored once --data-dir holds raft state, so a restart may repeat
+it. Leave it out for a member that 'edgecell cluster join' will add to a
+running cluster.`,
+		Example: `  edgecell coordinator --name n1 --region us-east --data-dir /var/lib/edgecell/n1 \
+    --grpc-addr 10.0.0.1:7101 --raft-addr 10.0.0.1:7201 \
+    --initial-cluster n1=10.0.0.1:7201,n2=10.0.0.2:7201,n3=10.0.0.3:7201`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ic, err := coordinator.ParseInitialCluster(initialCluster)
+			if err != nil {
+				return usagef("--initial-cluster: %v", err)
+			}
+			if len(ic) > 0 {
+				if _, ok := ic[cfg.Name]; !ok {
+					return usagef("--initial-cluster does not name this member %q", cfg.Name)
+				}
+			}
+			cfg.InitialCluster = ic
+			return a.runService(cmd, func(ctx context.Context, log *slog.Logger) (service, error) {
+				cfg.Logger = log
+				return coordinator.Start(ctx, cfg)
+			})
+		},
+	}
+	identityFlags(cmd, &cfg.Name, &cfg.Region, &cfg.DataDir, "the raft log, stable store and snapshots")
+	f := cmd.Flags()
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:7101", "listen address of the gRPC API (admin, edges, peers)")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7201", "listen and advertised address of raft")
+	f.StringVar(&initialCluster, "initial-cluster", "", "bootstrap a new cluster: name=raft-addr of every first member")
+	requireFlags(cmd, "name", "region", "data-dir")
+	return cmd
+}
+
+func (a *app) edgeCommand() *cobra.Command {
+	var (
+		cfg          edgenode.Config
+		coordinators string
+	)
+	cmd := &cobra.Command{
+		Use:   "edge --name N --region R --data-dir D --listen ADDR --coordinators A,B,C",
+		Short: "Run an edge: follow the routing state and reverse-proxy HTTP to cells",
+		Long: `Runs an edge node until SIGINT or SIGTERM. It watches the routing state on
+the coordinators (its own region's first), keeps the last good snapshot in
+--data-dir so that it can start and serve without any coordinator, and proxies
+requests by their X-Routing-Key header.`,
+		Example: `  edgecell edge --name edge-use1 --region us-east --data-dir /var/lib/edgecell/edge \
+    --listen :8080 --coordinators 10.0.0.1:7101,10.0.0.2:7101,10.0.0.3:7101`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, c := range strings.Split(coordinators, ",") {
+				if c = strings.TrimSpace(c); c != "" {
+					cfg.Coordinators = append(cfg.Coordinators, c)
+				}
+			}
+			if len(cfg.Coordinators) == 0 {
+				return usagef("--coordinators: give at least one coordinator gRPC address")
+			}
+			return a.runService(cmd, func(ctx context.Context, log *slog.Logger) (service, error) {
+				cfg.Logger = log
+				return edgenode.Start(ctx, cfg)
+			})
+		},
+	}
+	identityFlags(cmd, &cfg.Name, &cfg.Region, &cfg.DataDir, "the last good routing snapshot")
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8081", "HTTP listen address of the proxy")
+	f.StringVar(&cfg.AdminListen, "admin-listen", "", "HTTP listen address for health and metrics (empty: none)")
+	f.StringVar(&coordinators, "coordinators", "", "comma-separated gRPC addresses of coordinators")
+	requireFlags(cmd, "name", "region", "data-dir", "coordinators")
+	return cmd
+}
+
+func requireFlags(cmd *cobra.Command, names ...string) {
+	for _, n := range names {
+		if err := cmd.MarkFlagRequired(n); err != nil {
+			panic(fmt.Sprintf("flag %q: %v", n, err)) // a programming error: the flag is not defined
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package devcluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// pollInterval is how often waits re-check their condition.
+const pollInterval = 50 * time.Millisecond
+
+// poll calls cond until it holds, or returns timeout() wrapped with ctx's error
+// once ctx ends.
+func poll(ctx context.Context, cond func() bool, timeout func() error) error {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", timeout(), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// loopback is 127.0.0.1:base+i, or 127.0.0.1:0 (any free port) when base is 0.
+func loopback(base, i int) string {
+	if base == 0 {
+		return "127.0.0.1:0"
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i))
+}
+
+// freeLoopbackAddr finds a port nothing listens on now. Another process may take
+// it before it is used; for raft addresses, which every member must know before
+// any starts, there is no better way.
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

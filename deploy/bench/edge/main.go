@@ -1,0 +1,92 @@
+// Command edge runs an edgecell edge for the proxy benchmark (deploy/bench/proxy.sh)
+// without any coordinator: it writes a routing snapshot that sends every
+// request to --upstream into the edge's bbolt cache, then starts the edge
+// with its only coordinator address unreachable. The edge therefore serves
+// from its cache, the fail-static start path, exactly as a real edge does
+// when it starts during a coordinator outage. It runs until SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/edgecell/edgecell/edgenode"
+	"github.com/edgecell/edgecell/edgenode/cache"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:18182", "proxy listen address")
+	upstream := flag.String("upstream", "http://127.0.0.1:18180", "URL of the upstream every request goes to")
+	dataDir := flag.String("data-dir", "", "data directory (required; its cache is overwritten)")
+	key := flag.String("key", "bench", "routing key placed on the upstream's cell")
+	placements := flag.Int("placements", 100000, "placements in the table (realistic lookups)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.Parse()
+	if *dataDir == "" {
+		fmt.Fprintln(os.Stderr, "edge: --data-dir is required")
+		os.Exit(2)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "edge:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*listen, *upstream, *dataDir, *key, *placements); err != nil {
+		pprof.StopCPUProfile()
+		fmt.Fprintln(os.Stderr, "edge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(listen, upstream, dataDir, key string, placements int) error {
+	st := &pb.State{Revision: 1, Config: &pb.RoutingConfig{
+		Regions: []*pb.Region{{Name: "bench"}},
+		Cells: []*pb.Cell{{Id: "bench-cell", Endpoints: []*pb.Endpoint{
+			{Id: "upstream", Url: upstream, Region: "bench", Weight: 1},
+		}}},
+		Placements: []*pb.Placement{{Key: key, Cell: "bench-cell"}},
+	}}
+	for i := 1; i < placements; i++ {
+		st.Config.Placements = append(st.Config.Placements, &pb.Placement{Key: fmt.Sprintf("tenant-%07d", i), Cell: "bench-cell"})
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	store, err := cache.Open(filepath.Join(dataDir, "edge.db"), log)
+	if err != nil {
+		return err
+	}
+	if err := store.Write(cache.Update{Reset: st}); err != nil {
+		store.Close()
+		return err
+	}
+	if err := store.Close(); err != nil {
+		return err
+	}
+	st = nil // let the proto go: the edge holds only its table
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := edgenode.Start(ctx, edgenode.Config{
+		Name: "bench-edge", Region: "bench", DataDir: dataDir, Listen: listen,
+		Coordinators: []string{"127.0.0.1:1"}, // nobody there: fail-static
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("edge serving on %s at revision %d\n", n.Addr(), n.Revision())
+	<-ctx.Done()
+	return n.Close()
+}

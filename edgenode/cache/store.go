@@ -1,0 +1,268 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"google.golang.org/protobuf/proto"
+)
+
+// formatVersion changes whenever the layout below changes; a file of another
+// version is treated as empty and rewritten by the next reset.
+const formatVersion = "1"
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketTopology   = []byte("topology")
+	bucketCells      = []byte("cells")
+	bucketPlacements = []byte("placements")
+	bucketMembers    = []byte("members")
+	keyFormat        = []byte("format")
+	keyRevision      = []byte("revision")
+	keyTopology      = []byte("topology")
+)
+
+var dataBuckets = [][]byte{bucketTopology, bucketCells, bucketPlacements, bucketMembers}
+
+// Store is the bbolt file. Its methods are safe for concurrent use (bbolt
+// serialises writers); Close must be called once nothing else uses it.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens or creates the cache file at path, creating its directory. It
+// waits up to a second for the file lock and then fails with ErrLocked. A file
+// that is not a readable bbolt database is moved aside (path.corrupt-<unix
+// time>) and a fresh one is created: a cache must never keep an edge down.
+func Open(path string, log *slog.Logger) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("cache %s: %w", path, err)
+	}
+	opts := &bolt.Options{Timeout: time.Second, NoFreelistSync: true}
+	db, err := bolt.Open(path, 0o600, opts)
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	}
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+		aside := path + ".corrupt-" + strconv.FormatInt(time.Now().Unix(), 10)
+		log.Error("cache file unreadable, moving it aside", "path", path, "aside", aside, "err", err)
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("cache %s: %w (and moving it aside failed: %v)", path, err, rerr)
+		}
+		db, err = bolt.Open(path, 0o600, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Loader receives a stored state, record by record, without the whole state
+// ever being held as one message. route.Builder implements it.
+type Loader interface {
+	SetTopology(*pb.Topology)
+	PutCell(*pb.Cell) error
+	PutPlacement(key, cell string) error
+	PutMember(*pb.Member) error
+}
+
+// Load feeds the stored state to l and returns its revision; 0 (and no call
+// to l) when the file holds no state. A record that does not decode, or that
+// l refuses, fails with ErrCorrupt.
+func (s *Store) Load(l Loader) (uint64, error) {
+	var rev uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || string(meta.Get(keyFormat)) != formatVersion {
+			return nil
+		}
+		if v := meta.Get(keyRevision); len(v) == 8 {
+			rev = binary.BigEndian.Uint64(v)
+		}
+		if rev == 0 {
+			return nil
+		}
+		topo := &pb.Topology{}
+		if err := proto.Unmarshal(tx.Bucket(bucketTopology).Get(keyTopology), topo); err != nil {
+			return fmt.Errorf("topology: %w", err)
+		}
+		l.SetTopology(topo)
+		if err := tx.Bucket(bucketCells).ForEach(func(k, v []byte) error {
+			c := &pb.Cell{}
+			if err := proto.Unmarshal(v, c); err != nil {
+				return fmt.Errorf("cell %q: %w", k, err)
+			}
+			return l.PutCell(c)
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketPlacements).ForEach(func(k, v []byte) error {
+			return l.PutPlacement(string(k), string(v))
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
+			m := &pb.Member{}
+			if err := proto.Unmarshal(v, m); err != nil {
+				return fmt.Errorf("member %q: %w", k, err)
+			}
+			return l.PutMember(m)
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %w", ErrCorrupt, s.db.Path(), err)
+	}
+	return rev, nil
+}
+
+// Revision is the revision of the stored state; 0 when there is none.
+func (s *Store) Revision() (uint64, error) {
+	var rev uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil && string(meta.Get(keyFormat)) == formatVersion {
+			if v := meta.Get(keyRevision); len(v) == 8 {
+				rev = binary.BigEndian.Uint64(v)
+			}
+		}
+		return nil
+	})
+	return rev, err
+}
+
+// Update is what one write transaction stores: optionally a whole state
+// replacing everything, then changes in revision order, then the revision.
+type Update struct {
+	Reset    *pb.State
+	Changes  []*pb.Change
+	Revision uint64 // at least the last change's; raised by progress without changes
+}
+
+// revision is the revision the file holds once u is written.
+func (u *Update) revision() uint64 {
+	rev := u.Revision
+	if u.Reset != nil {
+		rev = max(rev, u.Reset.GetRevision())
+	}
+	if n := len(u.Changes); n > 0 {
+		rev = max(rev, u.Changes[n-1].GetRevision())
+	}
+	return rev
+}
+
+// Write stores u in one transaction: after a crash the file holds either the
+// state before u or the state after it.
+func (s *Store) Write(u Update) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		fresh := meta == nil || string(meta.Get(keyFormat)) != formatVersion
+		if u.Reset != nil || fresh {
+			if err := resetBuckets(tx); err != nil {
+				return err
+			}
+		}
+		if u.Reset != nil {
+			if err := putState(tx, u.Reset); err != nil {
+				return err
+			}
+		} else if fresh {
+			// Changes alone cannot describe a state; keep the file empty.
+			return nil
+		}
+		for _, ch := range u.Changes {
+			for _, ev := range ch.GetEvents() {
+				if err := putEvent(tx, ev); err != nil {
+					return fmt.Errorf("revision %d: %w", ch.GetRevision(), err)
+				}
+			}
+		}
+		var rev [8]byte
+		binary.BigEndian.PutUint64(rev[:], u.revision())
+		meta = tx.Bucket(bucketMeta)
+		if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
+			return err
+		}
+		return meta.Put(keyRevision, rev[:])
+	})
+}
+
+func resetBuckets(tx *bolt.Tx) error {
+	for _, name := range append([][]byte{bucketMeta}, dataBuckets...) {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putState(tx *bolt.Tx, st *pb.State) error {
+	cfg := st.GetConfig()
+	topo := &pb.Topology{Regions: cfg.GetRegions(), Latencies: cfg.GetLatencies(), DefaultCell: cfg.GetDefaultCell()}
+	if err := putMessage(tx.Bucket(bucketTopology), keyTopology, topo); err != nil {
+		return err
+	}
+	cells := tx.Bucket(bucketCells)
+	for _, c := range cfg.GetCells() {
+		if err := putMessage(cells, []byte(c.GetId()), c); err != nil {
+			return err
+		}
+	}
+	pl := tx.Bucket(bucketPlacements)
+	for _, p := range cfg.GetPlacements() {
+		if err := pl.Put([]byte(p.GetKey()), []byte(p.GetCell())); err != nil {
+			return err
+		}
+	}
+	members := tx.Bucket(bucketMembers)
+	for _, m := range st.GetMembers() {
+		if err := putMessage(members, []byte(m.GetName()), m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putEvent(tx *bolt.Tx, ev *pb.Event) error {
+	switch k := ev.GetKind().(type) {
+	case *pb.Event_PutCell:
+		return putMessage(tx.Bucket(bucketCells), []byte(k.PutCell.GetId()), k.PutCell)
+	case *pb.Event_DeleteCell:
+		return tx.Bucket(bucketCells).Delete([]byte(k.DeleteCell))
+	case *pb.Event_PutPlacement:
+		return tx.Bucket(bucketPlacements).Put([]byte(k.PutPlacement.GetKey()), []byte(k.PutPlacement.GetCell()))
+	case *pb.Event_DeletePlacement:
+		return tx.Bucket(bucketPlacements).Delete([]byte(k.DeletePlacement))
+	case *pb.Event_SetTopology:
+		return putMessage(tx.Bucket(bucketTopology), keyTopology, k.SetTopology)
+	case *pb.Event_PutMember:
+		return putMessage(tx.Bucket(bucketMembers), []byte(k.PutMember.GetName()), k.PutMember)
+	case *pb.Event_DeleteMember:
+		return tx.Bucket(bucketMembers).Delete([]byte(k.DeleteMember))
+	default:
+		return fmt.Errorf("event of unknown kind %T", k)
+	}
+}
+
+func putMessage(b *bolt.Bucket, key []byte, m proto.Message) error {
+	v, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, v)
+}

@@ -1,0 +1,270 @@
+package edgenode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgecell/edgecell/edgenode/cache"
+	"github.com/edgecell/edgecell/edgenode/proxy"
+	"github.com/edgecell/edgecell/edgenode/route"
+	"github.com/edgecell/edgecell/edgenode/watch"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures an edge. Name, Region, DataDir and Listen are required;
+// zero tuning fields take the defaults documented on them.
+type Config struct {
+	// Name identifies the edge to the coordinators; Region is where it runs
+	// (its own region's endpoints and coordinators are preferred).
+	Name, Region string
+	// DataDir holds the routing cache, DataDir/edge.db.
+	DataDir string
+	// Listen is the proxy's HTTP address, e.g. 127.0.0.1:8081 or 127.0.0.1:0.
+	Listen string
+	// AdminListen, if set, serves /healthz, /readyz and /metrics.
+	AdminListen string
+	// Coordinators are gRPC addresses to follow the state from (a seed: the
+	// members the state lists are added).
+	Coordinators []string
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// DialContext opens upstream and coordinator connections; nil uses a
+	// net.Dialer. Used to simulate inter-region latency.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// UpstreamTLS is the base TLS config for https endpoints; nil uses system roots.
+	UpstreamTLS *tls.Config
+	// UpstreamDialTimeout bounds a connection attempt before the next
+	// endpoint is tried. Default 2s.
+	UpstreamDialTimeout time.Duration
+	// UpstreamMaxIdlePerHost caps pooled idle connections per upstream. Default 1024.
+	UpstreamMaxIdlePerHost int
+	// UpstreamIdleTimeout closes pooled connections idle that long. Default 60s.
+	UpstreamIdleTimeout time.Duration
+	// ClientIdleTimeout closes client connections idle that long. Default 75s.
+	ClientIdleTimeout time.Duration
+	// ShutdownTimeout bounds how long Close lets requests in flight finish. Default 10s.
+	ShutdownTimeout time.Duration
+	// WatchBackoffBase and WatchBackoffMax bound the reconnect backoff. Defaults 100ms and 3s.
+	WatchBackoffBase, WatchBackoffMax time.Duration
+}
+
+// Node is a running edge. Its methods are safe for concurrent use.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	table   atomic.Pointer[route.Table]
+	store   *cache.Store
+	persist *cache.Persister
+	proxy   *proxy.Server
+	ln      net.Listener
+	admin   *http.Server
+	adminLn net.Listener
+	watch   *watch.Client
+
+	cancelWatch context.CancelFunc
+	watchDone   chan struct{}
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// Start opens the routing cache and serves its last good table at once,
+// binds the listeners and starts following the coordinators. It returns once
+// the edge serves; ctx bounds only the startup. With no cached table the
+// edge answers 503 until a coordinator delivers one. The caller must Close
+// the node.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("edge", cfg.Name, "region", cfg.Region), watchDone: make(chan struct{})}
+	var err error
+	if n.store, err = cache.Open(filepath.Join(cfg.DataDir, "edge.db"), n.log); err != nil {
+		return nil, err
+	}
+	n.table.Store(n.loadCache())
+	n.persist = cache.NewPersister(n.store, n.log, 0)
+
+	metrics := proxy.NewMetrics()
+	n.proxy = proxy.New(proxy.Config{
+		Region:              cfg.Region,
+		Table:               &n.table,
+		DialContext:         cfg.DialContext,
+		TLSConfig:           cfg.UpstreamTLS,
+		DialTimeout:         cfg.UpstreamDialTimeout,
+		MaxIdlePerHost:      cfg.UpstreamMaxIdlePerHost,
+		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
+		ClientIdleTimeout:   cfg.ClientIdleTimeout,
+		Metrics:             metrics,
+		Logger:              n.log,
+	})
+	lc := net.ListenConfig{}
+	if n.ln, err = lc.Listen(ctx, "tcp", cfg.Listen); err != nil {
+		n.abort()
+		return nil, fmt.Errorf("%w: Listen %q: %w", ErrInvalidConfig, cfg.Listen, err)
+	}
+	go n.serveProxy()
+	if cfg.AdminListen != "" {
+		if n.adminLn, err = lc.Listen(ctx, "tcp", cfg.AdminListen); err != nil {
+			n.abort()
+			return nil, fmt.Errorf("%w: AdminListen %q: %w", ErrInvalidConfig, cfg.AdminListen, err)
+		}
+		n.admin = n.newAdmin(metrics)
+		go n.admin.Serve(n.adminLn)
+	}
+
+	n.watch, err = watch.New(watch.Config{
+		Edge: cfg.Name, Region: cfg.Region, Seeds: cfg.Coordinators,
+		Table: &n.table, Persister: n.persist, DialContext: cfg.DialContext, Logger: n.log,
+		BackoffBase: cfg.WatchBackoffBase, BackoffMax: cfg.WatchBackoffMax,
+	})
+	if err != nil {
+		n.abort()
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	n.cancelWatch = cancel
+	go func() {
+		defer close(n.watchDone)
+		n.watch.Run(wctx)
+	}()
+	if err := ctx.Err(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.log.Info("edge serving", "addr", n.Addr(), "revision", n.Revision(), "placements", n.table.Load().Placements())
+	return n, nil
+}
+
+func validate(cfg *Config) error {
+	for _, f := range []struct{ name, v string }{
+		{"Name", cfg.Name}, {"Region", cfg.Region}, {"DataDir", cfg.DataDir}, {"Listen", cfg.Listen},
+	} {
+		if f.v == "" {
+			return fmt.Errorf("%w: %s is required", ErrInvalidConfig, f.name)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	return nil
+}
+
+// loadCache builds the table from the cache file; a file that cannot be
+// read leaves the edge empty until a coordinator answers.
+func (n *Node) loadCache() *route.Table {
+	b := route.NewBuilder(n.cfg.Region)
+	rev, err := n.store.Load(b)
+	if err == nil && rev > 0 {
+		var t *route.Table
+		if t, err = b.Finish(rev); err == nil {
+			n.log.Info("loaded routing cache", "revision", rev, "placements", t.Placements())
+			return t
+		}
+	}
+	if err != nil {
+		n.log.Error("routing cache unusable; waiting for a coordinator", "err", err)
+	}
+	return route.Empty(n.cfg.Region)
+}
+
+func (n *Node) serveProxy() {
+	if err := n.proxy.Serve(n.ln); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+		n.log.Error("proxy listener failed", "err", err)
+	}
+}
+
+// abort releases what a failed Start had opened.
+func (n *Node) abort() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n.proxy.Shutdown(ctx)
+	if n.ln != nil {
+		n.ln.Close()
+	}
+	if n.adminLn != nil {
+		n.adminLn.Close()
+	}
+	n.persist.Close()
+	n.store.Close()
+}
+
+// Addr is the bound proxy address.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// AdminAddr is the bound admin address, or "" without AdminListen.
+func (n *Node) AdminAddr() string {
+	if n.adminLn == nil {
+		return ""
+	}
+	return n.adminLn.Addr().String()
+}
+
+// Revision is the revision of the table currently served; 0 before any.
+func (n *Node) Revision() uint64 { return n.table.Load().Revision() }
+
+// Coordinator is the address of the coordinator the edge streams from, or
+// "" while it has none.
+func (n *Node) Coordinator() string { return n.watch.Connected() }
+
+// Close stops accepting, lets requests in flight finish (up to
+// ShutdownTimeout, then cuts them), stops following the coordinators,
+// writes the latest table to the cache and closes it. Later calls return
+// the first call's result.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if err := n.proxy.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("proxy shutdown: %w", err))
+		}
+		if n.admin != nil {
+			n.admin.Shutdown(ctx)
+		}
+		n.cancelWatch()
+		<-n.watchDone
+		n.persist.Close()
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("edge stopped", "revision", n.Revision())
+	})
+	return n.closeErr
+}
+
+// registerMetrics adds the node's gauges next to the proxy's counters.
+func (n *Node) registerMetrics(reg *prometheus.Registry, metrics *proxy.Metrics) {
+	reg.MustRegister(metrics,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_revision", Help: "Revision of the routing table the edge serves.",
+		}, func() float64 { return float64(n.Revision()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_placements", Help: "Placements in the routing table the edge serves.",
+		}, func() float64 { return float64(n.table.Load().Placements()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_coordinator_connected", Help: "1 while the edge streams from a coordinator.",
+		}, func() float64 {
+			if n.watch != nil && n.watch.Connected() != "" {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_upstream_idle_connections", Help: "Pooled idle connections to endpoints.",
+		}, func() float64 { return float64(n.proxy.IdleUpstreamConns()) }),
+	)
+}

@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Connection states, for graceful shutdown: only an idle connection (waiting
+// for a request) may be closed by Shutdown; an active one finishes its
+// response first.
+const (
+	stateIdle int32 = iota
+	stateActive
+	stateClosed
+)
+
+// deadlineSlack is how stale a connection deadline may get before it is
+// moved: deadlines are refreshed about once a second per connection instead
+// of twice per request.
+const deadlineSlack = time.Second
+
+// conn is one client connection and everything reused across its requests.
+// Pooled by the Server.
+type conn struct {
+	s        *Server
+	nc       net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	state    atomic.Int32
+	clientIP []byte
+
+	req      request
+	resp     response
+	scratch  []byte
+	ray      [16]byte
+	keep     bool // keep the connection after the current response
+	bodyRead bool // some of the current request's body was consumed
+	bodyDone chan error
+	bodyMu   sync.Mutex // orders stopBody against sendBody's deadline updates
+	bodyStop bool
+	linger   bool // the client may still be sending a body nobody read
+
+	rdl, wdl time.Time // current deadlines, to refresh them lazily
+	rw       readWaiter
+}
+
+func (c *conn) attach(nc net.Conn) {
+	c.nc = nc
+	c.br.Reset(nc)
+	c.bw.Reset(nc)
+	c.state.Store(stateActive)
+	c.linger = false
+	c.rdl, c.wdl = time.Time{}, time.Time{}
+	c.rw.init(nc)
+	c.clientIP = c.clientIP[:0]
+	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
+		c.clientIP = append(c.clientIP, host...)
+	}
+}
+
+func (c *conn) serve() {
+	defer c.finish()
+	for {
+		c.state.Store(stateIdle)
+		if c.s.closing.Load() {
+			return
+		}
+		now := time.Now()
+		if c.br.Buffered() == 0 && c.rw.rc != nil {
+			if !c.rw.wait(c.nc, now.Add(readWaitSafety)) {
+				return
+			}
+			c.rdl = now.Add(c.s.cfg.ClientIdleTimeout)
+			c.nc.SetReadDeadline(c.rdl)
+		} else {
+			c.armRead(now)
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			return // Shutdown closed us while idle
+		}
+		now = time.Now()
+		if err := c.req.read(c.br, c.s.cfg.MaxHeaderBytes); err != nil {
+			c.badRequest(err)
+			return
+		}
+		if !c.serveRequest(now) || c.s.closing.Load() {
+			return
+		}
+	}
+}
+
+// closeIfIdle closes the connection if it waits for a request; called by Shutdown.
+func (c *conn) closeIfIdle() {
+	if c.state.CompareAndSwap(stateIdle, stateClosed) {
+		c.nc.Close()
+	}
+}
+
+func (c *conn) finish() {
+	c.state.Store(stateClosed)
+	if c.linger {
+		c.lingerClose()
+	}
+	c.nc.Close()
+	c.s.untrack(c)
+	c.nc = nil
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	if cap(c.req.buf) > 4*bufSize || cap(c.resp.buf) > 4*bufSize {
+		c.req, c.resp = request{}, response{}
+	}
+	c.s.conns.Put(c)
+}
+
+// armRead makes sure the read deadline is about ClientIdleTimeout away.
+func (c *conn) armRead(now time.Time) {
+	if d := now.Add(c.s.cfg.ClientIdleTimeout); d.Sub(c.rdl) > deadlineSlack {
+		c.rdl = d
+		c.nc.SetReadDeadline(d)
+	}
+}
+
+// armWrite makes sure the write deadline is about WriteTimeout away.
+func (c *conn) armWrite(now time.Time) {
+	if d := now.Add(c.s.cfg.WriteTimeout); d.Sub(c.wdl) > deadlineSlack {
+		c.wdl = d
+		c.nc.SetWriteDeadline(d)
+	}
+}
+
+
+// badRequest answers a head that could not be read; the connection closes.
+func (c *conn) badRequest(err error) {
+	var status int
+	var msg string
+	switch {
+	case errors.Is(err, errHeaderTooLarge):
+		status, msg = 431, "request head too large"
+	case errors.Is(err, errMalformed):
+		status, msg = 400, "malformed request"
+	case errors.Is(err, errUnsupportedTE):
+		status, msg = 501, "unsupported transfer-encoding"
+	case errors.Is(err, errUnsupportedVers):
+		status, msg = 505, "unsupported HTTP version"
+	default:
+		return // the client went away or timed out: nobody to answer
+	}
+	c.newRay()
+	c.req.keepAlive = false
+	c.req.hasKey = false
+	c.reply(status, msg)
+}
+
+// Lingering close: a client still sending a body when the edge closes the
+// connection would get a reset that destroys the response it has not read
+// yet. So the edge half-closes, then drains what the client sends for a
+// bounded time and amount before closing for good.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 64 << 20
+)
+
+func (c *conn) lingerClose() {
+	if c.bw.Buffered() > 0 {
+		c.bw.Flush()
+	}
+	closeWrite(c.nc)
+	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, c.nc, lingerBytes)
+}
+
+// discardBody consumes a request body the edge will not forward, when it is
+// small and already here; false means the connection must close instead.
+func (c *conn) discardBody() bool {
+	r := &c.req
+	switch {
+	case c.bodyRead:
+		return false
+	case !r.hasBody():
+		return true
+	case !r.chunked && r.contentLength <= int64(c.br.Buffered()):
+		c.br.Discard(int(r.contentLength))
+		return true
+	}
+	c.linger = true
+	return false
+}

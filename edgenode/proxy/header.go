@@ -1,0 +1,344 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+)
+
+// hkind classifies the header names the proxy acts on; everything else is
+// passed through unless the Connection header lists it.
+type hkind uint8
+
+const (
+	hOther hkind = iota
+	hHost
+	hContentLength
+	hTransferEncoding
+	hConnection
+	hUpgrade
+	hExpect
+	hTE
+	hRoutingKey
+	hForwardedFor
+	hForwardedProto
+	hForwardedHost
+	hEdgeRay
+	hEdgeEndpoint
+	hKeepAlive       // hop-by-hop
+	hProxyConnection // hop-by-hop
+	hProxyAuth       // Proxy-Authenticate, Proxy-Authorization: hop-by-hop
+	hTrailer
+)
+
+// classify maps a header name to its kind, ASCII case-insensitively.
+func classify(name []byte) hkind {
+	switch len(name) {
+	case 2:
+		if eqFold(name, "te") {
+			return hTE
+		}
+	case 4:
+		if eqFold(name, "host") {
+			return hHost
+		}
+	case 6:
+		if eqFold(name, "expect") {
+			return hExpect
+		}
+	case 7:
+		if eqFold(name, "upgrade") {
+			return hUpgrade
+		}
+		if eqFold(name, "trailer") {
+			return hTrailer
+		}
+	case 10:
+		if eqFold(name, "connection") {
+			return hConnection
+		}
+		if eqFold(name, "keep-alive") {
+			return hKeepAlive
+		}
+		if eqFold(name, "x-edge-ray") {
+			return hEdgeRay
+		}
+	case 13:
+		if eqFold(name, "x-routing-key") {
+			return hRoutingKey
+		}
+	case 14:
+		if eqFold(name, "content-length") {
+			return hContentLength
+		}
+	case 15:
+		if eqFold(name, "x-forwarded-for") {
+			return hForwardedFor
+		}
+		if eqFold(name, "x-edge-endpoint") {
+			return hEdgeEndpoint
+		}
+	case 16:
+		if eqFold(name, "x-forwarded-host") {
+			return hForwardedHost
+		}
+		if eqFold(name, "proxy-connection") {
+			return hProxyConnection
+		}
+	case 17:
+		if eqFold(name, "transfer-encoding") {
+			return hTransferEncoding
+		}
+		if eqFold(name, "x-forwarded-proto") {
+			return hForwardedProto
+		}
+	case 18:
+		if eqFold(name, "proxy-authenticate") {
+			return hProxyAuth
+		}
+	case 19:
+		if eqFold(name, "proxy-authorization") {
+			return hProxyAuth
+		}
+	}
+	return hOther
+}
+
+// eqFold reports whether b equals lower, ignoring ASCII case; lower must be lower case.
+func eqFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// eqFoldBytes reports whether a equals b ignoring ASCII case.
+func eqFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// tokens calls fn for each comma-separated, trimmed, non-empty element of v.
+func tokens(v []byte, fn func(tok []byte)) {
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ',')
+		var tok []byte
+		if i < 0 {
+			tok, v = v, nil
+		} else {
+			tok, v = v[:i], v[i+1:]
+		}
+		if tok = trimOWS(tok); len(tok) > 0 {
+			fn(tok)
+		}
+	}
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// Errors of message parsing. They decide the status the client gets.
+var (
+	errHeaderTooLarge  = errors.New("header too large")
+	errMalformed       = errors.New("malformed message")
+	errUnsupportedTE   = errors.New("unsupported transfer-encoding")
+	errUnsupportedVers = errors.New("unsupported HTTP version")
+)
+
+// field is one header line, split in place in the head buffer.
+type field struct {
+	name, value []byte
+	kind        hkind
+}
+
+// head is what requests and responses share: the raw bytes of the head,
+// the fields found in it and the framing they declare. Slices point into
+// buf and are valid until the next read.
+type head struct {
+	buf           []byte
+	fields        []field
+	minor         int // HTTP/1.minor
+	contentLength int64
+	chunked       bool
+	connClose     bool
+	connKeepAlive bool
+	connUpgrade   bool
+	connTokens    [][]byte // other names listed in Connection: hop-by-hop
+}
+
+func (h *head) reset() {
+	h.buf = h.buf[:0]
+	h.fields = h.fields[:0]
+	h.connTokens = h.connTokens[:0]
+	h.minor, h.contentLength = 1, -1
+	h.chunked, h.connClose, h.connKeepAlive, h.connUpgrade = false, false, false, false
+}
+
+// readHead reads lines up to and including the empty line ending a head
+// into h.buf, skipping empty lines before the first one. It returns the
+// number of bytes of h.buf that are the head.
+func (h *head) readHead(br *bufio.Reader, limit int) error {
+	lineStart := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(h.buf)+len(line) > limit {
+			return errHeaderTooLarge
+		}
+		h.buf = append(h.buf, line...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		l := h.buf[lineStart:]
+		if len(l) == 1 || (len(l) == 2 && l[0] == '\r') {
+			if lineStart == 0 {
+				h.buf = h.buf[:0] // tolerated empty line before a request
+				continue
+			}
+			return nil
+		}
+		lineStart = len(h.buf)
+	}
+}
+
+// parseFields splits the header lines (after the first line) into h.fields
+// and reads the framing and Connection fields.
+func (h *head) parseFields(rest []byte) error {
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest[:i]
+		rest = rest[i+1:]
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return errMalformed // obsolete line folding
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return errMalformed
+		}
+		name := line[:colon]
+		for _, c := range name {
+			if c <= ' ' || c >= 0x7f || c == '"' || c == '(' || c == ')' || c == ',' || c == '/' || c == ';' || c == '<' || c == '>' || c == '=' || c == '?' || c == '@' || c == '[' || c == ']' || c == '\\' || c == '{' || c == '}' {
+				return errMalformed
+			}
+		}
+		value := trimOWS(line[colon+1:])
+		if bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, 0) >= 0 {
+			return errMalformed
+		}
+		f := field{name: name, value: value, kind: classify(name)}
+		if err := h.noteField(&f); err != nil {
+			return err
+		}
+		h.fields = append(h.fields, f)
+	}
+	if h.chunked && h.contentLength >= 0 {
+		return errMalformed // both framings: refuse rather than guess (smuggling)
+	}
+	return nil
+}
+
+func (h *head) noteField(f *field) error {
+	switch f.kind {
+	case hContentLength:
+		n, ok := parseLength(f.value)
+		if !ok || (h.contentLength >= 0 && h.contentLength != n) {
+			return errMalformed
+		}
+		h.contentLength = n
+	case hTransferEncoding:
+		if !eqFold(f.value, "chunked") || h.chunked {
+			return errUnsupportedTE
+		}
+		h.chunked = true
+	case hConnection:
+		tokens(f.value, func(tok []byte) {
+			switch {
+			case eqFold(tok, "close"):
+				h.connClose = true
+			case eqFold(tok, "keep-alive"):
+				h.connKeepAlive = true
+			case eqFold(tok, "upgrade"):
+				h.connUpgrade = true
+			default:
+				h.connTokens = append(h.connTokens, tok)
+			}
+		})
+	}
+	return nil
+}
+
+// listedInConnection reports whether the Connection header names this field.
+func (h *head) listedInConnection(name []byte) bool {
+	for _, t := range h.connTokens {
+		if eqFoldBytes(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// parseVersion reads "HTTP/1.x" and returns x; other versions are unsupported.
+func parseVersion(v []byte) (int, error) {
+	if len(v) != 8 || string(v[:7]) != "HTTP/1." {
+		if len(v) == 8 && string(v[:5]) == "HTTP/" && v[5] >= '0' && v[5] <= '9' {
+			return 0, errUnsupportedVers
+		}
+		return 0, errMalformed
+	}
+	if v[7] != '0' && v[7] != '1' {
+		return 0, errUnsupportedVers
+	}
+	return int(v[7] - '0'), nil
+}

@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the proxy's counters. Updating them on the request path is a
+// few atomic adds: the per-status counters are a plain array read by a
+// custom collector, not label lookups.
+type Metrics struct {
+	codes        [600]atomic.Uint64
+	dialErrors   atomic.Uint64
+	staleRetries atomic.Uint64
+	upstreamTime prometheus.Histogram
+
+	requestsDesc, dialDesc, staleDesc *prometheus.Desc
+}
+
+// NewMetrics creates the proxy metrics; register them with Register.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		upstreamTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "edgecell_edge_upstream_response_seconds",
+			Help:    "Time from sending a request upstream to receiving its response head.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		requestsDesc: prometheus.NewDesc("edgecell_edge_requests_total",
+			"Requests answered by the edge, by HTTP status code.", []string{"code"}, nil),
+		dialDesc: prometheus.NewDesc("edgecell_edge_upstream_dial_errors_total",
+			"Connections to endpoints that could not be made (the next endpoint was tried).", nil, nil),
+		staleDesc: prometheus.NewDesc("edgecell_edge_upstream_stale_retries_total",
+			"Requests resent on a fresh connection after a pooled one turned out closed.", nil, nil),
+	}
+}
+
+func (m *Metrics) code(status int) {
+	if m == nil {
+		return
+	}
+	if status < 0 || status >= len(m.codes) {
+		status = 0
+	}
+	m.codes[status].Add(1)
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.requestsDesc
+	ch <- m.dialDesc
+	ch <- m.staleDesc
+	m.upstreamTime.Describe(ch)
+}
+
+// Collect implements prometheus.Collector; status codes never seen are not exported.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for code := range m.codes {
+		if n := m.codes[code].Load(); n > 0 {
+			ch <- prometheus.MustNewConstMetric(m.requestsDesc, prometheus.CounterValue, float64(n), strconv.Itoa(code))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.dialDesc, prometheus.CounterValue, float64(m.dialErrors.Load()))
+	ch <- prometheus.MustNewConstMetric(m.staleDesc, prometheus.CounterValue, float64(m.staleRetries.Load()))
+	m.upstreamTime.Collect(ch)
+}
+
+// Requests returns how many responses carried status code; for tests and diagnostics.
+func (m *Metrics) Requests(code int) uint64 {
+	if code < 0 || code >= len(m.codes) {
+		return 0
+	}
+	return m.codes[code].Load()
+}

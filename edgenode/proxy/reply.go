@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"bufio"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/edgecell/edgecell/edgenode/route"
+)
+
+const hexDigits = "0123456789abcdef"
+
+// newRay draws the request id of X-Edge-Ray: 16 lowercase hex digits.
+// math/rand/v2's top-level source is per-thread and lock-free.
+func (c *conn) newRay() {
+	v := rand.Uint64()
+	for i := 15; i >= 0; i-- {
+		c.ray[i] = hexDigits[v&0xf]
+		v >>= 4
+	}
+}
+
+func (c *conn) writeRay(w *bufio.Writer) {
+	w.WriteString("X-Edge-Ray: ")
+	w.Write(c.ray[:])
+	w.WriteString(c.s.raySuffix)
+	w.WriteString("\r\n")
+}
+
+// reply answers the current request with a short JSON error, e.g.
+// {"error":"unknown routing key","routing_key":"x","ray":"...-us-east"},
+// and reports whether the connection stays open.
+func (c *conn) reply(status int, msg string) bool {
+	keep := c.req.keepAlive && !c.s.closing.Load() && c.discardBody()
+	b := append(c.scratch[:0], `{"error":"`...)
+	b = appendJSONString(b, msg)
+	if c.req.hasKey {
+		b = append(b, `","routing_key":"`...)
+		b = appendJSONString(b, c.req.routingKey)
+	}
+	b = append(b, `","ray":"`...)
+	b = append(b, c.ray[:]...)
+	b = appendJSONString(b, c.s.raySuffix)
+	b = append(b, "\"}\n"...)
+	c.scratch = b
+
+	w := c.bw
+	c.armWrite(time.Now())
+	var num [20]byte
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(num[:0], int64(status), 10))
+	w.WriteByte(' ')
+	w.WriteString(http.StatusText(status))
+	w.WriteString("\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: ")
+	w.Write(strconv.AppendInt(num[:0], int64(len(b)), 10))
+	w.WriteString("\r\n")
+	c.writeRay(w)
+	c.writeConnection(w, keep)
+	w.WriteString("\r\n")
+	w.Write(b)
+	c.s.metrics.code(status)
+	return w.Flush() == nil && keep
+}
+
+// writeConnection tells the client whether the connection stays open, where
+// its protocol version does not already say so.
+func (c *conn) writeConnection(w *bufio.Writer, keep bool) {
+	switch {
+	case !keep:
+		w.WriteString("Connection: close\r\n")
+	case c.req.minor == 0:
+		w.WriteString("Connection: keep-alive\r\n")
+	}
+}
+
+// appendJSONString appends s escaped for the inside of a JSON string.
+func appendJSONString[T string | []byte](b []byte, s T) []byte {
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == '"' || ch == '\\':
+			b = append(b, '\\', ch)
+		case ch < 0x20 || ch == 0x7f:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[ch>>4], hexDigits[ch&0xf])
+		default:
+			b = append(b, ch)
+		}
+	}
+	return b
+}
+
+// writeRequestHead writes the request head for ep: path prefixed, Host
+// rewritten, hop-by-hop fields dropped, forwarding fields set.
+func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
+	r := &c.req
+	w.Write(r.method)
+	w.WriteByte(' ')
+	if len(r.target) == 1 && r.target[0] == '*' && ep.PathPrefix != "" {
+		w.WriteString(ep.PathPrefix)
+	} else {
+		w.WriteString(ep.PathPrefix)
+		w.Write(r.target)
+	}
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(ep.Host)
+	w.WriteString("\r\n")
+	xff := false
+	for i := range r.fields {
+		f := &r.fields[i]
+		switch f.kind {
+		case hOther, hRoutingKey, hEdgeEndpoint:
+			if len(r.connTokens) > 0 && r.listedInConnection(f.name) {
+				continue
+			}
+		case hTrailer:
+			if !r.chunked {
+				continue
+			}
+		case hForwardedFor:
+			xff = true
+			continue
+		default:
+			continue
+		}
+		w.Write(f.name)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+	// The client's address goes after any X-Forwarded-For values it sent, on one line.
+	w.WriteString("X-Forwarded-For: ")
+	if xff {
+		for i := range r.fields {
+			if f := &r.fields[i]; f.kind == hForwardedFor {
+				w.Write(f.value)
+				w.WriteString(", ")
+			}
+		}
+	}
+	w.Write(c.clientIP)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	if len(r.host) > 0 {
+		w.WriteString("X-Forwarded-Host: ")
+		w.Write(r.host)
+		w.WriteString("\r\n")
+	}
+	c.writeRay(w)
+	switch {
+	case r.chunked:
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	case r.contentLength >= 0:
+		var num [20]byte
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(num[:0], r.contentLength, 10))
+		w.WriteString("\r\n")
+	}
+	if r.teTrailers {
+		w.WriteString("Te: trailers\r\n")
+	}
+	if r.upgrade != nil {
+		w.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		w.Write(r.upgrade)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// writeResponseHead writes the upstream's response head to the client with
+// hop-by-hop fields dropped and the edge's own fields added.
+func (c *conn) writeResponseHead(ep *route.Endpoint, bk bodyKind, keep bool) {
+	r, w := &c.resp, c.bw
+	w.WriteString("HTTP/1.1 ")
+	w.Write(r.code)
+	w.WriteByte(' ')
+	w.Write(r.reason)
+	w.WriteString("\r\n")
+	rawChunks := bk == bodyChunked && c.req.minor >= 1
+	c.writeResponseFields(rawChunks)
+	c.writeRay(w)
+	w.WriteString("X-Edge-Endpoint: ")
+	w.WriteString(ep.Tag)
+	w.WriteString("\r\n")
+	if rawChunks {
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if r.status == 101 {
+		w.WriteString("Connection: Upgrade\r\n")
+	} else {
+		c.writeConnection(w, keep)
+	}
+	w.WriteString("\r\n")
+}
+
+func (c *conn) writeResponseFields(rawChunks bool) {
+	r, w := &c.resp, c.bw
+	for i := range r.fields {
+		f := &r.fields[i]
+		switch f.kind {
+		case hConnection, hKeepAlive, hProxyConnection, hTransferEncoding, hEdgeRay, hEdgeEndpoint, hProxyAuth:
+			continue
+		case hContentLength:
+			if r.chunked {
+				continue
+			}
+		case hTrailer:
+			if !rawChunks {
+				continue
+			}
+		case hUpgrade:
+			if r.status != 101 {
+				continue
+			}
+		default:
+			if len(r.connTokens) > 0 && r.listedInConnection(f.name) {
+				continue
+			}
+		}
+		w.Write(f.name)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+}
+
+// writeInformational relays a 1xx response (other than 101) to the client.
+func (c *conn) writeInformational() error {
+	r, w := &c.resp, c.bw
+	w.WriteString("HTTP/1.1 ")
+	w.Write(r.code)
+	w.WriteByte(' ')
+	w.Write(r.reason)
+	w.WriteString("\r\n")
+	c.writeResponseFields(false)
+	w.WriteString("\r\n")
+	return w.Flush()
+}

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func TestConnectFailureTriesNextEndpoint(t *testing.T) {
+	be := backend(t, "alive")
+	// Two dead endpoints in the edge's own region and the live one further away:
+	// every request must fail over to it.
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{
+		"dead1=http://" + closedAddr(t), "dead2=http://" + closedAddr(t), "alive@eu-west=" + be.URL,
+	}})
+	h := startProxy(t, tb, nil)
+	c := client(t)
+	for i := range 20 {
+		req, _ := http.NewRequest("POST", h.url("/"), strings.NewReader("payload"))
+		req.Header.Set("X-Routing-Key", "acme")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "alive POST / body=7" || resp.Header.Get("X-Edge-Endpoint") != "alive@eu-west" {
+			t.Fatalf("request %d: %d %q %v", i, resp.StatusCode, b, resp.Header)
+		}
+	}
+	if h.metrics.dialErrors.Load() < 20 {
+		t.Fatalf("%d dial errors counted, want at least one per request", h.metrics.dialErrors.Load())
+	}
+}
+
+// swallower accepts connections, reads a request head and its body, and hangs
+// up without answering: the request reached an upstream and may have been acted on.
+func swallower(t *testing.T, seen *atomic.Int32) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				seen.Add(1)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+func TestRequestThatReachedAnUpstreamIsNotRetried(t *testing.T) {
+	var swallowed, served atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	defer other.Close()
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{
+		"swallow=" + swallower(t, &swallowed), "other@eu-west=" + other.URL,
+	}})
+	h := startProxy(t, tb, nil)
+	c := client(t)
+	for _, body := range []string{"small", strings.Repeat("x", 1<<20)} {
+		req, _ := http.NewRequest("POST", h.url("/pay"), strings.NewReader(body))
+		req.Header.Set("X-Routing-Key", "acme")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 502 {
+			t.Fatalf("status %d, want 502", resp.StatusCode)
+		}
+	}
+	poll(t, "both POSTs swallowed", func() bool { return swallowed.Load() == 2 })
+	if served.Load() != 0 {
+		t.Fatalf("a POST whose body was sent was resent to another endpoint %d times", served.Load())
+	}
+}
+
+// TestStalePooledConnectionIsReplaced: an upstream that closes keep-alive
+// connections once idle (without having said so) leaves dead connections in
+// the pool; requests, with or without a body, must still all succeed and
+// reach it exactly once.
+func TestStalePooledConnectionIsReplaced(t *testing.T) {
+	var requests, closed atomic.Int32
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer closed.Add(1)
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				requests.Add(1)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=http://" + ln.Addr().String()}})
+	h := startProxy(t, tb, nil)
+	c := client(t)
+	for i := range 30 {
+		// The upstream has hung up on every connection so far: the pooled one is dead.
+		poll(t, "upstream idle close", func() bool { return closed.Load() == int32(i) })
+		method, body := "GET", ""
+		if i%2 == 1 {
+			method, body = "POST", "data"
+		}
+		req, _ := http.NewRequest(method, h.url("/"), strings.NewReader(body))
+		req.Header.Set("X-Routing-Key", "acme")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("%s %d: %d %q", method, i, resp.StatusCode, b)
+		}
+	}
+	if requests.Load() != 30 {
+		t.Fatalf("upstream saw %d requests, want exactly 30", requests.Load())
+	}
+}

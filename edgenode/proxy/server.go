@@ -1,0 +1,246 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgecell/edgecell/edgenode/route"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Config configures a Server. Zero durations and sizes take the defaults
+// shown.
+type Config struct {
+	// Region is this edge's region, the suffix of every X-Edge-Ray.
+	Region string
+	// Table holds the routing table; each request loads it once and
+	// finishes on that table. Required.
+	Table *atomic.Pointer[route.Table]
+	// DialContext opens upstream connections; nil uses a net.Dialer.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLSConfig is the base for https endpoints (ServerName is filled in per
+	// endpoint); nil uses the system roots.
+	TLSConfig *tls.Config
+	// DialTimeout bounds one connection attempt to an endpoint before the
+	// next endpoint is tried. Default 2s.
+	DialTimeout time.Duration
+	// MaxIdlePerHost caps the idle connections kept per upstream address.
+	// It should exceed the concurrency expected towards one upstream. Default 1024.
+	MaxIdlePerHost int
+	// UpstreamIdleTimeout closes upstream connections idle that long. Default 60s.
+	UpstreamIdleTimeout time.Duration
+	// ClientIdleTimeout closes client connections that send no (complete)
+	// request head for that long. Default 75s.
+	ClientIdleTimeout time.Duration
+	// WriteTimeout bounds how long one write to a client may block (a client
+	// that stops reading). Default 60s.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds a request or response head. Default 64 KiB.
+	MaxHeaderBytes int
+	// Metrics receives counters; nil disables them.
+	Metrics *Metrics
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// bufSize is the size of the per-connection read and write buffers: a
+// typical head and small body fit, larger bodies bypass them.
+const bufSize = 4096
+
+// Server is the proxy. Create it with New, run it with Serve, stop it with
+// Shutdown (which must be called to release its background goroutine).
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	metrics   *Metrics
+	raySuffix string
+	ups       upstreams
+	bufs      sync.Pool // *[copyBufSize]byte
+	conns     sync.Pool // *conn
+
+	mu       sync.Mutex
+	active   map[*conn]struct{}
+	lns      map[net.Listener]struct{}
+	closing  atomic.Bool
+	wg       sync.WaitGroup
+	stopJan  chan struct{}
+	janDone  chan struct{}
+	stopOnce sync.Once
+}
+
+// New creates a Server and starts its background sweeper of idle upstream
+// connections.
+func New(cfg Config) *Server {
+	if cfg.DialContext == nil {
+		cfg.DialContext = (&net.Dialer{KeepAlive: 15 * time.Second}).DialContext
+	}
+	if cfg.TLSConfig == nil {
+		cfg.TLSConfig = &tls.Config{}
+	}
+	cfg.DialTimeout = orDefault(cfg.DialTimeout, 2*time.Second)
+	cfg.UpstreamIdleTimeout = orDefault(cfg.UpstreamIdleTimeout, 60*time.Second)
+	cfg.ClientIdleTimeout = orDefault(cfg.ClientIdleTimeout, 75*time.Second)
+	cfg.WriteTimeout = orDefault(cfg.WriteTimeout, 60*time.Second)
+	cfg.MaxHeaderBytes = orDefault(cfg.MaxHeaderBytes, 64<<10)
+	cfg.MaxIdlePerHost = orDefault(cfg.MaxIdlePerHost, 1024)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
+		raySuffix: "-" + cfg.Region,
+		ups: upstreams{
+			dial:        cfg.DialContext,
+			tlsConfig:   cfg.TLSConfig,
+			dialTimeout: cfg.DialTimeout,
+			maxIdle:     cfg.MaxIdlePerHost,
+			idleTimeout: cfg.UpstreamIdleTimeout,
+			bufSize:     bufSize,
+		},
+		active:  map[*conn]struct{}{},
+		lns:     map[net.Listener]struct{}{},
+		stopJan: make(chan struct{}),
+		janDone: make(chan struct{}),
+	}
+	s.bufs.New = func() any { return new([copyBufSize]byte) }
+	s.conns.New = func() any {
+		return &conn{
+			s:        s,
+			br:       bufio.NewReaderSize(nil, bufSize),
+			bw:       bufio.NewWriterSize(nil, bufSize),
+			bodyDone: make(chan error, 1),
+		}
+	}
+	go s.janitor()
+	return s
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Serve accepts connections on ln until Shutdown, serving each on its own
+// goroutine. It returns ErrServerClosed after Shutdown, or the accept error
+// that stopped it.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				// Out of file descriptors or similar: back off, keep serving.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Error("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := s.conns.Get().(*conn)
+		c.attach(nc)
+		if !s.track(c) {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.active[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.active, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, closes idle client connections, lets requests in
+// flight finish (each connection closes after its current response) until
+// ctx is done, then closes whatever is left. It returns ctx's error if it had
+// to cut requests short.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.active {
+		c.closeIfIdle()
+	}
+	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stopJan) })
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.mu.Lock()
+		for c := range s.active {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	<-s.janDone
+	s.ups.closeIdle()
+	return err
+}
+
+// IdleUpstreamConns is the number of pooled idle upstream connections.
+func (s *Server) IdleUpstreamConns() int { return s.ups.idleCount() }
+
+func (s *Server) janitor() {
+	defer close(s.janDone)
+	t := time.NewTicker(max(s.cfg.UpstreamIdleTimeout/4, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopJan:
+			return
+		case now := <-t.C:
+			s.ups.sweep(now)
+		}
+	}
+}

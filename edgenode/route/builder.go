@@ -1,0 +1,306 @@
+package route
+
+import (
+	"fmt"
+	"hash/maphash"
+	"maps"
+	"slices"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// Builder makes a new Table, either from nothing (NewBuilder) or as an edit of
+// an existing one (Table.Edit), copying on first write only the parts it
+// changes. Events are recorded as they come; validation and the per-region
+// precomputation happen in Finish, so a change whose events are valid as a
+// whole is accepted whatever their order. A Builder is not safe for concurrent
+// use; the tables it returns are.
+type Builder struct {
+	t           Table
+	ownArray    bool
+	owned       [numBuckets / 64]uint64
+	ownCells    bool
+	ownRefs     bool
+	ownMembers  bool
+	topoChanged bool
+	puts        map[string]*pb.Cell // cells put in this edit, built in Finish
+	touched     map[string]struct{} // cells whose placements or existence changed
+}
+
+// NewBuilder starts an empty table for an edge in region.
+func NewBuilder(region string) *Builder {
+	b := &Builder{t: Table{
+		region:   region,
+		seed:     maphash.MakeSeed(),
+		buckets:  new(buckets),
+		cells:    map[string]*Cell{},
+		refs:     map[string]int32{},
+		topology: &pb.Topology{},
+	}}
+	b.t.order = newOrder(region, nil)
+	b.own()
+	return b
+}
+
+// Edit starts a new table from t. t itself is never modified.
+func (t *Table) Edit() *Builder {
+	return &Builder{t: *t}
+}
+
+// own marks every part as belonging to the builder (a brand new table).
+func (b *Builder) own() {
+	b.ownArray, b.ownCells, b.ownRefs, b.ownMembers = true, true, true, true
+	for i := range b.owned {
+		b.owned[i] = ^uint64(0)
+	}
+}
+
+// LoadState records every part of a whole state.
+func (b *Builder) LoadState(st *pb.State) error {
+	cfg := st.GetConfig()
+	b.SetTopology(&pb.Topology{Regions: cfg.GetRegions(), Latencies: cfg.GetLatencies(), DefaultCell: cfg.GetDefaultCell()})
+	for _, c := range cfg.GetCells() {
+		if err := b.PutCell(c); err != nil {
+			return err
+		}
+	}
+	for _, p := range cfg.GetPlacements() {
+		if err := b.PutPlacement(p.GetKey(), p.GetCell()); err != nil {
+			return err
+		}
+	}
+	for _, m := range st.GetMembers() {
+		if err := b.PutMember(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Apply records one event.
+func (b *Builder) Apply(ev *pb.Event) error {
+	switch k := ev.GetKind().(type) {
+	case *pb.Event_PutCell:
+		return b.PutCell(k.PutCell)
+	case *pb.Event_DeleteCell:
+		return b.DeleteCell(k.DeleteCell)
+	case *pb.Event_PutPlacement:
+		return b.PutPlacement(k.PutPlacement.GetKey(), k.PutPlacement.GetCell())
+	case *pb.Event_DeletePlacement:
+		return b.DeletePlacement(k.DeletePlacement)
+	case *pb.Event_SetTopology:
+		b.SetTopology(k.SetTopology)
+		return nil
+	case *pb.Event_PutMember:
+		return b.PutMember(k.PutMember)
+	case *pb.Event_DeleteMember:
+		return b.DeleteMember(k.DeleteMember)
+	default:
+		return fmt.Errorf("%w: event of unknown kind %T", ErrInvalidEvent, k)
+	}
+}
+
+// SetTopology replaces regions, latencies and the default cell.
+func (b *Builder) SetTopology(topo *pb.Topology) {
+	if topo == nil {
+		topo = &pb.Topology{}
+	}
+	b.t.topology = topo
+	b.topoChanged = true
+}
+
+// PutCell creates or replaces a cell.
+func (b *Builder) PutCell(c *pb.Cell) error {
+	if c.GetId() == "" {
+		return fmt.Errorf("%w: cell without id", ErrInvalidEvent)
+	}
+	if b.puts == nil {
+		b.puts = map[string]*pb.Cell{}
+	}
+	b.puts[c.GetId()] = c
+	b.touch(c.GetId())
+	return nil
+}
+
+// DeleteCell removes a cell; deleting a missing cell is not an error.
+func (b *Builder) DeleteCell(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: delete_cell without id", ErrInvalidEvent)
+	}
+	delete(b.puts, id)
+	if _, ok := b.t.cells[id]; ok {
+		b.writableCells()
+		delete(b.t.cells, id)
+	}
+	b.touch(id)
+	return nil
+}
+
+// PutPlacement places key on cell. The cell must exist when Finish runs.
+func (b *Builder) PutPlacement(key, cell string) error {
+	if key == "" || cell == "" {
+		return fmt.Errorf("%w: placement %q -> %q: key and cell are required", ErrInvalidEvent, key, cell)
+	}
+	// Share the cell's id string instead of holding one copy per placement.
+	if c := b.t.cells[cell]; c != nil {
+		cell = c.id
+	} else if pc := b.puts[cell]; pc != nil {
+		cell = pc.GetId()
+	}
+	m := b.bucket(key)
+	old, had := m[key]
+	if had && old == cell {
+		return nil
+	}
+	m[key] = cell
+	if had {
+		b.addRef(old, -1)
+	} else {
+		b.t.placements++
+	}
+	b.addRef(cell, 1)
+	return nil
+}
+
+// DeletePlacement removes key's placement; deleting a missing one is not an error.
+func (b *Builder) DeletePlacement(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: delete_placement without key", ErrInvalidEvent)
+	}
+	if _, ok := b.t.buckets[b.index(key)][key]; !ok {
+		return nil
+	}
+	m := b.bucket(key)
+	b.addRef(m[key], -1)
+	delete(m, key)
+	b.t.placements--
+	return nil
+}
+
+// PutMember creates or replaces a coordinator member by name.
+func (b *Builder) PutMember(m *pb.Member) error {
+	if m.GetName() == "" {
+		return fmt.Errorf("%w: member without name", ErrInvalidEvent)
+	}
+	b.writableMembers()
+	if i := slices.IndexFunc(b.t.members, func(x *pb.Member) bool { return x.GetName() == m.GetName() }); i >= 0 {
+		b.t.members[i] = m
+	} else {
+		b.t.members = append(b.t.members, m)
+	}
+	return nil
+}
+
+// DeleteMember removes a member by name; deleting a missing one is not an error.
+func (b *Builder) DeleteMember(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: delete_member without name", ErrInvalidEvent)
+	}
+	b.writableMembers()
+	b.t.members = slices.DeleteFunc(b.t.members, func(x *pb.Member) bool { return x.GetName() == name })
+	return nil
+}
+
+// Finish validates the edit, precomputes the changed cells and returns the
+// table at revision. Afterwards the builder may keep editing; it no longer
+// shares anything writable with the returned table.
+func (b *Builder) Finish(revision uint64) (*Table, error) {
+	if b.topoChanged {
+		b.t.order = newOrder(b.t.region, b.t.topology.GetLatencies())
+		if len(b.t.cells) > 0 {
+			b.writableCells()
+		}
+		for id, c := range b.t.cells {
+			if _, put := b.puts[id]; put {
+				continue
+			}
+			nc, err := buildCell(c.source, b.t.order, c)
+			if err != nil {
+				return nil, err
+			}
+			b.t.cells[id] = nc
+		}
+	}
+	for id, pc := range b.puts {
+		nc, err := buildCell(pc, b.t.order, b.t.cells[id])
+		if err != nil {
+			return nil, err
+		}
+		b.writableCells()
+		b.t.cells[id] = nc
+	}
+	for id := range b.touched {
+		if n := b.t.refs[id]; n > 0 && b.t.cells[id] == nil {
+			return nil, fmt.Errorf("%w: %d placement(s) name cell %q", ErrUnknownCell, n, id)
+		}
+	}
+	b.t.defaultCell = nil
+	if id := b.t.topology.GetDefaultCell(); id != "" {
+		if b.t.defaultCell = b.t.cells[id]; b.t.defaultCell == nil {
+			return nil, fmt.Errorf("%w: default cell %q", ErrUnknownCell, id)
+		}
+	}
+	b.t.revision = revision
+	t := b.t
+	*b = Builder{t: t}
+	return &t, nil
+}
+
+func (b *Builder) index(key string) uint64 {
+	return maphash.String(b.t.seed, key) & (numBuckets - 1)
+}
+
+// bucket returns the writable shard holding key, copying it on first write.
+func (b *Builder) bucket(key string) map[string]string {
+	i := b.index(key)
+	if b.owned[i/64]&(1<<(i%64)) == 0 {
+		if !b.ownArray {
+			arr := *b.t.buckets
+			b.t.buckets = &arr
+			b.ownArray = true
+		}
+		b.t.buckets[i] = maps.Clone(b.t.buckets[i])
+		b.owned[i/64] |= 1 << (i % 64)
+	}
+	if b.t.buckets[i] == nil {
+		b.t.buckets[i] = map[string]string{}
+	}
+	return b.t.buckets[i]
+}
+
+func (b *Builder) addRef(cell string, d int32) {
+	if !b.ownRefs {
+		b.t.refs = maps.Clone(b.t.refs)
+		if b.t.refs == nil {
+			b.t.refs = map[string]int32{}
+		}
+		b.ownRefs = true
+	}
+	if n := b.t.refs[cell] + d; n > 0 {
+		b.t.refs[cell] = n
+	} else {
+		delete(b.t.refs, cell)
+	}
+	b.touch(cell)
+}
+
+func (b *Builder) touch(cell string) {
+	if b.touched == nil {
+		b.touched = map[string]struct{}{}
+	}
+	b.touched[cell] = struct{}{}
+}
+
+func (b *Builder) writableCells() {
+	if !b.ownCells {
+		b.t.cells = maps.Clone(b.t.cells)
+		b.ownCells = true
+	}
+}
+
+func (b *Builder) writableMembers() {
+	if !b.ownMembers {
+		b.t.members = slices.Clone(b.t.members)
+		b.ownMembers = true
+	}
+}

@@ -1,0 +1,13 @@
+// Package route owns the edge's routing table: an immutable snapshot of the
+// routing state (cells, endpoints, placements, topology, coordinator members)
+// precomputed for one edge region, so that the request path answers "which
+// endpoint serves this routing key" with a few map lookups, no lock and no
+// allocation.
+//
+// A *Table never changes after it is built. Applying a change yields a new
+// Table that shares every part the change did not touch: placements are
+// sharded into buckets by hash and only the touched buckets are copied, so a
+// change costs O(touched buckets + cells), not O(placements). The owner keeps
+// the current Table behind an atomic pointer; a request loads it once and
+// finishes on it.
+package route

@@ -1,0 +1,90 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/edgenode/route"
+)
+
+// handle applies one stream message: the table is swapped at most once per
+// message, so a batch of changes becomes visible as a whole (each revision
+// in it complete).
+func (c *Client) handle(ctx context.Context, msg *pb.WatchResponse, acks *acker) error {
+	cur := c.cfg.Table.Load()
+	switch k := msg.GetKind().(type) {
+	case *pb.WatchResponse_Reset_:
+		st := k.Reset_
+		if st.GetRevision() < cur.Revision() {
+			// A coordinator behind this edge: the same history, older. Keep
+			// ours; its later changes apply on top of it.
+			c.log.Warn("ignoring reset older than the served state", "revision", st.GetRevision(), "served", cur.Revision())
+			return nil
+		}
+		t, err := route.Build(c.cfg.Region, st)
+		if err != nil {
+			return c.reject(ctx, acks, cur.Revision(), st.GetRevision(), err)
+		}
+		c.swap(t)
+		if c.cfg.Persister != nil {
+			c.cfg.Persister.Reset(st)
+		}
+		c.log.Info("applied reset", "revision", t.Revision(), "placements", t.Placements())
+		acks.ack(t.Revision())
+	case *pb.WatchResponse_Changes:
+		t := cur
+		var applied []*pb.Change
+		var failed error
+		var failedRev uint64
+		for _, ch := range k.Changes.GetChanges() {
+			if ch.GetRevision() <= t.Revision() {
+				continue // already have it (resumed from an older point)
+			}
+			nt, err := t.Apply(ch)
+			if err != nil {
+				failed, failedRev = err, ch.GetRevision()
+				break
+			}
+			t = nt
+			applied = append(applied, ch)
+		}
+		if t != cur {
+			c.swap(t)
+			if c.cfg.Persister != nil {
+				c.cfg.Persister.Append(applied...)
+			}
+			acks.ack(t.Revision())
+		}
+		if failed != nil {
+			return c.reject(ctx, acks, t.Revision(), failedRev, failed)
+		}
+	case *pb.WatchResponse_ProgressRevision:
+		// Progress means "nothing changed": meaningless before a first state.
+		if cur.Revision() > 0 && k.ProgressRevision > cur.Revision() {
+			t := cur.WithRevision(k.ProgressRevision)
+			c.swap(t)
+			if c.cfg.Persister != nil {
+				c.cfg.Persister.Advance(t.Revision())
+			}
+			acks.ack(t.Revision())
+		}
+	default:
+		return fmt.Errorf("%w: watch message of unknown kind %T", ErrRejected, k)
+	}
+	return nil
+}
+
+func (c *Client) swap(t *route.Table) {
+	c.cfg.Table.Store(t)
+	if c.cfg.OnSwap != nil {
+		c.cfg.OnSwap(t)
+	}
+}
+
+// reject reports a revision the edge cannot apply and ends the session.
+func (c *Client) reject(ctx context.Context, acks *acker, applied, rejected uint64, cause error) error {
+	c.log.Error("rejecting revision", "revision", rejected, "applied", applied, "err", cause)
+	acks.rejectAndFlush(ctx, applied, rejected, cause.Error())
+	return fmt.Errorf("%w: revision %d: %w", ErrRejected, rejected, cause)
+}

@@ -1,0 +1,212 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/edgenode/route"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Persister receives every state the client swaps in, in order, to write it
+// off the request path; cache.Persister implements it. Its methods must not block.
+type Persister interface {
+	Reset(*pb.State)
+	Append(...*pb.Change)
+	Advance(rev uint64)
+}
+
+// Config configures a Client. Zero durations take the defaults shown.
+type Config struct {
+	// Edge and Region identify this edge to the coordinators.
+	Edge, Region string
+	// Seeds are coordinator gRPC addresses to start from; members learnt
+	// from the state are added to them.
+	Seeds []string
+	// Table is the routing table the edge serves. The client is its only
+	// writer; it must hold a table (possibly empty) before Run.
+	Table *atomic.Pointer[route.Table]
+	// Persister, if set, is told about every swap.
+	Persister Persister
+	// DialContext opens connections to coordinators; nil uses a net.Dialer.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// BackoffBase and BackoffMax bound the jittered exponential wait between
+	// attempts. Defaults 100ms and 3s.
+	BackoffBase, BackoffMax time.Duration
+	// IdleTimeout drops a stream on which nothing (not even progress)
+	// arrived for that long. Default 30s.
+	IdleTimeout time.Duration
+	// AckTimeout bounds one Ack call. Default 5s.
+	AckTimeout time.Duration
+	// RebalanceInterval is how often a session with a coordinator outside
+	// the edge's region checks whether one in the region is known, and moves
+	// to it. Default 1m.
+	RebalanceInterval time.Duration
+	// OnSwap, if set, is called after each swap with the new table (for
+	// metrics); it must not block.
+	OnSwap func(*route.Table)
+}
+
+// Client follows the coordinators; see the package doc.
+type Client struct {
+	cfg       Config
+	log       *slog.Logger
+	connected atomic.Pointer[string]
+}
+
+// New validates cfg and returns a client; Run starts it.
+func New(cfg Config) (*Client, error) {
+	if cfg.Table == nil || cfg.Table.Load() == nil {
+		return nil, errors.New("watch: Config.Table must hold a table")
+	}
+	if cfg.Edge == "" || cfg.Region == "" {
+		return nil, errors.New("watch: Config.Edge and Config.Region are required")
+	}
+	if cfg.DialContext == nil {
+		cfg.DialContext = (&net.Dialer{}).DialContext
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cfg.BackoffBase = orDefault(cfg.BackoffBase, 100*time.Millisecond)
+	cfg.BackoffMax = orDefault(cfg.BackoffMax, 3*time.Second)
+	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, 30*time.Second)
+	cfg.AckTimeout = orDefault(cfg.AckTimeout, 5*time.Second)
+	cfg.RebalanceInterval = orDefault(cfg.RebalanceInterval, time.Minute)
+	return &Client{cfg: cfg, log: cfg.Logger.With("edge", cfg.Edge, "region", cfg.Region)}, nil
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Connected is the address of the coordinator the client currently streams
+// from, or "" between sessions.
+func (c *Client) Connected() string {
+	if p := c.connected.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Run follows the coordinators until ctx ends; it returns ctx's error.
+// The table keeps being served, unchanged, while no coordinator answers.
+func (c *Client) Run(ctx context.Context) error {
+	failures := 0
+	next := 0
+	for {
+		cands := candidates(c.cfg.Edge, c.cfg.Region, c.cfg.Table.Load().Members(), c.cfg.Seeds)
+		var err error
+		progressed := false
+		if len(cands) == 0 {
+			err = ErrNoCoordinators
+		} else {
+			// After a failure try the next address; after a good session
+			// start again from the most preferred one.
+			cand := cands[next%len(cands)]
+			progressed, err = c.session(ctx, cand)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch {
+		case errors.Is(err, ErrRebalance):
+			failures, next = 0, 0
+			continue
+		case progressed && !errors.Is(err, ErrRejected):
+			failures, next = 1, 0
+		default:
+			failures++
+			next++
+		}
+		wait := backoff(failures, c.cfg.BackoffBase, c.cfg.BackoffMax)
+		c.log.Warn("watch stream ended; reconnecting", "err", err, "revision", c.cfg.Table.Load().Revision(), "backoff", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session streams from one coordinator until the stream fails. progressed
+// reports whether at least one message was received and applied.
+func (c *Client) session(ctx context.Context, cand candidate) (progressed bool, err error) {
+	dial := c.cfg.DialContext
+	cc, err := grpc.NewClient("passthrough:///"+cand.addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dial(ctx, "tcp", addr)
+		}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	if err != nil {
+		return false, fmt.Errorf("coordinator %s: %w", cand.addr, err)
+	}
+	defer cc.Close()
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	client := pb.NewEdgeServiceClient(cc)
+	acks := newAcker(sctx, client, c.cfg.Edge, c.cfg.Region, c.cfg.AckTimeout, c.log)
+	defer acks.wait()
+	defer cancel(nil)
+
+	from := c.cfg.Table.Load().Revision()
+	stream, err := client.Watch(sctx, &pb.WatchRequest{Edge: c.cfg.Edge, Region: c.cfg.Region, FromRevision: from})
+	if err != nil {
+		return false, fmt.Errorf("coordinator %s: watch: %w", cand.addr, err)
+	}
+	idle := time.AfterFunc(c.cfg.IdleTimeout, func() { cancel(ErrStreamIdle) })
+	defer idle.Stop()
+	var rebalance <-chan time.Time
+	if !cand.local {
+		t := time.NewTicker(c.cfg.RebalanceInterval)
+		defer t.Stop()
+		rebalance = t.C
+	}
+	first := true
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if cause := context.Cause(sctx); cause != nil && ctx.Err() == nil {
+				err = cause
+			}
+			c.connected.Store(nil)
+			return progressed, fmt.Errorf("coordinator %s: %w", cand.addr, err)
+		}
+		idle.Reset(c.cfg.IdleTimeout)
+		if first {
+			first = false
+			addr := cand.addr
+			c.connected.Store(&addr)
+			c.log.Info("watching", "member", cand.addr, "revision", from)
+		}
+		if err := c.handle(sctx, msg, acks); err != nil {
+			c.connected.Store(nil)
+			return progressed, fmt.Errorf("coordinator %s: %w", cand.addr, err)
+		}
+		progressed = true
+		select {
+		case <-rebalance:
+			if cs := candidates(c.cfg.Edge, c.cfg.Region, c.cfg.Table.Load().Members(), c.cfg.Seeds); len(cs) > 0 && cs[0].local {
+				c.connected.Store(nil)
+				return true, ErrRebalance
+			}
+		default:
+		}
+	}
+}

@@ -1,0 +1,14 @@
+// Package watch owns the edge's side of the Watch protocol: it follows the
+// coordinators' state over one gRPC stream at a time, applies what arrives to
+// the routing table (swapping it atomically), reports it for persistence,
+// and acknowledges (or rejects) every revision.
+//
+// Connection policy: coordinators of the edge's own region first (members
+// arrive with the state; the configured addresses are the seed), each edge
+// in its own stable order so edges spread over the coordinators of a region.
+// A lost stream is retried with jittered exponential backoff and resumes
+// from the revision the edge serves. A change that cannot be applied is
+// rejected explicitly; the stream is then dropped and resumed from the last
+// good revision after a backoff, so a coordinator that resends the same bad
+// change does not cause a hot loop.
+package watch

@@ -52,6 +52,9 @@ type Config struct {
 	UpstreamIdleTimeout time.Duration
 	// ClientIdleTimeout closes client connections idle that long. Default 75s.
 	ClientIdleTimeout time.Duration
+	// ProxyReadMode chooses how the proxy reads connections; the default,
+	// proxy.WaitFirst, saves a system call twice per request.
+	ProxyReadMode proxy.ReadMode
 	// ShutdownTimeout bounds how long Close lets requests in flight finish. Default 10s.
 	ShutdownTimeout time.Duration
 	// WatchBackoffBase and WatchBackoffMax bound the reconnect backoff. Defaults 100ms and 3s.
@@ -104,6 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxIdlePerHost:      cfg.UpstreamMaxIdlePerHost,
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
 		ClientIdleTimeout:   cfg.ClientIdleTimeout,
+		ReadMode:            cfg.ProxyReadMode,
 		Metrics:             metrics,
 		Logger:              n.log,
 	})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgecell/edgecell/edgenode/cache"
+	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"google.golang.org/grpc"
 )
@@ -49,15 +50,7 @@ func writeCache(t testing.TB, dir string, st *pb.State) {
 	}
 }
 
-func deadAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
-}
+func deadAddr(t testing.TB) string { return edgetest.ClosedAddr(t) }
 
 func start(t testing.TB, cfg Config) *Node {
 	t.Helper()
@@ -89,16 +82,7 @@ func get(t testing.TB, url, key string) (int, string, http.Header) {
 	return resp.StatusCode, string(b), resp.Header
 }
 
-func poll(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+func poll(t testing.TB, what string, cond func() bool) { t.Helper(); edgetest.Poll(t, what, cond) }
 
 func TestFailStaticStartServesCachedSnapshotWithEveryCoordinatorDown(t *testing.T) {
 	be := backend(t, "b1")

@@ -8,9 +8,14 @@
 # with apt-get when missing (needs root). Everything it starts is stopped and
 # everything it writes is removed when it ends, however it ends.
 #
+# On a machine with two or more cores the proxy under test gets the last core
+# to itself and wrk and the upstream share the others (taskset), so that both
+# proxies are measured on the same single core, with nginx configured for it
+# (one worker) and the edge too (Go sizes itself to its CPU affinity). PIN=0
+# runs everything unpinned instead, nginx with one worker per core.
+#
 # Settings (environment): DURATION (10s), CONNECTIONS (64), THREADS (2),
-# ROUNDS (3: the median round is reported), PORT_BASE (18180),
-# EDGE_GOMAXPROCS (unset: the Go default, every core).
+# ROUNDS (3: the median round is reported), PORT_BASE (18180), PIN (1).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -22,6 +27,23 @@ UPSTREAM_PORT=$PORT_BASE
 NGINX_PORT=$((PORT_BASE + 1))
 EDGE_PORT=$((PORT_BASE + 2))
 KEY=bench
+PIN=${PIN:-1}
+CORES=$(nproc)
+# on_proxy_cpu and on_load_cpus exec: they only ever run as a background job
+# or in a pipeline (a subshell), so $! is the program's own PID, which cleanup kills.
+if [ "$PIN" = 1 ] && [ "$CORES" -ge 2 ]; then
+	PROXY_CPUS=$((CORES - 1))
+	LOAD_CPUS=0-$((CORES - 2))
+	WORKERS=1
+	on_proxy_cpu() { exec taskset -c "$PROXY_CPUS" "$@"; }
+	on_load_cpus() { exec taskset -c "$LOAD_CPUS" "$@"; }
+	PLACEMENT="proxies pinned to cpu $PROXY_CPUS (nginx: 1 worker), wrk and upstream on cpu $LOAD_CPUS"
+else
+	WORKERS=auto
+	on_proxy_cpu() { exec "$@"; }
+	on_load_cpus() { exec "$@"; }
+	PLACEMENT="unpinned (nginx: a worker per core)"
+fi
 
 cd "$(dirname "$0")/../.."
 
@@ -80,9 +102,9 @@ http {
 EOF
 
 # The reference: nginx as a reverse proxy with upstream keep-alive, one
-# worker per core, setting the same forwarding headers the edge sets.
+# worker per core it may use, setting the same forwarding headers the edge sets.
 cat >"$WORK/nginx-proxy.conf" <<EOF
-worker_processes auto;
+worker_processes $WORKERS;
 daemon off;
 pid $WORK/nginx-proxy.pid;
 error_log $WORK/nginx-proxy.err warn;
@@ -108,18 +130,16 @@ http {
 }
 EOF
 
-"$NGINX" -c "$WORK/upstream.conf" -p "$WORK" >/dev/null 2>&1 &
+on_load_cpus "$NGINX" -c "$WORK/upstream.conf" -p "$WORK" >/dev/null 2>&1 &
 PIDS+=($!)
-"$NGINX" -c "$WORK/nginx-proxy.conf" -p "$WORK" >/dev/null 2>&1 &
+on_proxy_cpu "$NGINX" -c "$WORK/nginx-proxy.conf" -p "$WORK" >/dev/null 2>&1 &
 PIDS+=($!)
 
 go build -o "$WORK/edge-bench" ./deploy/bench/edge
 mkdir -p "$WORK/edge-data"
-if [ -n "${EDGE_GOMAXPROCS:-}" ]; then export GOMAXPROCS=$EDGE_GOMAXPROCS; fi
-"$WORK/edge-bench" --listen "127.0.0.1:$EDGE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+on_proxy_cpu "$WORK/edge-bench" --listen "127.0.0.1:$EDGE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
 	--data-dir "$WORK/edge-data" --key "$KEY" >"$WORK/edge.out" 2>&1 &
 PIDS+=($!)
-unset GOMAXPROCS
 
 wait_ready() { # url name
 	for _ in $(seq 200); do
@@ -139,15 +159,16 @@ if ! curl -fsS -D - -o /dev/null -H "X-Routing-Key: $KEY" "http://127.0.0.1:$EDG
 fi
 
 rps() { # port duration
-	wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2" -H "X-Routing-Key: $KEY" "http://127.0.0.1:$1/" |
+	on_load_cpus wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2" -H "X-Routing-Key: $KEY" "http://127.0.0.1:$1/" |
 		awk '/Requests\/sec/ {print $2} /Non-2xx|Socket errors/ {print "bench-proxy: " $0 > "/dev/stderr"}'
 }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $(nproc) cores; upstream: nginx returning a fixed body"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $CORES cores, $PLACEMENT; upstream: nginx returning a fixed body"
 rps "$NGINX_PORT" 2s >/dev/null # warm up both: connections, pools, caches
 rps "$EDGE_PORT" 2s >/dev/null
 nginx_runs=()
 edge_runs=()
+ratios=()
 for round in $(seq "$ROUNDS"); do
 	# Alternate who goes first so that drift in the machine's load hits both.
 	if [ $((round % 2)) -eq 1 ]; then
@@ -155,13 +176,15 @@ for round in $(seq "$ROUNDS"); do
 	else
 		e=$(rps "$EDGE_PORT" "$DURATION"); n=$(rps "$NGINX_PORT" "$DURATION")
 	fi
+	r=$(awk -v e="$e" -v n="$n" 'BEGIN {print e / n}')
 	nginx_runs+=("$n")
 	edge_runs+=("$e")
-	printf 'round %d: nginx %10.0f rps   edge %10.0f rps   ratio %.2f\n' "$round" "$n" "$e" "$(awk -v e="$e" -v n="$n" 'BEGIN {print e / n}')"
+	ratios+=("$r")
+	printf 'round %d: nginx %10.0f rps   edge %10.0f rps   ratio %.2f\n' "$round" "$n" "$e" "$r"
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-n=$(median "${nginx_runs[@]}")
-e=$(median "${edge_runs[@]}")
-printf 'median:  nginx %10.0f rps   edge %10.0f rps\n' "$n" "$e"
-printf 'edge/nginx ratio: %.2f\n' "$(awk -v e="$e" -v n="$n" 'BEGIN {print e / n}')"
+printf 'median:  nginx %10.0f rps   edge %10.0f rps\n' "$(median "${nginx_runs[@]}")" "$(median "${edge_runs[@]}")"
+# Rounds pair the two runs that were closest in time: the median of their
+# ratios is less sensitive to the machine's changing load than a ratio of medians.
+printf 'edge/nginx ratio: %.2f (median of the rounds)\n' "$(median "${ratios[@]}")"

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/edgenode/route"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net"
 	"strconv"
 	"testing"
@@ -13,40 +12,25 @@ import (
 // request with a fixed small body, so that the benchmark measures the proxy
 // rather than the upstream.
 func rawUpstream(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello, world\n")
-	go func() {
+	return serveRaw(tb, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			// Read a head (no bodies in this benchmark).
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(line) <= 2 {
+					break
+				}
+			}
+			if _, err := c.Write(resp); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					// Read a head (no bodies in this benchmark).
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return "http://" + ln.Addr().String()
+	})
 }
 
 // rawClient sends GETs with a routing key on one keep-alive connection.
@@ -128,5 +112,3 @@ func BenchmarkDirect(b *testing.B) {
 		}
 	})
 }
-
-var _ = io.Discard

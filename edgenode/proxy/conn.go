@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bufio"
-	"io"
 	"errors"
+	"io"
 	"net"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +47,11 @@ type conn struct {
 	bodyStop bool
 	linger   bool // the client may still be sending a body nobody read
 
-	rdl, wdl time.Time // current deadlines, to refresh them lazily
-	rw       readWaiter
+	rdl, wdl  time.Time // current deadlines, to refresh them lazily
+	shortRead bool      // rdl is the short readiness deadline, not the idle one
+	rw        readWaiter
+	now       time.Time // when the last response was sent: a clock read saved
+	readErr   error
 }
 
 func (c *conn) attach(nc net.Conn) {
@@ -55,8 +60,8 @@ func (c *conn) attach(nc net.Conn) {
 	c.bw.Reset(nc)
 	c.state.Store(stateActive)
 	c.linger = false
-	c.rdl, c.wdl = time.Time{}, time.Time{}
-	c.rw.init(nc)
+	c.rdl, c.wdl, c.shortRead = time.Time{}, time.Time{}, false
+	c.rw.init(nc, c.s.cfg.ReadMode)
 	c.clientIP = c.clientIP[:0]
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.clientIP = append(c.clientIP, host...)
@@ -65,35 +70,72 @@ func (c *conn) attach(nc net.Conn) {
 
 func (c *conn) serve() {
 	defer c.finish()
+	defer func() {
+		// A bug must cost one connection, not the edge.
+		if v := recover(); v != nil {
+			c.s.log.Error("panic serving a connection", "panic", v, "stack", string(debug.Stack()))
+			c.linger = false
+		}
+	}()
+	c.now = time.Now()
 	for {
 		c.state.Store(stateIdle)
 		if c.s.closing.Load() {
 			return
 		}
-		now := time.Now()
-		if c.br.Buffered() == 0 && c.rw.rc != nil {
-			if !c.rw.wait(c.nc, now.Add(readWaitSafety)) {
+		c.req.begin()
+		if c.rw.rc != nil && c.br.Buffered() == 0 {
+			// Send the last response and wait for the next request without
+			// a speculative read. The short deadline this arms stays while
+			// the head is read; only a head slow to come gets the idle one.
+			if c.rw.flushAndWait(c.nc, c.bw, c.now.Add(readWaitSafety)) != nil {
 				return
 			}
-			c.rdl = now.Add(c.s.cfg.ClientIdleTimeout)
-			c.nc.SetReadDeadline(c.rdl)
+			c.rdl, c.shortRead = c.now.Add(readWaitSafety), true
 		} else {
-			c.armRead(now)
+			if c.bw.Buffered() > 0 && c.bw.Flush() != nil {
+				return
+			}
+			c.armRead(c.now)
 		}
-		if _, err := c.br.Peek(1); err != nil {
+		if !c.retrying(func() error { _, err := c.br.Peek(1); return err }) {
 			return
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed us while idle
 		}
-		now = time.Now()
-		if err := c.req.read(c.br, c.s.cfg.MaxHeaderBytes); err != nil {
+		start := time.Now()
+		if !c.retrying(func() error { return c.req.readHead(c.br, c.s.cfg.MaxHeaderBytes) }) {
+			c.badRequest(c.readErr)
+			return
+		}
+		if err := c.req.parse(); err != nil {
 			c.badRequest(err)
 			return
 		}
-		if !c.serveRequest(now) || c.s.closing.Load() {
+		if !c.serveRequest(start) || c.s.closing.Load() {
 			return
 		}
+	}
+}
+
+// retrying runs a client read; if it fails only because the short
+// readiness deadline passed, it arms the idle deadline and runs it again.
+// On failure the error is in c.readErr.
+func (c *conn) retrying(read func() error) bool {
+	for {
+		err := read()
+		if err == nil {
+			return true
+		}
+		if c.shortRead && errors.Is(err, os.ErrDeadlineExceeded) {
+			c.shortRead = false
+			c.rdl = time.Time{}
+			c.armRead(time.Now())
+			continue
+		}
+		c.readErr = err
+		return false
 	}
 }
 
@@ -106,6 +148,9 @@ func (c *conn) closeIfIdle() {
 
 func (c *conn) finish() {
 	c.state.Store(stateClosed)
+	if c.bw.Buffered() > 0 {
+		c.bw.Flush() // the last response, left for the next wait to send
+	}
 	if c.linger {
 		c.lingerClose()
 	}
@@ -123,7 +168,7 @@ func (c *conn) finish() {
 // armRead makes sure the read deadline is about ClientIdleTimeout away.
 func (c *conn) armRead(now time.Time) {
 	if d := now.Add(c.s.cfg.ClientIdleTimeout); d.Sub(c.rdl) > deadlineSlack {
-		c.rdl = d
+		c.rdl, c.shortRead = d, false
 		c.nc.SetReadDeadline(d)
 	}
 }
@@ -135,7 +180,6 @@ func (c *conn) armWrite(now time.Time) {
 		c.nc.SetWriteDeadline(d)
 	}
 }
-
 
 // badRequest answers a head that could not be read; the connection closes.
 func (c *conn) badRequest(err error) {

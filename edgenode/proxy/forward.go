@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"time"
 
 	"github.com/edgecell/edgecell/edgenode/route"
@@ -19,7 +21,7 @@ func (c *conn) serveRequest(start time.Time) bool {
 		return c.reply(400, "missing X-Routing-Key header")
 	}
 	t := c.s.cfg.Table.Load() // the whole request uses this one table
-	if t.Revision() == 0 {
+	if t == nil || t.Revision() == 0 {
 		return c.reply(503, "edge has no routing state yet")
 	}
 	cell := t.Lookup(r.routingKey)
@@ -81,7 +83,17 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 			streaming = true
 		}
 	}
-	if err := uc.bw.Flush(); err != nil {
+	// Send the head (and a small body) and, unless the body still has to
+	// stream, wait for the answer without a speculative read.
+	waited := uc.rw.rc != nil && !streaming
+	var err error
+	if waited {
+		err = uc.rw.flushAndWait(uc.nc, uc.bw, start.Add(readWaitSafety))
+		uc.deadline = true
+	} else {
+		err = uc.bw.Flush()
+	}
+	if err != nil {
 		uc.close()
 		if uc.reused && !c.bodyRead {
 			return false
@@ -99,12 +111,22 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 	}
 
 	resp := &c.resp
-	if uc.rw.rc != nil && uc.br.Buffered() == 0 {
-		uc.rw.wait(uc.nc, time.Now().Add(readWaitSafety))
-		uc.nc.SetReadDeadline(time.Time{})
+	shortDL := waited
+	if !waited {
+		uc.clearDeadline() // an earlier exchange may have left one armed
 	}
 	for {
-		err := resp.read(uc.br, c.s.cfg.MaxHeaderBytes)
+		resp.reset()
+		err := resp.readHead(uc.br, c.s.cfg.MaxHeaderBytes)
+		if err != nil && shortDL && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Only the readiness deadline: the upstream takes its time.
+			uc.clearDeadline()
+			shortDL = false
+			err = resp.readHead(uc.br, c.s.cfg.MaxHeaderBytes)
+		}
+		if err == nil {
+			err = resp.parse()
+		}
 		if err != nil {
 			nothing := len(resp.buf) == 0
 			uc.close()
@@ -128,10 +150,12 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 		}
 	}
 	now := time.Now()
+	c.now = now
 	if c.s.metrics != nil {
 		c.s.metrics.upstreamTime.Observe(now.Sub(start).Seconds())
 	}
 	if resp.status == 101 {
+		uc.clearDeadline()
 		if r.upgrade == nil || streaming {
 			uc.close()
 			c.waitBody(streaming)
@@ -143,11 +167,14 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 	}
 
 	bk := resp.body(len(r.method) == 4 && string(r.method) == "HEAD")
+	if bk == bodyChunked || bk == bodyUntilClose || (bk == bodyLength && resp.contentLength > int64(uc.br.Buffered())) {
+		uc.clearDeadline() // more reads to come, at the upstream's pace
+	}
 	keep := r.keepAlive && !c.s.closing.Load() && bk != bodyUntilClose && !(bk == bodyChunked && r.minor == 0)
 	c.armWrite(now)
 	c.writeResponseHead(ep, bk, keep)
 	cp := copier{bufs: &c.s.bufs, writesTo: c}
-	var err error
+	err = nil
 	switch bk {
 	case bodyLength:
 		err = cp.copyN(c.bw, uc.br, resp.contentLength)
@@ -158,14 +185,16 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 	}
 	cp.release()
 	if err == nil {
-		c.armWrite(time.Now())
-		err = c.bw.Flush()
+		c.armWrite(now)
+		if c.rw.rc == nil {
+			err = c.bw.Flush()
+		} // else the serve loop sends the rest when it starts waiting for the next request
 	}
 	c.s.metrics.code(resp.status)
 
 	bodySent := c.finishBody(uc, streaming)
 	if err == nil && bodySent && resp.reusable() && bk != bodyUntilClose {
-		c.s.ups.put(uc, time.Now())
+		c.s.ups.put(uc, now)
 	} else {
 		uc.close()
 	}

@@ -186,6 +186,7 @@ type field struct {
 // buf and are valid until the next read.
 type head struct {
 	buf           []byte
+	lineStart     int // where the line being read starts in buf (readHead resumes there)
 	fields        []field
 	minor         int // HTTP/1.minor
 	contentLength int64
@@ -198,6 +199,7 @@ type head struct {
 
 func (h *head) reset() {
 	h.buf = h.buf[:0]
+	h.lineStart = 0
 	h.fields = h.fields[:0]
 	h.connTokens = h.connTokens[:0]
 	h.minor, h.contentLength = 1, -1
@@ -205,10 +207,10 @@ func (h *head) reset() {
 }
 
 // readHead reads lines up to and including the empty line ending a head
-// into h.buf, skipping empty lines before the first one. It returns the
-// number of bytes of h.buf that are the head.
+// into h.buf, skipping empty lines before the first one. After an error
+// (a deadline, say) it may be called again to resume where it stopped:
+// bufio hands over what it had read, and h keeps it.
 func (h *head) readHead(br *bufio.Reader, limit int) error {
-	lineStart := 0
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(h.buf)+len(line) > limit {
@@ -221,15 +223,15 @@ func (h *head) readHead(br *bufio.Reader, limit int) error {
 		if err != nil {
 			return err
 		}
-		l := h.buf[lineStart:]
+		l := h.buf[h.lineStart:]
 		if len(l) == 1 || (len(l) == 2 && l[0] == '\r') {
-			if lineStart == 0 {
+			if h.lineStart == 0 {
 				h.buf = h.buf[:0] // tolerated empty line before a request
 				continue
 			}
 			return nil
 		}
-		lineStart = len(h.buf)
+		h.lineStart = len(h.buf)
 	}
 }
 

@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 )
 
 // echoHeaders is a backend that answers with the request it received, as JSON,
@@ -36,12 +34,7 @@ type echoed struct {
 // rawRequest writes raw bytes to the proxy and returns the parsed response.
 func rawRequest(t *testing.T, addr, raw string) (*http.Response, string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialRaw(t, addr)
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}

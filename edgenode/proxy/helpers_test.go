@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	"github.com/edgecell/edgecell/edgenode/route"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
 // cellSpec is a cell for a test table: endpoint id -> URL, all in region us-east
@@ -87,6 +88,13 @@ func startProxy(t testing.TB, tb *route.Table, tweak func(*Config)) *harness {
 	return h
 }
 
+// readModes runs fn once per way of reading connections.
+func readModes(t *testing.T, fn func(t *testing.T, mode func(*Config))) {
+	for name, m := range map[string]ReadMode{"wait-first": WaitFirst, "read-first": ReadFirst} {
+		t.Run(name, func(t *testing.T) { fn(t, func(c *Config) { c.ReadMode = m }) })
+	}
+}
+
 // client returns an HTTP client with its own connection pool, closed at cleanup.
 func client(t testing.TB) *http.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
@@ -96,15 +104,21 @@ func client(t testing.TB) *http.Client {
 
 func (h *harness) url(path string) string { return "http://" + h.addr + path }
 
-func (h *harness) get(t testing.TB, c *http.Client, key, path string) (*http.Response, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", h.url(path), nil)
+// request makes a request to the proxy with routing key key (none if empty).
+func (h *harness) request(method, key, path string, body io.Reader) *http.Request {
+	req, _ := http.NewRequest(method, h.url(path), body)
 	if key != "" {
 		req.Header.Set("X-Routing-Key", key)
 	}
-	resp, err := c.Do(req)
+	return req
+}
+
+// do sends a request through c and returns the response with its whole body.
+func (h *harness) do(t testing.TB, c *http.Client, method, key, path string, body io.Reader) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Do(h.request(method, key, path, body))
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -112,6 +126,46 @@ func (h *harness) get(t testing.TB, c *http.Client, key, path string) (*http.Res
 		t.Fatalf("reading body: %v", err)
 	}
 	return resp, string(b)
+}
+
+func (h *harness) get(t testing.TB, c *http.Client, key, path string) (*http.Response, string) {
+	t.Helper()
+	return h.do(t, c, "GET", key, path, nil)
+}
+
+// serveRaw runs handle on every connection accepted on a loopback listener,
+// for upstreams that misbehave in ways net/http would not; it returns the URL.
+func serveRaw(t testing.TB, handle func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// dialRaw opens a client connection to addr that gives up after 10s.
+func dialRaw(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
 }
 
 // backend is an httptest server answering with its name, method, path and selected headers.
@@ -126,24 +180,7 @@ func backend(t testing.TB, name string) *httptest.Server {
 }
 
 // closedAddr returns a loopback address where nothing listens.
-func closedAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func closedAddr(t testing.TB) string { return edgetest.ClosedAddr(t) }
 
 // poll waits for cond with a deadline instead of sleeping a fixed time.
-func poll(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+func poll(t testing.TB, what string, cond func() bool) { t.Helper(); edgetest.Poll(t, what, cond) }

@@ -15,13 +15,17 @@ type errBody struct {
 }
 
 func TestStatusCodesAndBodies(t *testing.T) {
+	readModes(t, testStatusCodesAndBodies)
+}
+
+func testStatusCodesAndBodies(t *testing.T, mode func(*Config)) {
 	b1 := backend(t, "b1")
 	tb := buildTable(t, 5, "", map[string]string{"acme": "c1", "ghost-town": "empty", "down": "dead"},
 		cellSpec{"c1", []string{"e1=" + b1.URL + "/prefix/"}},
 		cellSpec{"empty", nil},
 		cellSpec{"dead", []string{"d1=http://" + closedAddr(t), "d2@eu-west=http://" + closedAddr(t)}},
 	)
-	h := startProxy(t, tb, nil)
+	h := startProxy(t, tb, mode)
 	c := client(t)
 	tests := []struct {
 		name     string

@@ -171,11 +171,7 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 // hop-by-hop fields dropped and the edge's own fields added.
 func (c *conn) writeResponseHead(ep *route.Endpoint, bk bodyKind, keep bool) {
 	r, w := &c.resp, c.bw
-	w.WriteString("HTTP/1.1 ")
-	w.Write(r.code)
-	w.WriteByte(' ')
-	w.Write(r.reason)
-	w.WriteString("\r\n")
+	c.writeStatusLine()
 	rawChunks := bk == bodyChunked && c.req.minor >= 1
 	c.writeResponseFields(rawChunks)
 	c.writeRay(w)
@@ -226,13 +222,18 @@ func (c *conn) writeResponseFields(rawChunks bool) {
 
 // writeInformational relays a 1xx response (other than 101) to the client.
 func (c *conn) writeInformational() error {
-	r, w := &c.resp, c.bw
-	w.WriteString("HTTP/1.1 ")
-	w.Write(r.code)
-	w.WriteByte(' ')
-	w.Write(r.reason)
-	w.WriteString("\r\n")
+	c.writeStatusLine()
 	c.writeResponseFields(false)
+	c.bw.WriteString("\r\n")
+	return c.bw.Flush()
+}
+
+// writeStatusLine writes the upstream's status in the edge's HTTP version.
+func (c *conn) writeStatusLine() {
+	w := c.bw
+	w.WriteString("HTTP/1.1 ")
+	w.Write(c.resp.code)
+	w.WriteByte(' ')
+	w.Write(c.resp.reason)
 	w.WriteString("\r\n")
-	return w.Flush()
 }

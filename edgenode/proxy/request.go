@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 )
 
@@ -19,14 +18,15 @@ type request struct {
 	keepAlive      bool
 }
 
-// read reads and parses the next request head.
-func (r *request) read(br *bufio.Reader, limit int) error {
+// begin prepares for reading the next request head with readHead.
+func (r *request) begin() {
 	r.reset()
 	r.method, r.target, r.host, r.routingKey, r.upgrade = nil, nil, nil, nil, nil
 	r.hasKey, r.expect100, r.teTrailers, r.keepAlive = false, false, false, false
-	if err := r.readHead(br, limit); err != nil {
-		return err
-	}
+}
+
+// parse parses the head readHead read.
+func (r *request) parse() error {
 	i := bytes.IndexByte(r.buf, '\n')
 	line := r.buf[:i]
 	if n := len(line); n > 0 && line[n-1] == '\r' {

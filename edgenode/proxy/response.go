@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 )
 
@@ -23,11 +22,8 @@ const (
 	bodyUntilClose
 )
 
-func (r *response) read(br *bufio.Reader, limit int) error {
-	r.reset()
-	if err := r.readHead(br, limit); err != nil {
-		return err
-	}
+// parse parses the head readHead read (after reset).
+func (r *response) parse() error {
 	i := bytes.IndexByte(r.buf, '\n')
 	line := r.buf[:i]
 	if n := len(line); n > 0 && line[n-1] == '\r' {

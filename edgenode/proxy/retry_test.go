@@ -21,15 +21,8 @@ func TestConnectFailureTriesNextEndpoint(t *testing.T) {
 	h := startProxy(t, tb, nil)
 	c := client(t)
 	for i := range 20 {
-		req, _ := http.NewRequest("POST", h.url("/"), strings.NewReader("payload"))
-		req.Header.Set("X-Routing-Key", "acme")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != "alive POST / body=7" || resp.Header.Get("X-Edge-Endpoint") != "alive@eu-west" {
+		resp, b := h.do(t, c, "POST", "acme", "/", strings.NewReader("payload"))
+		if resp.StatusCode != 200 || b != "alive POST / body=7" || resp.Header.Get("X-Edge-Endpoint") != "alive@eu-west" {
 			t.Fatalf("request %d: %d %q %v", i, resp.StatusCode, b, resp.Header)
 		}
 	}
@@ -38,32 +31,17 @@ func TestConnectFailureTriesNextEndpoint(t *testing.T) {
 	}
 }
 
-// swallower accepts connections, reads a request head and its body, and hangs
-// up without answering: the request reached an upstream and may have been acted on.
+// swallower reads a request head and its body, and hangs up without
+// answering: the request reached an upstream and may have been acted on.
 func swallower(t *testing.T, seen *atomic.Int32) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				seen.Add(1)
-			}()
+	return serveRaw(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	return "http://" + ln.Addr().String()
+		io.Copy(io.Discard, req.Body)
+		seen.Add(1)
+	})
 }
 
 func TestRequestThatReachedAnUpstreamIsNotRetried(t *testing.T) {
@@ -76,14 +54,7 @@ func TestRequestThatReachedAnUpstreamIsNotRetried(t *testing.T) {
 	h := startProxy(t, tb, nil)
 	c := client(t)
 	for _, body := range []string{"small", strings.Repeat("x", 1<<20)} {
-		req, _ := http.NewRequest("POST", h.url("/pay"), strings.NewReader(body))
-		req.Header.Set("X-Routing-Key", "acme")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 502 {
+		if resp, _ := h.do(t, c, "POST", "acme", "/pay", strings.NewReader(body)); resp.StatusCode != 502 {
 			t.Fatalf("status %d, want 502", resp.StatusCode)
 		}
 	}
@@ -98,33 +69,23 @@ func TestRequestThatReachedAnUpstreamIsNotRetried(t *testing.T) {
 // the pool; requests, with or without a body, must still all succeed and
 // reach it exactly once.
 func TestStalePooledConnectionIsReplaced(t *testing.T) {
+	readModes(t, testStalePooledConnectionIsReplaced)
+}
+
+func testStalePooledConnectionIsReplaced(t *testing.T, mode func(*Config)) {
 	var requests, closed atomic.Int32
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer closed.Add(1)
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				requests.Add(1)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}()
+	up := serveRaw(t, func(c net.Conn) {
+		defer closed.Add(1)
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=http://" + ln.Addr().String()}})
-	h := startProxy(t, tb, nil)
+		io.Copy(io.Discard, req.Body)
+		requests.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + up}})
+	h := startProxy(t, tb, mode)
 	c := client(t)
 	for i := range 30 {
 		// The upstream has hung up on every connection so far: the pooled one is dead.
@@ -133,15 +94,7 @@ func TestStalePooledConnectionIsReplaced(t *testing.T) {
 		if i%2 == 1 {
 			method, body = "POST", "data"
 		}
-		req, _ := http.NewRequest(method, h.url("/"), strings.NewReader(body))
-		req.Header.Set("X-Routing-Key", "acme")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != "ok" {
+		if resp, b := h.do(t, c, method, "acme", "/", strings.NewReader(body)); resp.StatusCode != 200 || b != "ok" {
 			t.Fatalf("%s %d: %d %q", method, i, resp.StatusCode, b)
 		}
 	}

@@ -47,6 +47,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxHeaderBytes bounds a request or response head. Default 64 KiB.
 	MaxHeaderBytes int
+	// ReadMode chooses how connections are read. Default WaitFirst.
+	ReadMode ReadMode
 	// Metrics receives counters; nil disables them.
 	Metrics *Metrics
 	// Logger; nil discards.
@@ -108,6 +110,7 @@ func New(cfg Config) *Server {
 			maxIdle:     cfg.MaxIdlePerHost,
 			idleTimeout: cfg.UpstreamIdleTimeout,
 			bufSize:     bufSize,
+			readMode:    cfg.ReadMode,
 		},
 		active:  map[*conn]struct{}{},
 		lns:     map[net.Listener]struct{}{},

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -44,15 +43,8 @@ func TestRequestBodyIsStreamed(t *testing.T) {
 			pw.CloseWithError(fmt.Errorf("backend never saw the first bytes: the edge buffers request bodies"))
 		}
 	}()
-	req, _ := http.NewRequest("POST", h.url("/upload"), pr) // unknown length: chunked
-	req.Header.Set("X-Routing-Key", "acme")
-	resp, err := client(t).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || string(body) != "got first+second" {
+	// Unknown length: sent chunked.
+	if resp, body := h.do(t, client(t), "POST", "acme", "/upload", pr); resp.StatusCode != 200 || body != "got first+second" {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 }
@@ -83,9 +75,7 @@ func TestResponseIsStreamed(t *testing.T) {
 			}
 			tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
 			h := startProxy(t, tb, nil)
-			req, _ := http.NewRequest("GET", h.url("/events"), nil)
-			req.Header.Set("X-Routing-Key", "acme")
-			resp, err := client(t).Do(req)
+			resp, err := client(t).Do(h.request("GET", "acme", "/events", nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,6 +103,10 @@ func TestLargeBodiesBothWays(t *testing.T) {
 			http.Error(w, err.Error(), 500)
 			return
 		}
+		if r.URL.Query().Get("small") != "" {
+			io.WriteString(w, "small")
+			return
+		}
 		w.Header().Set("X-Upload-Sha", fmt.Sprintf("%x", h.Sum(nil)))
 		w.Header().Set("X-Upload-Len", fmt.Sprint(n))
 		if r.URL.Query().Get("len") == "known" {
@@ -132,6 +126,10 @@ func TestLargeBodiesBothWays(t *testing.T) {
 	c := client(t)
 	for _, mode := range []string{"known", "chunked"} {
 		t.Run(mode, func(t *testing.T) {
+			// A small exchange first, so that the large one reuses its upstream connection.
+			if resp, body := h.do(t, c, "GET", "acme", "/blob?small=1", nil); resp.StatusCode != 200 || body != "small" {
+				t.Fatalf("small exchange: %d %q", resp.StatusCode, body)
+			}
 			up := make([]byte, size)
 			for i := range up {
 				up[i] = byte(i * 7)
@@ -140,9 +138,7 @@ func TestLargeBodiesBothWays(t *testing.T) {
 			if mode == "chunked" {
 				body = io.MultiReader(body) // hides the length: sent chunked
 			}
-			req, _ := http.NewRequest("PUT", h.url("/blob?len="+mode), body)
-			req.Header.Set("X-Routing-Key", "acme")
-			resp, err := c.Do(req)
+			resp, err := c.Do(h.request("PUT", "acme", "/blob?len="+mode, body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -192,14 +188,7 @@ func TestUpstreamAnswersBeforeReadingTheBody(t *testing.T) {
 		pw.Close()
 	}()
 	defer pw.CloseWithError(io.ErrClosedPipe)
-	req, _ := http.NewRequest("POST", h.url("/"), pr)
-	req.Header.Set("X-Routing-Key", "acme")
-	resp, err := client(t).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 413 {
+	if resp, _ := h.do(t, client(t), "POST", "acme", "/", pr); resp.StatusCode != 413 {
 		t.Fatalf("status %d, want the upstream's 413", resp.StatusCode)
 	}
 }
@@ -208,12 +197,7 @@ func TestExpectContinueHeadAndKeepAlive(t *testing.T) {
 	be := backend(t, "b1")
 	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
 	h := startProxy(t, tb, nil)
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialRaw(t, h.addr)
 	br := bufio.NewReader(c)
 	io.WriteString(c, "POST /p HTTP/1.1\r\nHost: x\r\nX-Routing-Key: acme\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
 	line, _ := br.ReadString('\n')
@@ -280,12 +264,7 @@ func TestUpgradeIsTunnelled(t *testing.T) {
 	defer be.Close()
 	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
 	h := startProxy(t, tb, nil)
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialRaw(t, h.addr)
 	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nX-Routing-Key: acme\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)

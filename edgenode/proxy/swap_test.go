@@ -21,6 +21,10 @@ import (
 // path prefix it reports come from the same version) and a client never
 // sees the version go back.
 func TestSwapUnderConcurrentRequests(t *testing.T) {
+	readModes(t, testSwapUnderConcurrentRequests)
+}
+
+func testSwapUnderConcurrentRequests(t *testing.T, mode func(*Config)) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.URL.Path)
 	}))
@@ -31,7 +35,7 @@ func TestSwapUnderConcurrentRequests(t *testing.T) {
 	table := func(v int) *route.Table {
 		return buildTable(t, uint64(v), "", map[string]string{"k": fmt.Sprintf("c%d", v)}, version(v))
 	}
-	h := startProxy(t, buildTable(t, 1, "", map[string]string{"k": "c1"}, version(1)), nil)
+	h := startProxy(t, buildTable(t, 1, "", map[string]string{"k": "c1"}, version(1)), mode)
 
 	// Swap continuously until the clients have made enough requests.
 	var completed atomic.Int64
@@ -59,9 +63,7 @@ func TestSwapUnderConcurrentRequests(t *testing.T) {
 					}
 				default:
 				}
-				req, _ := http.NewRequest("GET", h.url("/req"), nil)
-				req.Header.Set("X-Routing-Key", "k")
-				resp, err := c.Do(req)
+				resp, err := c.Do(h.request("GET", "k", "/req", nil))
 				if err != nil {
 					errs <- err
 					return
@@ -119,9 +121,7 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	// ...and a request in flight.
 	result := make(chan string, 1)
 	go func() {
-		req, _ := http.NewRequest("GET", h.url("/slow"), nil)
-		req.Header.Set("X-Routing-Key", "acme")
-		resp, err := client(t).Do(req)
+		resp, err := client(t).Do(h.request("GET", "acme", "/slow", nil))
 		if err != nil {
 			result <- err.Error()
 			return

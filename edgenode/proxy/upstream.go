@@ -29,9 +29,19 @@ type upConn struct {
 	reused    bool
 	rw        readWaiter
 	probe     syscall.RawConn // the socket under nc, for alive; nil if hidden
+	deadline  bool            // a read deadline may be armed
 }
 
 func (uc *upConn) close() { uc.nc.Close() }
+
+// clearDeadline removes the readiness deadline left armed by the last
+// exchange (left there when the whole response came in the first read).
+func (uc *upConn) clearDeadline() {
+	if uc.deadline {
+		uc.nc.SetReadDeadline(time.Time{})
+		uc.deadline = false
+	}
+}
 
 // pool holds the idle connections to one upstream address, most recently
 // used first (so a shrinking load lets the oldest ones expire).
@@ -52,6 +62,7 @@ type upstreams struct {
 	maxIdle     int
 	idleTimeout time.Duration
 	bufSize     int
+	readMode    ReadMode
 
 	mu    sync.Mutex // serialises pool creation
 	pools atomic.Pointer[map[string]*pool]
@@ -131,6 +142,7 @@ func alive(uc *upConn) bool {
 	if rc == nil {
 		return true
 	}
+	uc.clearDeadline() // an expired deadline would fail the probe unlooked
 	var ok bool
 	err := rc.Read(func(fd uintptr) bool {
 		var b [1]byte
@@ -167,7 +179,7 @@ func (u *upstreams) dialConn(ep *route.Endpoint, p *pool) (*upConn, error) {
 		bw:   bufio.NewWriterSize(nc, u.bufSize),
 		pool: p,
 	}
-	uc.rw.init(nc)
+	uc.rw.init(nc, u.readMode)
 	uc.probe = rawConn(nc)
 	return uc, nil
 }

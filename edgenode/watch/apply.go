@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/edgenode/route"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
 // handle applies one stream message: the table is swapped at most once per

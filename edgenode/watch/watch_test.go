@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	"github.com/edgecell/edgecell/edgenode/route"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"google.golang.org/grpc"
 )
 
@@ -108,16 +109,7 @@ func (f *fakeCoordinator) waitAck(t *testing.T, what string, pred func(*pb.AckRe
 	return found
 }
 
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+func poll(t *testing.T, what string, cond func() bool) { t.Helper(); edgetest.Poll(t, what, cond) }
 
 type recordingPersister struct {
 	mu  sync.Mutex
@@ -336,12 +328,7 @@ func TestSilentStreamIsDropped(t *testing.T) {
 }
 
 func TestUnreachableCoordinatorsKeepServingAndRetry(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := edgetest.ClosedAddr(t)
 	var dials atomic.Int32
 	e := startEdge(t, "us-east", []string{dead}, func(c *Config) {
 		c.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {

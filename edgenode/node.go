@@ -52,8 +52,9 @@ type Config struct {
 	UpstreamIdleTimeout time.Duration
 	// ClientIdleTimeout closes client connections idle that long. Default 75s.
 	ClientIdleTimeout time.Duration
-	// ProxyReadMode chooses how the proxy reads connections; the default,
-	// proxy.WaitFirst, saves a system call twice per request.
+	// ProxyReadMode chooses how the proxy reads connections. The default,
+	// proxy.ReadFirst, never stalls; proxy.WaitFirst saves a system call
+	// twice per request but can stall a request up to 10 ms in rare cases.
 	ProxyReadMode proxy.ReadMode
 	// ShutdownTimeout bounds how long Close lets requests in flight finish. Default 10s.
 	ShutdownTimeout time.Duration

@@ -15,7 +15,9 @@
 # runs everything unpinned instead, nginx with one worker per core.
 #
 # Settings (environment): DURATION (10s), CONNECTIONS (64), THREADS (2),
-# ROUNDS (3: the median round is reported), PORT_BASE (18180), PIN (1).
+# ROUNDS (3: the median round is reported), PORT_BASE (18180), PIN (1),
+# READ_MODE (read-first, the edge's default; wait-first saves a system call
+# per read at the price of rare 10 ms stalls, see edgenode/proxy/DESIGN.md).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -28,6 +30,7 @@ NGINX_PORT=$((PORT_BASE + 1))
 EDGE_PORT=$((PORT_BASE + 2))
 KEY=bench
 PIN=${PIN:-1}
+READ_MODE=${READ_MODE:-read-first}
 CORES=$(nproc)
 # on_proxy_cpu and on_load_cpus exec: they only ever run as a background job
 # or in a pipeline (a subshell), so $! is the program's own PID, which cleanup kills.
@@ -138,7 +141,7 @@ PIDS+=($!)
 go build -o "$WORK/edge-bench" ./deploy/bench/edge
 mkdir -p "$WORK/edge-data"
 on_proxy_cpu "$WORK/edge-bench" --listen "127.0.0.1:$EDGE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
-	--data-dir "$WORK/edge-data" --key "$KEY" >"$WORK/edge.out" 2>&1 &
+	--data-dir "$WORK/edge-data" --key "$KEY" --read-mode "$READ_MODE" >"$WORK/edge.out" 2>&1 &
 PIDS+=($!)
 
 wait_ready() { # url name
@@ -163,7 +166,7 @@ rps() { # port duration
 		awk '/Requests\/sec/ {print $2} /Non-2xx|Socket errors/ {print "bench-proxy: " $0 > "/dev/stderr"}'
 }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $CORES cores, $PLACEMENT; upstream: nginx returning a fixed body"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $CORES cores, $PLACEMENT; edge read mode $READ_MODE; upstream: nginx returning a fixed body"
 rps "$NGINX_PORT" 2s >/dev/null # warm up both: connections, pools, caches
 rps "$EDGE_PORT" 2s >/dev/null
 nginx_runs=()

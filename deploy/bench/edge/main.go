@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgecell/edgecell/edgenode"
 	"github.com/edgecell/edgecell/edgenode/cache"
+	"github.com/edgecell/edgecell/edgenode/proxy"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
@@ -29,6 +30,7 @@ func main() {
 	key := flag.String("key", "bench", "routing key placed on the upstream's cell")
 	placements := flag.Int("placements", 100000, "placements in the table (realistic lookups)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	readMode := flag.String("read-mode", "read-first", "proxy read mode: read-first (default) or wait-first")
 	flag.Parse()
 	if *dataDir == "" {
 		fmt.Fprintln(os.Stderr, "edge: --data-dir is required")
@@ -44,14 +46,14 @@ func main() {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*listen, *upstream, *dataDir, *key, *placements); err != nil {
+	if err := run(*listen, *upstream, *dataDir, *key, *readMode, *placements); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, upstream, dataDir, key string, placements int) error {
+func run(listen, upstream, dataDir, key, readMode string, placements int) error {
 	st := &pb.State{Revision: 1, Config: &pb.RoutingConfig{
 		Regions: []*pb.Region{{Name: "bench"}},
 		Cells: []*pb.Cell{{Id: "bench-cell", Endpoints: []*pb.Endpoint{
@@ -76,12 +78,21 @@ func run(listen, upstream, dataDir, key string, placements int) error {
 	}
 	st = nil // let the proto go: the edge holds only its table
 
+	mode := proxy.ReadFirst
+	switch readMode {
+	case "read-first":
+	case "wait-first":
+		mode = proxy.WaitFirst
+	default:
+		return fmt.Errorf("--read-mode %q: want read-first or wait-first", readMode)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := edgenode.Start(ctx, edgenode.Config{
 		Name: "bench-edge", Region: "bench", DataDir: dataDir, Listen: listen,
-		Coordinators: []string{"127.0.0.1:1"}, // nobody there: fail-static
-		Logger:       log,
+		Coordinators:  []string{"127.0.0.1:1"}, // nobody there: fail-static
+		Logger:        log,
+		ProxyReadMode: mode,
 	})
 	if err != nil {
 		return err

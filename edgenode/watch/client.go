@@ -200,6 +200,17 @@ func (c *Client) session(ctx context.Context, cand candidate) (progressed bool, 
 			return progressed, fmt.Errorf("coordinator %s: %w", cand.addr, err)
 		}
 		progressed = true
+		if cand.blind {
+			// Connected through a seed before knowing any region: move to
+			// a coordinator of our own region as soon as one is known.
+			// Only once: if it fails, the next pick is informed and the
+			// periodic rebalance takes over, so there is no reconnect loop.
+			cand.blind = false
+			if cs := candidates(c.cfg.Edge, c.cfg.Region, c.cfg.Table.Load().Members(), c.cfg.Seeds); len(cs) > 0 && cs[0].local && cs[0].addr != cand.addr {
+				c.connected.Store(nil)
+				return true, ErrRebalance
+			}
+		}
 		select {
 		case <-rebalance:
 			if cs := candidates(c.cfg.Edge, c.cfg.Region, c.cfg.Table.Load().Members(), c.cfg.Seeds); len(cs) > 0 && cs[0].local {

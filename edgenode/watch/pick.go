@@ -13,6 +13,9 @@ import (
 type candidate struct {
 	addr  string
 	local bool
+	// blind: picked while no member (hence no region) was known, from the
+	// seeds alone. Such a session moves home as soon as the members arrive.
+	blind bool
 }
 
 // candidates orders the addresses to try: coordinators in the edge's region
@@ -59,7 +62,13 @@ func candidates(edge, region string, members []*pb.Member, seeds []string) []can
 	}
 	slices.SortFunc(local, byRank)
 	slices.SortFunc(other, byRank)
-	return append(local, other...)
+	out := append(local, other...)
+	if len(members) == 0 {
+		for i := range out {
+			out[i].blind = true
+		}
+	}
+	return out
 }
 
 // backoff returns the wait before attempt n (n >= 1 after a failure): full

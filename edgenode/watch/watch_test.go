@@ -315,6 +315,24 @@ func TestMovesToCoordinatorInOwnRegion(t *testing.T) {
 	poll(t, "connected to the near coordinator", func() bool { return e.client.Connected() == near.addr })
 }
 
+func TestFirstSessionFromSeedsMovesHomeAtOnce(t *testing.T) {
+	far := startCoordinator(t)  // eu-west, the only seed
+	near := startCoordinator(t) // us-east, learnt from the first reset
+	// No periodic rebalance within the test: the move must come from
+	// learning the members while connected blindly through a seed.
+	e := startEdge(t, "us-east", []string{far.addr}, func(c *Config) { c.RebalanceInterval = time.Hour })
+	w := far.nextWatch(t)
+	w.push(t, reset(state(10,
+		&pb.Member{Name: "far", Region: "eu-west", GrpcAddr: far.addr},
+		&pb.Member{Name: "near", Region: "us-east", GrpcAddr: near.addr})))
+	w2 := near.nextWatch(t)
+	if w2.req.GetFromRevision() != 10 {
+		t.Fatalf("moved with from_revision %d, want 10", w2.req.GetFromRevision())
+	}
+	w2.push(t, progress(10))
+	poll(t, "connected to the near coordinator", func() bool { return e.client.Connected() == near.addr })
+}
+
 func TestSilentStreamIsDropped(t *testing.T) {
 	co := startCoordinator(t)
 	e := startEdge(t, "us-east", []string{co.addr}, func(c *Config) { c.IdleTimeout = 50 * time.Millisecond })

@@ -262,7 +262,7 @@ func (h *head) parseFields(rest []byte) error {
 			}
 		}
 		value := trimOWS(line[colon+1:])
-		if bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, 0) >= 0 {
+		if !validFieldValue(value) {
 			return errMalformed
 		}
 		f := field{name: name, value: value, kind: classify(name)}
@@ -275,6 +275,18 @@ func (h *head) parseFields(rest []byte) error {
 		return errMalformed // both framings: refuse rather than guess (smuggling)
 	}
 	return nil
+}
+
+// validFieldValue reports whether v holds only field-vchars, spaces and tabs
+// (RFC 9110 5.5). Control characters, a bare CR above all, are refused rather
+// than forwarded: an upstream may read them as line ends.
+func validFieldValue(v []byte) bool {
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *head) noteField(f *field) error {

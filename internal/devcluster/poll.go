@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/freeport"
 )
 
 // pollInterval is how often waits re-check their condition.
@@ -36,14 +38,6 @@ func loopback(base, i int) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i))
 }
 
-// freeLoopbackAddr finds a port nothing listens on now. Another process may take
-// it before it is used; for raft addresses, which every member must know before
-// any starts, there is no better way.
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// freeLoopbackAddr finds a port nothing listens on now, below the ephemeral
+// range (see freeport), so that a coordinator restarted on it finds it free.
+func freeLoopbackAddr() (string, error) { return freeport.Loopback() }

@@ -3,9 +3,10 @@
 package testutil
 
 import (
-	"net"
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/freeport"
 )
 
 // Eventually polls cond every few milliseconds until it returns nil or the
@@ -29,14 +30,13 @@ func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
 
 // FreeAddr returns a loopback address with a port that was free a moment ago.
 // Use it only where an address must be known before the listener exists (raft
-// peers named in an initial cluster); otherwise listen on 127.0.0.1:0.
+// peers named in an initial cluster, restarts on the same address); otherwise
+// listen on 127.0.0.1:0.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Loopback()
 	if err != nil {
 		tb.Fatalf("find a free port: %v", err)
 	}
-	addr := l.Addr().String()
-	l.Close()
 	return addr
 }

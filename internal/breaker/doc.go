@@ -1,0 +1,67 @@
+// Package breaker owns circuit-breaker logic for endpoints: the coordinators'
+// replicated breaker (Breaker) and the edge's hot-path gate (RequestPath).
+//
+// # The replicated breaker
+//
+// Breaker is a deterministic state machine (closed, open, half-open) with no
+// clock, randomness, I/O or pointers: every method takes the time as an
+// argument, and the coordinators pass the leader's timestamp carried by the
+// raft command being applied. Applying the same calls with the same times to
+// two copies gives two equal values (Breaker is comparable with ==), so every
+// coordinator holds the same breaker at the same revision. A Breaker is a
+// value: assigning it copies it entirely, so a copy-on-write store can keep
+// the old version while the next one is built.
+//
+// Who calls what, all inside the raft apply of one command:
+//
+//   - Observe: an edge's batch of proxy outcomes for the endpoint.
+//   - Tick: the leader's ticker, when Deadline has passed (ejection ended,
+//     a trip to forget).
+//   - GrantProbe: an edge asking to probe a half-open endpoint; the result
+//     goes back to that edge.
+//   - ProbeResult: the lease holder's probe outcome.
+//   - Reset: an operator (`edgecell breaker reset`).
+//
+// Time never runs backwards inside a Breaker: a time earlier than one it has
+// already seen (a new leader whose clock lags) is treated as that time.
+//
+// # Rules
+//
+// Closed -> open when, among outcomes reported while closed, either
+// ConsecutiveFailures failures arrive with no success between them, or the
+// failure rate over Window reaches FailureRateThreshold with at least
+// MinRequests requests. Failures are connect errors, timeouts and 5xx.
+// Batches lose the order of their outcomes, so a batch holding any success
+// ends the run of consecutive failures (its own failures still count towards
+// the rate); runs span batches and edges. The window is WindowBuckets fixed
+// buckets of Window/WindowBuckets keyed by the time, so it depends only on
+// the inputs.
+//
+// An open breaker ejects the endpoint for BaseEjection * trips, capped at
+// MaxEjection, where trips counts the trips not yet forgotten: it grows by one
+// at each trip (closed -> open or half-open -> open) and shrinks by one for
+// every TripDecay the breaker then stays closed, so an endpoint that trips
+// again soon after recovering stays out longer, like Envoy's ejection
+// multiplier. Outcomes reported while open or half-open are ignored: they
+// describe requests sent before the trip.
+//
+// Open -> half-open on the first Tick at or after the ejection's end.
+// Half-open grants a probe lease to one edge at a time; a lease lasts
+// ProbeLease, after which another edge may take it. Only the holder's
+// ProbeResult counts (also after the lease expired, as long as no other edge
+// took it): success closes the breaker, failure reopens it with the next,
+// longer ejection. Reset closes the breaker and forgets all trips.
+//
+// Every transition records an operator-readable reason, for example
+// "opened: 5 consecutive connect errors, last from edge-eu-1; ejected for 5s
+// (trip 1)" or "half-open: ejection of 10s ended".
+//
+// # The edge's request path
+//
+// RequestPath is the per-endpoint gate an edge checks before choosing an
+// endpoint: one or two atomic loads, no lock, no allocation. It follows the
+// global state the Watch stream delivers, and also trips locally at once after
+// LocalConnectFailures consecutive connection failures, for at most
+// LocalEjection, so that a dead backend stops receiving requests before the
+// coordinators have decided anything. See RequestPath for the precedence rule.
+package breaker

@@ -1,0 +1,50 @@
+package health
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrCorrupt is returned (wrapped) by UnmarshalBinary for data that
+// MarshalBinary did not produce.
+var ErrCorrupt = errors.New("corrupt health encoding")
+
+const encodingVersion = 1
+
+type encoded struct {
+	V int
+	H fields
+}
+
+// MarshalBinary encodes the complete state, for raft snapshots: a State
+// decoded from it continues exactly as the original. The format is versioned
+// JSON, opaque to callers.
+func (s State) MarshalBinary() ([]byte, error) {
+	return json.Marshal(encoded{V: encodingVersion, H: s.s})
+}
+
+// UnmarshalBinary replaces s with the state data encodes.
+func (s *State) UnmarshalBinary(data []byte) error {
+	var e encoded
+	if err := json.Unmarshal(data, &e); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	h := e.H
+	switch {
+	case e.V != encodingVersion:
+		return fmt.Errorf("%w: version %d, want %d", ErrCorrupt, e.V, encodingVersion)
+	case h.Policy != h.Policy.withDefaults():
+		return fmt.Errorf("%w: policy %+v has unset fields", ErrCorrupt, h.Policy)
+	case h.Verdict > Unhealthy:
+		return fmt.Errorf("%w: verdict %d", ErrCorrupt, h.Verdict)
+	}
+	for i, x := range h.Edges {
+		if x.ID == "" || x.Verdict > Unhealthy || i > 0 && strings.Compare(h.Edges[i-1].ID, x.ID) >= 0 {
+			return fmt.Errorf("%w: edge %d (%q) is invalid or out of order", ErrCorrupt, i, x.ID)
+		}
+	}
+	s.s = h
+	return nil
+}

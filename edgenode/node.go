@@ -46,6 +46,9 @@ type Config struct {
 	// UpstreamDialTimeout bounds a connection attempt before the next
 	// endpoint is tried. Default 2s.
 	UpstreamDialTimeout time.Duration
+	// UpstreamResponseTimeout bounds the wait for an upstream's response
+	// head; past it the client gets 504. Default 60s.
+	UpstreamResponseTimeout time.Duration
 	// UpstreamMaxIdlePerHost caps pooled idle connections per upstream. Default 1024.
 	UpstreamMaxIdlePerHost int
 	// UpstreamIdleTimeout closes pooled connections idle that long. Default 60s.
@@ -105,6 +108,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		DialContext:         cfg.DialContext,
 		TLSConfig:           cfg.UpstreamTLS,
 		DialTimeout:         cfg.UpstreamDialTimeout,
+		ResponseTimeout:     cfg.UpstreamResponseTimeout,
 		MaxIdlePerHost:      cfg.UpstreamMaxIdlePerHost,
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
 		ClientIdleTimeout:   cfg.ClientIdleTimeout,

@@ -112,20 +112,38 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 
 	resp := &c.resp
 	shortDL := waited
+	// armResponse bounds the wait for the response head (not for a
+	// streaming request, whose upload may legitimately be slow).
+	armResponse := func() {
+		if streaming {
+			uc.clearDeadline()
+			return
+		}
+		uc.nc.SetReadDeadline(start.Add(c.s.cfg.ResponseTimeout))
+		uc.deadline = true
+	}
 	if !waited {
-		uc.clearDeadline() // an earlier exchange may have left one armed
+		armResponse() // also replaces any deadline an earlier exchange left
 	}
 	for {
 		resp.reset()
 		err := resp.readHead(uc.br, c.s.cfg.MaxHeaderBytes)
 		if err != nil && shortDL && errors.Is(err, os.ErrDeadlineExceeded) {
 			// Only the readiness deadline: the upstream takes its time.
-			uc.clearDeadline()
+			armResponse()
 			shortDL = false
 			err = resp.readHead(uc.br, c.s.cfg.MaxHeaderBytes)
 		}
 		if err == nil {
 			err = resp.parse()
+		}
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Never retried: the upstream has the request and may act on it.
+			uc.close()
+			c.waitBody(streaming)
+			c.s.log.Debug("upstream response timed out", "endpoint", ep.ID, "timeout", c.s.cfg.ResponseTimeout)
+			c.keep = c.reply(504, "upstream timed out")
+			return true
 		}
 		if err != nil {
 			nothing := len(resp.buf) == 0

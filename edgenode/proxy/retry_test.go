@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestConnectFailureTriesNextEndpoint(t *testing.T) {
@@ -100,5 +101,48 @@ func testStalePooledConnectionIsReplaced(t *testing.T, mode func(*Config)) {
 	}
 	if requests.Load() != 30 {
 		t.Fatalf("upstream saw %d requests, want exactly 30", requests.Load())
+	}
+}
+
+// TestHungUpstreamGets504AndIsNotRetried: an upstream that stops answering on
+// a pooled connection must cost the client a 504 after the response timeout,
+// and the request must not be resent (to it or to another endpoint): it may
+// be acting on it.
+func TestHungUpstreamGets504AndIsNotRetried(t *testing.T) {
+	var requests, served atomic.Int32
+	up := serveRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			requests.Add(1)
+			if i == 0 {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				continue
+			}
+			io.Copy(io.Discard, br) // hang: hold the connection, never answer
+			return
+		}
+	})
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	defer other.Close()
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"hang=" + up, "other@eu-west=" + other.URL}})
+	h := startProxy(t, tb, func(c *Config) { c.ResponseTimeout = 200 * time.Millisecond })
+	c := client(t)
+	if resp, b := h.do(t, c, "POST", "acme", "/first", strings.NewReader("a")); resp.StatusCode != 200 || b != "ok" {
+		t.Fatalf("first request: %d %q", resp.StatusCode, b)
+	}
+	resp, b := h.do(t, c, "POST", "acme", "/second", strings.NewReader("b")) // on the pooled connection
+	if resp.StatusCode != 504 || !strings.Contains(b, "upstream timed out") {
+		t.Fatalf("hung upstream: %d %q, want 504", resp.StatusCode, b)
+	}
+	if n := requests.Load(); n != 2 {
+		t.Fatalf("upstream saw %d requests, want 2 (no resend)", n)
+	}
+	if n := served.Load(); n != 0 {
+		t.Fatalf("the timed-out POST was resent to another endpoint %d times", n)
 	}
 }

@@ -34,6 +34,13 @@ type Config struct {
 	// DialTimeout bounds one connection attempt to an endpoint before the
 	// next endpoint is tried. Default 2s.
 	DialTimeout time.Duration
+	// ResponseTimeout bounds how long the upstream may take to start its
+	// response (its status line and headers) once the whole request was
+	// sent; past it the client gets 504 and the connection is dropped. The
+	// request is not retried: the upstream may still be working on it.
+	// Requests whose body streams are not bounded (the upload may be slow).
+	// Default 60s, like nginx's proxy_read_timeout.
+	ResponseTimeout time.Duration
 	// MaxIdlePerHost caps the idle connections kept per upstream address.
 	// It should exceed the concurrency expected towards one upstream. Default 1024.
 	MaxIdlePerHost int
@@ -90,6 +97,7 @@ func New(cfg Config) *Server {
 		cfg.TLSConfig = &tls.Config{}
 	}
 	cfg.DialTimeout = orDefault(cfg.DialTimeout, 2*time.Second)
+	cfg.ResponseTimeout = orDefault(cfg.ResponseTimeout, 60*time.Second)
 	cfg.UpstreamIdleTimeout = orDefault(cfg.UpstreamIdleTimeout, 60*time.Second)
 	cfg.ClientIdleTimeout = orDefault(cfg.ClientIdleTimeout, 75*time.Second)
 	cfg.WriteTimeout = orDefault(cfg.WriteTimeout, 60*time.Second)

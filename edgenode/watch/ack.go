@@ -23,6 +23,7 @@ type acker struct {
 	applied uint64 // latest applied revision to report
 	reject  *pb.AckRequest
 	sent    uint64 // latest applied revision the coordinator confirmed
+	beat    bool   // send even if nothing new was applied (liveness)
 	flushed chan struct{}
 	wake    chan struct{}
 	done    chan struct{}
@@ -39,6 +40,17 @@ func newAcker(ctx context.Context, client pb.EdgeServiceClient, edge, region str
 func (a *acker) ack(rev uint64) {
 	a.mu.Lock()
 	a.applied = max(a.applied, rev)
+	a.mu.Unlock()
+	a.signal()
+}
+
+// heartbeat reports rev as applied even when the coordinator already knows
+// it, so that an idle edge's last ack stays recent (operators read it as
+// liveness). It does not block.
+func (a *acker) heartbeat(rev uint64) {
+	a.mu.Lock()
+	a.applied = max(a.applied, rev)
+	a.beat = true
 	a.mu.Unlock()
 	a.signal()
 }
@@ -86,7 +98,8 @@ func (a *acker) run(ctx context.Context) {
 			req.RejectedRevision, req.RejectReason = a.reject.RejectedRevision, a.reject.RejectReason
 		}
 		flushed := a.flushed
-		needed := a.reject != nil || a.applied > a.sent
+		needed := a.reject != nil || a.applied > a.sent || a.beat
+		a.beat = false
 		a.mu.Unlock()
 		if !needed {
 			continue

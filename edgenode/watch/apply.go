@@ -68,6 +68,8 @@ func (c *Client) handle(ctx context.Context, msg *pb.WatchResponse, acks *acker)
 				c.cfg.Persister.Advance(t.Revision())
 			}
 			acks.ack(t.Revision())
+		} else if cur.Revision() > 0 {
+			acks.heartbeat(cur.Revision())
 		}
 	default:
 		return fmt.Errorf("%w: watch message of unknown kind %T", ErrRejected, k)

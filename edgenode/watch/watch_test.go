@@ -237,6 +237,35 @@ func TestResetChangesProgressAreAppliedAckedAndPersisted(t *testing.T) {
 	poll(t, "persisted history", func() bool { return e.persist.String() == "reset:10 change:11 change:12 progress:15" })
 }
 
+// TestIdleProgressIsAckedForLiveness: a progress message at the revision the
+// edge already holds changes nothing, but the edge still acks it, so that an
+// idle edge's last ack stays recent for operators.
+func TestIdleProgressIsAckedForLiveness(t *testing.T) {
+	co := startCoordinator(t)
+	e := startEdge(t, "us-east", []string{co.addr}, nil)
+	w := co.nextWatch(t)
+	w.push(t, reset(state(10)))
+	e.waitRevision(t, 10)
+	co.waitAck(t, "ack 10", acked(10))
+	count := func() int {
+		co.mu.Lock()
+		defer co.mu.Unlock()
+		n := 0
+		for _, a := range co.acks {
+			if acked(10)(a) {
+				n++
+			}
+		}
+		return n
+	}
+	before := count()
+	w.push(t, progress(10))
+	poll(t, "a second ack of revision 10", func() bool { return count() > before })
+	if got := e.table.Load().Revision(); got != 10 {
+		t.Fatalf("idle progress moved the edge to revision %d", got)
+	}
+}
+
 func TestReconnectResumesFromServedRevision(t *testing.T) {
 	co := startCoordinator(t)
 	e := startEdge(t, "us-east", []string{co.addr}, nil)

@@ -31,6 +31,7 @@ type testCluster struct {
 	members map[string]*coordinator.Coordinator
 	region  map[string]string
 	tuning  coordinator.RaftTuning
+	now     func() time.Time // nil: the real clock
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -41,7 +42,14 @@ func newCluster(t testing.TB, n int) *testCluster {
 
 func newTunedCluster(t testing.TB, n int, tuning coordinator.RaftTuning) *testCluster {
 	t.Helper()
-	tc := &testCluster{t: t, dirs: map[string]string{}, raft: map[string]string{}, members: map[string]*coordinator.Coordinator{}, region: map[string]string{}, tuning: tuning}
+	return newClockedCluster(t, n, tuning, nil)
+}
+
+// newClockedCluster is newTunedCluster whose members all read now (nil: the
+// real clock) for command timestamps and breaker deadlines.
+func newClockedCluster(t testing.TB, n int, tuning coordinator.RaftTuning, now func() time.Time) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t, dirs: map[string]string{}, raft: map[string]string{}, members: map[string]*coordinator.Coordinator{}, region: map[string]string{}, tuning: tuning, now: now}
 	for i := range n {
 		name := fmt.Sprintf("n%d", i+1)
 		tc.dirs[name] = filepath.Join(t.TempDir(), name)
@@ -66,7 +74,7 @@ func (tc *testCluster) start(name string, initial map[string]string) *coordinato
 	c, err := coordinator.Start(context.Background(), coordinator.Config{
 		Name: name, Region: tc.region[name], DataDir: tc.dirs[name],
 		GRPCAddr: "127.0.0.1:0", RaftAddr: tc.raft[name], InitialCluster: initial, Logger: quietLogger(),
-		Raft: tc.tuning,
+		Raft: tc.tuning, Now: tc.now, TickPoll: 10 * time.Millisecond,
 	})
 	if err != nil {
 		tc.t.Fatalf("start %s: %v", name, err)
@@ -139,12 +147,18 @@ func (tc *testCluster) follower() string {
 
 func (tc *testCluster) admin(name string) pb.AdminServiceClient {
 	tc.t.Helper()
+	return pb.NewAdminServiceClient(tc.conn(name))
+}
+
+// conn is a client connection to a member, closed when the test ends.
+func (tc *testCluster) conn(name string) *grpc.ClientConn {
+	tc.t.Helper()
 	conn, err := grpc.NewClient(tc.members[name].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		tc.t.Fatal(err)
 	}
 	tc.t.Cleanup(func() { conn.Close() })
-	return pb.NewAdminServiceClient(conn)
+	return conn
 }
 
 func ctxT(t testing.TB) context.Context {

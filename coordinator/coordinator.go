@@ -40,6 +40,12 @@ type Config struct {
 	Logger         *slog.Logger
 	// Raft tunes raft timings and the watch buffer; zero values take defaults.
 	Raft RaftTuning
+	// Now is the clock the leader stamps commands with and compares breaker
+	// and health deadlines to; nil means time.Now.
+	Now func() time.Time
+	// TickPoll is how often the leader checks those deadlines; 0 means
+	// DefaultTickPoll.
+	TickPoll time.Duration
 }
 
 // RaftTuning carries the raft and watch knobs a deployment may need to change.
@@ -99,6 +105,9 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	log := cfg.Logger.With("member", cfg.Name)
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
@@ -110,16 +119,17 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, CommitTimeout: cfg.Raft.CommitTimeout,
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold, TrailingLogs: cfg.Raft.TrailingLogs,
+		Now: cfg.Now,
 	})
 	if err != nil {
 		lis.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	srv := server.New(store, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log})
+	srv := server.New(store, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log, Now: cfg.Now})
 	gs, hs := srv.NewGRPCServer()
 	runCtx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{cfg: cfg, log: log, store: store, srv: srv, grpc: gs, health: hs, lis: lis, cancel: cancel}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() {
 		defer c.wg.Done()
 		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -129,6 +139,10 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	go func() {
 		defer c.wg.Done()
 		c.registerSelf(runCtx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.runTicker(runCtx)
 	}()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("coordinator started", "region", cfg.Region, "grpc_addr", lis.Addr().String(), "raft_addr", store.RaftAddr())
@@ -207,6 +221,8 @@ func (c *Coordinator) proposeMember(ctx context.Context, m *pb.Member) error {
 	}
 	return err
 }
+
+func (c *Coordinator) now() time.Time { return c.cfg.Now() }
 
 // Name is the member's name.
 func (c *Coordinator) Name() string { return c.cfg.Name }

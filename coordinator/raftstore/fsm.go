@@ -69,7 +69,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := proto.Unmarshal(data, snap); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
-	fresh, err := state.FromState(snap.GetState())
+	fresh, err := state.FromSnapshot(snap)
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
@@ -85,7 +85,12 @@ type fsmSnapshot struct {
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	data, err := proto.Marshal(&pb.Snapshot{AppliedIndex: s.applied, State: s.frozen.State()})
+	snap, err := s.frozen.Snapshot(s.applied)
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
+	data, err := proto.Marshal(snap)
 	if err != nil {
 		sink.Cancel()
 		return fmt.Errorf("encode snapshot: %w", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgecell/edgecell/coordinator/state"
@@ -52,6 +53,9 @@ type Config struct {
 	TrailingLogs uint64
 	// ApplyTimeout bounds how long Propose waits for raft. Default 10s.
 	ApplyTimeout time.Duration
+	// Now is the clock Propose stamps commands with (Command.now_unix_nano);
+	// nil means time.Now. Only the leader's clock reaches the log.
+	Now func() time.Time
 }
 
 // Store is one member's raft node plus its state machine.
@@ -171,6 +175,9 @@ func setDefaults(cfg *Config) {
 	def(&cfg.LeaderLeaseTimeout, 250*time.Millisecond)
 	def(&cfg.CommitTimeout, 2*time.Millisecond)
 	def(&cfg.ApplyTimeout, 10*time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
 	}
@@ -237,6 +244,10 @@ func (s *Store) WaitLeader(ctx context.Context) (string, error) {
 // leader can propose: other members get ErrNotLeader and forward. A command
 // refused by the state machine is not an error here: it comes back in the
 // result (CommandResult.Error), and the state is unchanged.
+//
+// The logged command carries this leader's clock in now_unix_nano, whatever
+// cmd holds (cmd itself is not modified): time-based decisions in the state
+// machine use the leader's time, never a client's.
 func (s *Store) Propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult, error) {
 	if s.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
@@ -245,6 +256,7 @@ func (s *Store) Propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: encode command: %w", err)
 	}
+	data = stampNow(data, s.cfg.Now())
 	timeout := s.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -374,3 +386,14 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	w.log.Warn(msg)
 	return len(p), nil
 }
+
+// stampNow appends now_unix_nano to an encoded Command. Protobuf decoding
+// keeps the last occurrence of a scalar field, so this overrides any value
+// the command held, without copying or mutating the caller's message.
+func stampNow(data []byte, now time.Time) []byte {
+	data = protowire.AppendTag(data, nowUnixNanoField, protowire.VarintType)
+	return protowire.AppendVarint(data, uint64(now.UnixNano()))
+}
+
+// nowUnixNanoField is Command.now_unix_nano's field number.
+const nowUnixNanoField = 2

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/tidwall/btree"
 
@@ -33,17 +34,22 @@ func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Cha
 	if exp := cmd.GetExpectRevision(); exp != 0 && exp != cur.revision {
 		return &pb.CommandResult{Revision: cur.revision, Error: revisionMismatch(exp, cur.revision)}, nil
 	}
-	tx := &txn{index: index, topo: cur.topo, t: s.master.isoCopy()}
+	tx := &txn{index: index, now: nowOf(cmd), topo: cur.topo, t: s.master.isoCopy()}
 	events, cerr := tx.do(cmd)
 	if cerr != nil {
 		return &pb.CommandResult{Revision: cur.revision, Error: cerr}, nil
 	}
 	if len(events) == 0 {
-		return &pb.CommandResult{Revision: cur.revision}, nil
+		if tx.dirty {
+			// Counters moved but nothing anyone watches: same revision, no Change.
+			s.master = tx.t
+			s.publish(cur.revision, tx.topo)
+		}
+		return &pb.CommandResult{Revision: cur.revision, ProbeGranted: tx.granted}, nil
 	}
 	s.master = tx.t
 	s.publish(index, tx.topo)
-	return &pb.CommandResult{Revision: index}, &pb.Change{Revision: index, Events: events}
+	return &pb.CommandResult{Revision: index, ProbeGranted: tx.granted}, &pb.Change{Revision: index, Events: events}
 }
 
 // txn is one command being applied to private copies of the tables. Each
@@ -51,18 +57,25 @@ func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Cha
 // dropped.
 type txn struct {
 	index uint64
+	now   time.Time // the leader's timestamp carried by the command
 	topo  *topology
 	t     tables
+	// dirty: breaker or health state changed, with or without events.
+	dirty bool
+	// granted: a GrantProbeOp's answer.
+	granted bool
 }
 
 func (tx *txn) do(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
+	switch cmd.GetOp().(type) {
+	case *pb.Command_ApplyConfig, *pb.Command_PutCell, *pb.Command_DeleteCell:
+		events, e := tx.doConfig(cmd)
+		if len(events) > 0 {
+			tx.reconcileEndpointStates()
+		}
+		return events, e
+	}
 	switch op := cmd.GetOp().(type) {
-	case *pb.Command_ApplyConfig:
-		return tx.applyConfig(op.ApplyConfig.GetConfig())
-	case *pb.Command_PutCell:
-		return tx.putCell(op.PutCell.GetCell())
-	case *pb.Command_DeleteCell:
-		return tx.deleteCell(op.DeleteCell.GetId())
 	case *pb.Command_PutPlacement:
 		return tx.putPlacement(op.PutPlacement.GetPlacement())
 	case *pb.Command_DeletePlacement:
@@ -71,9 +84,35 @@ func (tx *txn) do(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
 		return tx.putMember(op.PutMember.GetMember())
 	case *pb.Command_DeleteMember:
 		return tx.deleteMember(op.DeleteMember.GetName())
+	case *pb.Command_ReportOutcomes:
+		return tx.reportOutcomes(op.ReportOutcomes)
+	case *pb.Command_ReportHealth:
+		return tx.reportHealth(op.ReportHealth)
+	case *pb.Command_Tick:
+		return tx.tick(), nil
+	case *pb.Command_GrantProbe:
+		return tx.grantProbe(op.GrantProbe)
+	case *pb.Command_ProbeResult:
+		return tx.probeResult(op.ProbeResult)
+	case *pb.Command_ResetBreaker:
+		return tx.resetBreaker(op.ResetBreaker)
 	default:
 		panic(fmt.Sprintf("state: command at index %d has no known operation (%T): the log entry was decoded wrongly", tx.index, op))
 	}
+}
+
+// doConfig applies the commands that change cells, after which the endpoint
+// states must follow the config.
+func (tx *txn) doConfig(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
+	switch op := cmd.GetOp().(type) {
+	case *pb.Command_ApplyConfig:
+		return tx.applyConfig(op.ApplyConfig.GetConfig())
+	case *pb.Command_PutCell:
+		return tx.putCell(op.PutCell.GetCell())
+	case *pb.Command_DeleteCell:
+		return tx.deleteCell(op.DeleteCell.GetId())
+	}
+	panic("unreachable")
 }
 
 // stampCell returns a copy of c stamped for this txn; old is the stored

@@ -1,6 +1,10 @@
 package state
 
-import pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+import (
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
 
 // Hand-written copies and comparisons: proto.Clone and proto.Equal go through
 // reflection and cost about a microsecond per object, which adds up to a
@@ -13,7 +17,11 @@ func cloneEndpoint(e *pb.Endpoint) *pb.Endpoint {
 }
 
 func cloneCell(c *pb.Cell) *pb.Cell {
-	out := &pb.Cell{Id: c.GetId(), CreateRevision: c.GetCreateRevision(), ModRevision: c.GetModRevision()}
+	out := &pb.Cell{
+		Id: c.GetId(), CreateRevision: c.GetCreateRevision(), ModRevision: c.GetModRevision(),
+		Breaker:     clonePolicy(c.GetBreaker()),
+		HealthCheck: clonePolicy(c.GetHealthCheck()),
+	}
 	if len(c.GetEndpoints()) > 0 {
 		out.Endpoints = make([]*pb.Endpoint, len(c.Endpoints))
 		for i, e := range c.Endpoints {
@@ -53,9 +61,10 @@ func cloneLatencies(ls []*pb.Latency) []*pb.Latency {
 	return out
 }
 
-// sameCell compares what a user wrote (id and endpoints), ignoring stamps.
+// sameCell compares what a user wrote (id, endpoints, policies), ignoring stamps.
 func sameCell(a, b *pb.Cell) bool {
-	if a.GetId() != b.GetId() || len(a.GetEndpoints()) != len(b.GetEndpoints()) {
+	if a.GetId() != b.GetId() || len(a.GetEndpoints()) != len(b.GetEndpoints()) ||
+		!proto.Equal(a.GetBreaker(), b.GetBreaker()) || !proto.Equal(a.GetHealthCheck(), b.GetHealthCheck()) {
 		return false
 	}
 	for i, x := range a.GetEndpoints() {

@@ -24,6 +24,10 @@ func fill(t *testing.T, m protoreflect.Message, seed int) {
 			e := l.NewElement()
 			fill(t, e.Message(), n)
 			l.Append(e)
+		case f.Kind() == protoreflect.MessageKind:
+			fill(t, m.Mutable(f).Message(), n)
+		case f.Kind() == protoreflect.DoubleKind:
+			m.Set(f, protoreflect.ValueOfFloat64(float64(n)/100))
 		case f.Kind() == protoreflect.StringKind:
 			m.Set(f, protoreflect.ValueOfString(string(f.Name())+string(rune('a'+n%26))))
 		case f.Kind() == protoreflect.Uint32Kind:
@@ -91,6 +95,10 @@ func TestCopiedFieldsAreComplete(t *testing.T) {
 						walk(m.Get(f).List().Get(0).Message(), path+string(f.Name())+".")
 						continue
 					}
+					if f.Kind() == protoreflect.MessageKind {
+						walk(m.Mutable(f).Message(), path+string(f.Name())+".")
+						continue
+					}
 					old := m.Get(f)
 					switch f.Kind() {
 					case protoreflect.StringKind:
@@ -99,6 +107,8 @@ func TestCopiedFieldsAreComplete(t *testing.T) {
 						m.Set(f, protoreflect.ValueOfUint32(uint32(old.Uint())+100))
 					case protoreflect.Uint64Kind:
 						m.Set(f, protoreflect.ValueOfUint64(old.Uint()+100))
+					case protoreflect.DoubleKind:
+						m.Set(f, protoreflect.ValueOfFloat64(old.Float()+1))
 					}
 					if got := tc.same(full, c); got != tc.ignore[f.Name()] {
 						t.Errorf("same() = %v after changing %s%s", got, path, f.Name())

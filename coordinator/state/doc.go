@@ -19,6 +19,27 @@
 // untouched. So Revision is the index of the last change, which can be lower
 // than raft's last applied index.
 //
+// # Breakers and health
+//
+// The store also holds, per endpoint, an internal/breaker.Breaker and an
+// internal/health.State, created on the endpoint's first report with its
+// cell's policies, given the new policies when the config changes them, and
+// dropped (without an event) when the endpoint leaves the config. The
+// commands that drive them (ReportOutcomes, ReportHealth, Tick, GrantProbe,
+// ProbeResult, ResetBreaker) use the command's now_unix_nano, the leader's
+// clock, and never read one. An unknown endpoint is refused (NOT_FOUND, the
+// field naming it); a refused batch counts nothing.
+//
+// Revision rule: a command that only moves counters (a failure run, the
+// rate window, an edge's observation) is applied on every replica but emits
+// no event and does not move the revision, so frequent edge reports do not
+// wake every watcher. A command that changes what edges route on or
+// operators read as status (the breaker's Status: state, probe holder, trips,
+// ejection, reason; the health verdict) emits put_breaker or put_health and
+// moves the revision to its index, which the status carries as mod_revision.
+// Hence all members show the same statuses at the same revision, while
+// counters may differ between members only until they apply the same index.
+//
 // # Change events
 //
 // Every change yields one pb.Change holding all its events. ApplyConfig emits

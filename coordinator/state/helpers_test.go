@@ -159,6 +159,10 @@ func eventKinds(ch *pb.Change) []string {
 			out = append(out, "put_member:"+k.PutMember.GetName())
 		case *pb.Event_DeleteMember:
 			out = append(out, "delete_member:"+k.DeleteMember)
+		case *pb.Event_PutBreaker:
+			out = append(out, "put_breaker:"+k.PutBreaker.GetEndpoint()+"="+k.PutBreaker.GetState().String())
+		case *pb.Event_PutHealth:
+			out = append(out, "put_health:"+k.PutHealth.GetEndpoint()+"="+k.PutHealth.GetVerdict().String())
 		default:
 			out = append(out, "unknown")
 		}

@@ -110,6 +110,23 @@ func FromState(st *pb.State) (*Store, error) {
 	return s, nil
 }
 
+// FromSnapshot is FromState plus the breaker and health state of every
+// endpoint, as Frozen.Snapshot wrote them. An endpoint state naming an
+// endpoint the config lacks, named twice, stamped above the revision or
+// undecodable is refused with an error wrapping ErrInvalidSnapshot.
+func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
+	s, err := FromState(snap.GetState())
+	if err != nil {
+		return nil, err
+	}
+	v := s.cur.Load()
+	if err := s.master.restoreEndpointStates(snap.GetEndpointStates(), v.revision); err != nil {
+		return nil, err
+	}
+	s.publish(v.revision, v.topo)
+	return s, nil
+}
+
 func checkStamps(path string, create, mod, rev uint64) error {
 	if create == 0 || create > mod || mod > rev {
 		return fmt.Errorf("%w: %s: stamps create_revision=%d mod_revision=%d do not fit revision %d (want 0 < create <= mod <= revision)",
@@ -141,9 +158,23 @@ func (s *Store) Freeze() Frozen { return Frozen{v: s.cur.Load()} }
 func (f Frozen) Revision() uint64 { return f.v.revision }
 
 // State returns a deep copy of the captured state: the config as Config
-// orders it and members by name.
+// orders it, members by name, and the breaker and health statuses that ever
+// changed, by endpoint. It is what a watch reset sends.
 func (f Frozen) State() *pb.State {
-	return &pb.State{Revision: f.v.revision, Config: f.v.config(), Members: f.v.members()}
+	bs, hs := f.v.statuses()
+	return &pb.State{Revision: f.v.revision, Config: f.v.config(), Members: f.v.members(), Breakers: bs, Health: hs}
+}
+
+// Snapshot returns the raft snapshot payload: State plus the complete
+// breaker and health state of every endpoint (counters, windows, per-edge
+// observations), which FromSnapshot restores exactly. applied is the raft
+// index the caller processed last.
+func (f Frozen) Snapshot(applied uint64) (*pb.Snapshot, error) {
+	eps, err := f.v.endpointStates()
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Snapshot{AppliedIndex: applied, State: f.State(), EndpointStates: eps}, nil
 }
 
 // Snapshot returns a deep copy of the whole state at one revision, suitable

@@ -24,6 +24,7 @@ type tables struct {
 	placements *btree.Map[string, *pb.Placement] // key -> placement
 	byCell     *btree.Map[string, struct{}]      // cell id + byCellSep + key, for "who uses this cell"
 	members    *btree.Map[string, *pb.Member]    // name -> member
+	epStates   *btree.Map[string, endpointState] // endpoint id -> breaker and health, once reported on
 }
 
 func newTables() tables {
@@ -33,6 +34,7 @@ func newTables() tables {
 		placements: btree.NewMap[string, *pb.Placement](btreeDegree),
 		byCell:     btree.NewMap[string, struct{}](btreeDegree),
 		members:    btree.NewMap[string, *pb.Member](btreeDegree),
+		epStates:   btree.NewMap[string, endpointState](btreeDegree),
 	}
 }
 
@@ -46,6 +48,7 @@ func (t tables) isoCopy() tables {
 		placements: t.placements.IsoCopy(),
 		byCell:     t.byCell.IsoCopy(),
 		members:    t.members.IsoCopy(),
+		epStates:   t.epStates.IsoCopy(),
 	}
 }
 

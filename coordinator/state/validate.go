@@ -118,7 +118,7 @@ func validateCell(c *pb.Cell, regions map[string]int) *pb.CommandError {
 			ids[ep.GetId()] = j
 		}
 	}
-	return nil
+	return validatePolicies(c)
 }
 
 func validateEndpoint(ep *pb.Endpoint, regions map[string]int) *pb.CommandError {

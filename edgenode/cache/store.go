@@ -254,6 +254,8 @@ func putEvent(tx *bolt.Tx, ev *pb.Event) error {
 		return putMessage(tx.Bucket(bucketMembers), []byte(k.PutMember.GetName()), k.PutMember)
 	case *pb.Event_DeleteMember:
 		return tx.Bucket(bucketMembers).Delete([]byte(k.DeleteMember))
+	case *pb.Event_PutBreaker, *pb.Event_PutHealth:
+		return nil // not used by the edge yet; a restart's first reset brings them
 	default:
 		return fmt.Errorf("event of unknown kind %T", k)
 	}

@@ -95,6 +95,11 @@ func (b *Builder) Apply(ev *pb.Event) error {
 		return b.PutMember(k.PutMember)
 	case *pb.Event_DeleteMember:
 		return b.DeleteMember(k.DeleteMember)
+	case *pb.Event_PutBreaker, *pb.Event_PutHealth:
+		// Breaker and health statuses do not steer routing yet; accepting
+		// them keeps the edge at the cluster's revision instead of
+		// rejecting it.
+		return nil
 	default:
 		return fmt.Errorf("%w: event of unknown kind %T", ErrInvalidEvent, k)
 	}

@@ -247,6 +247,13 @@ func TestApplyCopiesOnWrite(t *testing.T) {
 		ch    *pb.Change
 		check func(t *testing.T, nt *Table)
 	}{
+		{"breaker and health statuses are accepted", change(8,
+			&pb.Event{Kind: &pb.Event_PutBreaker{PutBreaker: &pb.BreakerStatus{Endpoint: "f1"}}},
+			&pb.Event{Kind: &pb.Event_PutHealth{PutHealth: &pb.HealthStatus{Endpoint: "f1"}}}), func(t *testing.T, nt *Table) {
+			if nt.Revision() != 8 || snapshot(nt) != snapshot(base.WithRevision(8)) {
+				t.Fatalf("revision %d, table %s", nt.Revision(), snapshot(nt))
+			}
+		}},
 		{"move placement", change(8, putPlacement("acme", "far")), func(t *testing.T, nt *Table) {
 			if c := nt.LookupString("acme"); c.ID() != "far" {
 				t.Fatalf("acme -> %s, want far", c.ID())

@@ -30,6 +30,19 @@ const WindowBuckets = 10
 // ErrInvalidPolicy is returned (wrapped, naming the field) by Policy.Validate.
 var ErrInvalidPolicy = errors.New("invalid breaker policy")
 
+// PolicyError is the error Policy.Validate returns: Field is the offending
+// field's name in snake case ("window", "max_ejection"), as the routing
+// config spells it without its unit suffix, so a caller can build a path.
+// It matches ErrInvalidPolicy with errors.Is.
+type PolicyError struct{ Field, Reason string }
+
+func (e *PolicyError) Error() string {
+	return fmt.Sprintf("%s: %s %s", ErrInvalidPolicy, e.Field, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidPolicy) true.
+func (e *PolicyError) Unwrap() error { return ErrInvalidPolicy }
+
 // Policy configures one endpoint's breaker and its edges' local trip. A zero
 // field means its default (the Default... constants).
 type Policy struct {
@@ -58,12 +71,12 @@ type Policy struct {
 // DefaultPolicy returns the policy with every default filled in.
 func DefaultPolicy() Policy { return Policy{}.withDefaults() }
 
-// Validate reports the first invalid field, wrapped in ErrInvalidPolicy.
+// Validate reports the first invalid field as a *PolicyError, which wraps ErrInvalidPolicy.
 // The config layer calls it so that an operator hears about a bad value;
 // New and SetPolicy never fail and replace invalid values by defaults,
 // because a raft apply must not.
 func (p Policy) Validate() error {
-	bad := func(field, why string) error { return fmt.Errorf("%w: %s %s", ErrInvalidPolicy, field, why) }
+	bad := func(field, why string) error { return &PolicyError{Field: field, Reason: why} }
 	for _, d := range []struct {
 		name string
 		v    time.Duration

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
@@ -177,4 +180,45 @@ func TestDevClusterKeepsDataDir(t *testing.T) {
 	}
 	// Same backend addresses, so the kept config still routes.
 	expectEndpoint(t, second, "ap-south", "kept", "eu-west-2@eu-west")
+}
+
+// TestBreakerEventsReachEveryEdge: a breaker opened by outcome reports is a
+// new revision carrying a put_breaker event; every edge must apply it (not
+// reject it and fall behind) and keep serving.
+func TestBreakerEventsReachEveryEdge(t *testing.T) {
+	c := startCluster(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient(c.CoordinatorAddrs()[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	res, err := pb.NewEdgeServiceClient(conn).ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
+		Edge: "edge-us-east", Region: "us-east",
+		Outcomes: []*pb.EndpointOutcomes{{Endpoint: "us-east-1", ConnectErrors: 10}},
+	})
+	if err != nil {
+		t.Fatalf("report outcomes: %v", err)
+	}
+	if res.GetRevision() <= c.Revision() {
+		t.Fatalf("10 connect errors did not open the breaker: revision %d, was %d", res.GetRevision(), c.Revision())
+	}
+	if err := c.WaitEdges(ctx, res.GetRevision()); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := c.Admin(c.Members()[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edges, err := admin.ListEdges(ctx, &pb.ListEdgesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range edges.GetEdges() {
+		if e.GetRejectedRevision() != 0 {
+			t.Errorf("edge %s rejected revision %d: %s", e.GetName(), e.GetRejectedRevision(), e.GetRejectReason())
+		}
+	}
+	expectEndpoint(t, c, "eu-west", "tenant-1", "@eu-west")
 }

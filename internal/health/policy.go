@@ -28,12 +28,24 @@ type Policy struct {
 	StaleAfter time.Duration
 }
 
-// Validate reports an invalid field, wrapped in ErrInvalidPolicy. New and
-// SetPolicy never fail: they take the default instead.
+// PolicyError is the error Policy.Validate returns: Field is the offending
+// field's snake-case name ("stale_after"), so a caller can build a path. It
+// matches ErrInvalidPolicy with errors.Is.
+type PolicyError struct{ Field, Reason string }
+
+func (e *PolicyError) Error() string {
+	return fmt.Sprintf("%s: %s %s", ErrInvalidPolicy, e.Field, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidPolicy) true.
+func (e *PolicyError) Unwrap() error { return ErrInvalidPolicy }
+
+// Validate reports an invalid field as a *PolicyError, which wraps
+// ErrInvalidPolicy. New and SetPolicy never fail: they take the default
+// instead.
 func (p Policy) Validate() error {
 	if p.StaleAfter < 0 {
-		return fmt.Errorf("%w: stale_after is %s; it must not be negative (0 means the default %s)",
-			ErrInvalidPolicy, p.StaleAfter, DefaultStaleAfter)
+		return &PolicyError{Field: "stale_after", Reason: fmt.Sprintf("is %s; it must not be negative (0 means the default %s)", p.StaleAfter, DefaultStaleAfter)}
 	}
 	return nil
 }

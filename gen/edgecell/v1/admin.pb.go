@@ -1819,11 +1819,291 @@ func (x *TransferLeadershipResponse) GetTerm() uint64 {
 	return 0
 }
 
+type ListBreakersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=edgecell.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBreakersRequest) Reset() {
+	*x = ListBreakersRequest{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBreakersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBreakersRequest) ProtoMessage() {}
+
+func (x *ListBreakersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBreakersRequest.ProtoReflect.Descriptor instead.
+func (*ListBreakersRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListBreakersRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type ListBreakersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Breakers      []*BreakerStatus       `protobuf:"bytes,1,rep,name=breakers,proto3" json:"breakers,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBreakersResponse) Reset() {
+	*x = ListBreakersResponse{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBreakersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBreakersResponse) ProtoMessage() {}
+
+func (x *ListBreakersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBreakersResponse.ProtoReflect.Descriptor instead.
+func (*ListBreakersResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListBreakersResponse) GetBreakers() []*BreakerStatus {
+	if x != nil {
+		return x.Breakers
+	}
+	return nil
+}
+
+func (x *ListBreakersResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ResetBreakerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint      string                 `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetBreakerRequest) Reset() {
+	*x = ResetBreakerRequest{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetBreakerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetBreakerRequest) ProtoMessage() {}
+
+func (x *ResetBreakerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetBreakerRequest.ProtoReflect.Descriptor instead.
+func (*ResetBreakerRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ResetBreakerRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+type ResetBreakerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetBreakerResponse) Reset() {
+	*x = ResetBreakerResponse{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetBreakerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetBreakerResponse) ProtoMessage() {}
+
+func (x *ResetBreakerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetBreakerResponse.ProtoReflect.Descriptor instead.
+func (*ResetBreakerResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ResetBreakerResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListHealthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=edgecell.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHealthRequest) Reset() {
+	*x = ListHealthRequest{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHealthRequest) ProtoMessage() {}
+
+func (x *ListHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHealthRequest.ProtoReflect.Descriptor instead.
+func (*ListHealthRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListHealthRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type ListHealthResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Endpoints     []*EndpointHealthReport `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	Revision      uint64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHealthResponse) Reset() {
+	*x = ListHealthResponse{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHealthResponse) ProtoMessage() {}
+
+func (x *ListHealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHealthResponse.ProtoReflect.Descriptor instead.
+func (*ListHealthResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListHealthResponse) GetEndpoints() []*EndpointHealthReport {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *ListHealthResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_edgecell_v1_admin_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17edgecell/v1/admin.proto\x12\vedgecell.v1\x1a\x19edgecell/v1/routing.proto\"q\n" +
+	"\x17edgecell/v1/admin.proto\x12\vedgecell.v1\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"q\n" +
 	"\x12ApplyConfigRequest\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\x12'\n" +
 	"\x0fexpect_revision\x18\x02 \x01(\x04R\x0eexpectRevision\"1\n" +
@@ -1933,12 +2213,26 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\x02to\x18\x01 \x01(\tR\x02to\"H\n" +
 	"\x1aTransferLeadershipResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term*w\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"Q\n" +
+	"\x13ListBreakersRequest\x12:\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x18.edgecell.v1.ConsistencyR\vconsistency\"j\n" +
+	"\x14ListBreakersResponse\x126\n" +
+	"\bbreakers\x18\x01 \x03(\v2\x1a.edgecell.v1.BreakerStatusR\bbreakers\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"1\n" +
+	"\x13ResetBreakerRequest\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\"2\n" +
+	"\x14ResetBreakerResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"O\n" +
+	"\x11ListHealthRequest\x12:\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x18.edgecell.v1.ConsistencyR\vconsistency\"q\n" +
+	"\x12ListHealthResponse\x12?\n" +
+	"\tendpoints\x18\x01 \x03(\v2!.edgecell.v1.EndpointHealthReportR\tendpoints\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision*w\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_STALE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x02\x12\x1c\n" +
-	"\x18CONSISTENCY_LINEARIZABLE\x10\x032\xe2\t\n" +
+	"\x18CONSISTENCY_LINEARIZABLE\x10\x032\xdb\v\n" +
 	"\fAdminService\x12P\n" +
 	"\vApplyConfig\x12\x1f.edgecell.v1.ApplyConfigRequest\x1a .edgecell.v1.ApplyConfigResponse\x12J\n" +
 	"\tGetConfig\x12\x1d.edgecell.v1.GetConfigRequest\x1a\x1e.edgecell.v1.GetConfigResponse\x12D\n" +
@@ -1955,7 +2249,11 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\rClusterStatus\x12!.edgecell.v1.ClusterStatusRequest\x1a\".edgecell.v1.ClusterStatusResponse\x12J\n" +
 	"\tAddMember\x12\x1d.edgecell.v1.AddMemberRequest\x1a\x1e.edgecell.v1.AddMemberResponse\x12S\n" +
 	"\fRemoveMember\x12 .edgecell.v1.RemoveMemberRequest\x1a!.edgecell.v1.RemoveMemberResponse\x12e\n" +
-	"\x12TransferLeadership\x12&.edgecell.v1.TransferLeadershipRequest\x1a'.edgecell.v1.TransferLeadershipResponseB\xa3\x01\n" +
+	"\x12TransferLeadership\x12&.edgecell.v1.TransferLeadershipRequest\x1a'.edgecell.v1.TransferLeadershipResponse\x12S\n" +
+	"\fListBreakers\x12 .edgecell.v1.ListBreakersRequest\x1a!.edgecell.v1.ListBreakersResponse\x12S\n" +
+	"\fResetBreaker\x12 .edgecell.v1.ResetBreakerRequest\x1a!.edgecell.v1.ResetBreakerResponse\x12M\n" +
+	"\n" +
+	"ListHealth\x12\x1e.edgecell.v1.ListHealthRequest\x1a\x1f.edgecell.v1.ListHealthResponseB\xa3\x01\n" +
 	"\x0fcom.edgecell.v1B\n" +
 	"AdminProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
 
@@ -1972,7 +2270,7 @@ func file_edgecell_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_edgecell_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edgecell_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_edgecell_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_edgecell_v1_admin_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: edgecell.v1.Consistency
 	(*ApplyConfigRequest)(nil),         // 1: edgecell.v1.ApplyConfigRequest
@@ -2007,63 +2305,81 @@ var file_edgecell_v1_admin_proto_goTypes = []any{
 	(*RemoveMemberResponse)(nil),       // 30: edgecell.v1.RemoveMemberResponse
 	(*TransferLeadershipRequest)(nil),  // 31: edgecell.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 32: edgecell.v1.TransferLeadershipResponse
-	(*RoutingConfig)(nil),              // 33: edgecell.v1.RoutingConfig
-	(*Cell)(nil),                       // 34: edgecell.v1.Cell
-	(*Placement)(nil),                  // 35: edgecell.v1.Placement
-	(*Member)(nil),                     // 36: edgecell.v1.Member
+	(*ListBreakersRequest)(nil),        // 33: edgecell.v1.ListBreakersRequest
+	(*ListBreakersResponse)(nil),       // 34: edgecell.v1.ListBreakersResponse
+	(*ResetBreakerRequest)(nil),        // 35: edgecell.v1.ResetBreakerRequest
+	(*ResetBreakerResponse)(nil),       // 36: edgecell.v1.ResetBreakerResponse
+	(*ListHealthRequest)(nil),          // 37: edgecell.v1.ListHealthRequest
+	(*ListHealthResponse)(nil),         // 38: edgecell.v1.ListHealthResponse
+	(*RoutingConfig)(nil),              // 39: edgecell.v1.RoutingConfig
+	(*Cell)(nil),                       // 40: edgecell.v1.Cell
+	(*Placement)(nil),                  // 41: edgecell.v1.Placement
+	(*Member)(nil),                     // 42: edgecell.v1.Member
+	(*BreakerStatus)(nil),              // 43: edgecell.v1.BreakerStatus
+	(*EndpointHealthReport)(nil),       // 44: edgecell.v1.EndpointHealthReport
 }
 var file_edgecell_v1_admin_proto_depIdxs = []int32{
-	33, // 0: edgecell.v1.ApplyConfigRequest.config:type_name -> edgecell.v1.RoutingConfig
+	39, // 0: edgecell.v1.ApplyConfigRequest.config:type_name -> edgecell.v1.RoutingConfig
 	0,  // 1: edgecell.v1.GetConfigRequest.consistency:type_name -> edgecell.v1.Consistency
-	33, // 2: edgecell.v1.GetConfigResponse.config:type_name -> edgecell.v1.RoutingConfig
-	34, // 3: edgecell.v1.PutCellRequest.cell:type_name -> edgecell.v1.Cell
+	39, // 2: edgecell.v1.GetConfigResponse.config:type_name -> edgecell.v1.RoutingConfig
+	40, // 3: edgecell.v1.PutCellRequest.cell:type_name -> edgecell.v1.Cell
 	0,  // 4: edgecell.v1.GetCellRequest.consistency:type_name -> edgecell.v1.Consistency
-	34, // 5: edgecell.v1.GetCellResponse.cell:type_name -> edgecell.v1.Cell
+	40, // 5: edgecell.v1.GetCellResponse.cell:type_name -> edgecell.v1.Cell
 	0,  // 6: edgecell.v1.ListCellsRequest.consistency:type_name -> edgecell.v1.Consistency
-	34, // 7: edgecell.v1.ListCellsResponse.cells:type_name -> edgecell.v1.Cell
-	35, // 8: edgecell.v1.PutPlacementRequest.placement:type_name -> edgecell.v1.Placement
+	40, // 7: edgecell.v1.ListCellsResponse.cells:type_name -> edgecell.v1.Cell
+	41, // 8: edgecell.v1.PutPlacementRequest.placement:type_name -> edgecell.v1.Placement
 	0,  // 9: edgecell.v1.GetPlacementRequest.consistency:type_name -> edgecell.v1.Consistency
-	35, // 10: edgecell.v1.GetPlacementResponse.placement:type_name -> edgecell.v1.Placement
+	41, // 10: edgecell.v1.GetPlacementResponse.placement:type_name -> edgecell.v1.Placement
 	0,  // 11: edgecell.v1.ListPlacementsRequest.consistency:type_name -> edgecell.v1.Consistency
-	35, // 12: edgecell.v1.ListPlacementsResponse.placements:type_name -> edgecell.v1.Placement
+	41, // 12: edgecell.v1.ListPlacementsResponse.placements:type_name -> edgecell.v1.Placement
 	22, // 13: edgecell.v1.ListEdgesResponse.edges:type_name -> edgecell.v1.EdgeStatus
 	25, // 14: edgecell.v1.ClusterStatusResponse.members:type_name -> edgecell.v1.MemberStatus
-	36, // 15: edgecell.v1.AddMemberRequest.member:type_name -> edgecell.v1.Member
-	1,  // 16: edgecell.v1.AdminService.ApplyConfig:input_type -> edgecell.v1.ApplyConfigRequest
-	3,  // 17: edgecell.v1.AdminService.GetConfig:input_type -> edgecell.v1.GetConfigRequest
-	5,  // 18: edgecell.v1.AdminService.PutCell:input_type -> edgecell.v1.PutCellRequest
-	7,  // 19: edgecell.v1.AdminService.GetCell:input_type -> edgecell.v1.GetCellRequest
-	9,  // 20: edgecell.v1.AdminService.ListCells:input_type -> edgecell.v1.ListCellsRequest
-	11, // 21: edgecell.v1.AdminService.DeleteCell:input_type -> edgecell.v1.DeleteCellRequest
-	13, // 22: edgecell.v1.AdminService.PutPlacement:input_type -> edgecell.v1.PutPlacementRequest
-	15, // 23: edgecell.v1.AdminService.GetPlacement:input_type -> edgecell.v1.GetPlacementRequest
-	17, // 24: edgecell.v1.AdminService.ListPlacements:input_type -> edgecell.v1.ListPlacementsRequest
-	19, // 25: edgecell.v1.AdminService.DeletePlacement:input_type -> edgecell.v1.DeletePlacementRequest
-	21, // 26: edgecell.v1.AdminService.ListEdges:input_type -> edgecell.v1.ListEdgesRequest
-	24, // 27: edgecell.v1.AdminService.ClusterStatus:input_type -> edgecell.v1.ClusterStatusRequest
-	27, // 28: edgecell.v1.AdminService.AddMember:input_type -> edgecell.v1.AddMemberRequest
-	29, // 29: edgecell.v1.AdminService.RemoveMember:input_type -> edgecell.v1.RemoveMemberRequest
-	31, // 30: edgecell.v1.AdminService.TransferLeadership:input_type -> edgecell.v1.TransferLeadershipRequest
-	2,  // 31: edgecell.v1.AdminService.ApplyConfig:output_type -> edgecell.v1.ApplyConfigResponse
-	4,  // 32: edgecell.v1.AdminService.GetConfig:output_type -> edgecell.v1.GetConfigResponse
-	6,  // 33: edgecell.v1.AdminService.PutCell:output_type -> edgecell.v1.PutCellResponse
-	8,  // 34: edgecell.v1.AdminService.GetCell:output_type -> edgecell.v1.GetCellResponse
-	10, // 35: edgecell.v1.AdminService.ListCells:output_type -> edgecell.v1.ListCellsResponse
-	12, // 36: edgecell.v1.AdminService.DeleteCell:output_type -> edgecell.v1.DeleteCellResponse
-	14, // 37: edgecell.v1.AdminService.PutPlacement:output_type -> edgecell.v1.PutPlacementResponse
-	16, // 38: edgecell.v1.AdminService.GetPlacement:output_type -> edgecell.v1.GetPlacementResponse
-	18, // 39: edgecell.v1.AdminService.ListPlacements:output_type -> edgecell.v1.ListPlacementsResponse
-	20, // 40: edgecell.v1.AdminService.DeletePlacement:output_type -> edgecell.v1.DeletePlacementResponse
-	23, // 41: edgecell.v1.AdminService.ListEdges:output_type -> edgecell.v1.ListEdgesResponse
-	26, // 42: edgecell.v1.AdminService.ClusterStatus:output_type -> edgecell.v1.ClusterStatusResponse
-	28, // 43: edgecell.v1.AdminService.AddMember:output_type -> edgecell.v1.AddMemberResponse
-	30, // 44: edgecell.v1.AdminService.RemoveMember:output_type -> edgecell.v1.RemoveMemberResponse
-	32, // 45: edgecell.v1.AdminService.TransferLeadership:output_type -> edgecell.v1.TransferLeadershipResponse
-	31, // [31:46] is the sub-list for method output_type
-	16, // [16:31] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	42, // 15: edgecell.v1.AddMemberRequest.member:type_name -> edgecell.v1.Member
+	0,  // 16: edgecell.v1.ListBreakersRequest.consistency:type_name -> edgecell.v1.Consistency
+	43, // 17: edgecell.v1.ListBreakersResponse.breakers:type_name -> edgecell.v1.BreakerStatus
+	0,  // 18: edgecell.v1.ListHealthRequest.consistency:type_name -> edgecell.v1.Consistency
+	44, // 19: edgecell.v1.ListHealthResponse.endpoints:type_name -> edgecell.v1.EndpointHealthReport
+	1,  // 20: edgecell.v1.AdminService.ApplyConfig:input_type -> edgecell.v1.ApplyConfigRequest
+	3,  // 21: edgecell.v1.AdminService.GetConfig:input_type -> edgecell.v1.GetConfigRequest
+	5,  // 22: edgecell.v1.AdminService.PutCell:input_type -> edgecell.v1.PutCellRequest
+	7,  // 23: edgecell.v1.AdminService.GetCell:input_type -> edgecell.v1.GetCellRequest
+	9,  // 24: edgecell.v1.AdminService.ListCells:input_type -> edgecell.v1.ListCellsRequest
+	11, // 25: edgecell.v1.AdminService.DeleteCell:input_type -> edgecell.v1.DeleteCellRequest
+	13, // 26: edgecell.v1.AdminService.PutPlacement:input_type -> edgecell.v1.PutPlacementRequest
+	15, // 27: edgecell.v1.AdminService.GetPlacement:input_type -> edgecell.v1.GetPlacementRequest
+	17, // 28: edgecell.v1.AdminService.ListPlacements:input_type -> edgecell.v1.ListPlacementsRequest
+	19, // 29: edgecell.v1.AdminService.DeletePlacement:input_type -> edgecell.v1.DeletePlacementRequest
+	21, // 30: edgecell.v1.AdminService.ListEdges:input_type -> edgecell.v1.ListEdgesRequest
+	24, // 31: edgecell.v1.AdminService.ClusterStatus:input_type -> edgecell.v1.ClusterStatusRequest
+	27, // 32: edgecell.v1.AdminService.AddMember:input_type -> edgecell.v1.AddMemberRequest
+	29, // 33: edgecell.v1.AdminService.RemoveMember:input_type -> edgecell.v1.RemoveMemberRequest
+	31, // 34: edgecell.v1.AdminService.TransferLeadership:input_type -> edgecell.v1.TransferLeadershipRequest
+	33, // 35: edgecell.v1.AdminService.ListBreakers:input_type -> edgecell.v1.ListBreakersRequest
+	35, // 36: edgecell.v1.AdminService.ResetBreaker:input_type -> edgecell.v1.ResetBreakerRequest
+	37, // 37: edgecell.v1.AdminService.ListHealth:input_type -> edgecell.v1.ListHealthRequest
+	2,  // 38: edgecell.v1.AdminService.ApplyConfig:output_type -> edgecell.v1.ApplyConfigResponse
+	4,  // 39: edgecell.v1.AdminService.GetConfig:output_type -> edgecell.v1.GetConfigResponse
+	6,  // 40: edgecell.v1.AdminService.PutCell:output_type -> edgecell.v1.PutCellResponse
+	8,  // 41: edgecell.v1.AdminService.GetCell:output_type -> edgecell.v1.GetCellResponse
+	10, // 42: edgecell.v1.AdminService.ListCells:output_type -> edgecell.v1.ListCellsResponse
+	12, // 43: edgecell.v1.AdminService.DeleteCell:output_type -> edgecell.v1.DeleteCellResponse
+	14, // 44: edgecell.v1.AdminService.PutPlacement:output_type -> edgecell.v1.PutPlacementResponse
+	16, // 45: edgecell.v1.AdminService.GetPlacement:output_type -> edgecell.v1.GetPlacementResponse
+	18, // 46: edgecell.v1.AdminService.ListPlacements:output_type -> edgecell.v1.ListPlacementsResponse
+	20, // 47: edgecell.v1.AdminService.DeletePlacement:output_type -> edgecell.v1.DeletePlacementResponse
+	23, // 48: edgecell.v1.AdminService.ListEdges:output_type -> edgecell.v1.ListEdgesResponse
+	26, // 49: edgecell.v1.AdminService.ClusterStatus:output_type -> edgecell.v1.ClusterStatusResponse
+	28, // 50: edgecell.v1.AdminService.AddMember:output_type -> edgecell.v1.AddMemberResponse
+	30, // 51: edgecell.v1.AdminService.RemoveMember:output_type -> edgecell.v1.RemoveMemberResponse
+	32, // 52: edgecell.v1.AdminService.TransferLeadership:output_type -> edgecell.v1.TransferLeadershipResponse
+	34, // 53: edgecell.v1.AdminService.ListBreakers:output_type -> edgecell.v1.ListBreakersResponse
+	36, // 54: edgecell.v1.AdminService.ResetBreaker:output_type -> edgecell.v1.ResetBreakerResponse
+	38, // 55: edgecell.v1.AdminService.ListHealth:output_type -> edgecell.v1.ListHealthResponse
+	38, // [38:56] is the sub-list for method output_type
+	20, // [20:38] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_admin_proto_init() }
@@ -2071,6 +2387,7 @@ func file_edgecell_v1_admin_proto_init() {
 	if File_edgecell_v1_admin_proto != nil {
 		return
 	}
+	file_edgecell_v1_health_proto_init()
 	file_edgecell_v1_routing_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2078,7 +2395,7 @@ func file_edgecell_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_admin_proto_rawDesc), len(file_edgecell_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,9 @@ const (
 	AdminService_AddMember_FullMethodName          = "/edgecell.v1.AdminService/AddMember"
 	AdminService_RemoveMember_FullMethodName       = "/edgecell.v1.AdminService/RemoveMember"
 	AdminService_TransferLeadership_FullMethodName = "/edgecell.v1.AdminService/TransferLeadership"
+	AdminService_ListBreakers_FullMethodName       = "/edgecell.v1.AdminService/ListBreakers"
+	AdminService_ResetBreaker_FullMethodName       = "/edgecell.v1.AdminService/ResetBreaker"
+	AdminService_ListHealth_FullMethodName         = "/edgecell.v1.AdminService/ListHealth"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -65,6 +68,13 @@ type AdminServiceClient interface {
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
 	// TransferLeadership moves leadership to the named member, or to any other voter.
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
+	// ListBreakers lists the breaker of every endpoint in the config, by endpoint
+	// (closed with mod_revision 0 when it never changed).
+	ListBreakers(ctx context.Context, in *ListBreakersRequest, opts ...grpc.CallOption) (*ListBreakersResponse, error)
+	// ResetBreaker closes an endpoint's breaker and forgets its trips.
+	ResetBreaker(ctx context.Context, in *ResetBreakerRequest, opts ...grpc.CallOption) (*ResetBreakerResponse, error)
+	// ListHealth lists every endpoint's verdict with each edge's observations.
+	ListHealth(ctx context.Context, in *ListHealthRequest, opts ...grpc.CallOption) (*ListHealthResponse, error)
 }
 
 type adminServiceClient struct {
@@ -225,6 +235,36 @@ func (c *adminServiceClient) TransferLeadership(ctx context.Context, in *Transfe
 	return out, nil
 }
 
+func (c *adminServiceClient) ListBreakers(ctx context.Context, in *ListBreakersRequest, opts ...grpc.CallOption) (*ListBreakersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBreakersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListBreakers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ResetBreaker(ctx context.Context, in *ResetBreakerRequest, opts ...grpc.CallOption) (*ResetBreakerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetBreakerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResetBreaker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListHealth(ctx context.Context, in *ListHealthRequest, opts ...grpc.CallOption) (*ListHealthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHealthResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListHealth_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -254,6 +294,13 @@ type AdminServiceServer interface {
 	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
 	// TransferLeadership moves leadership to the named member, or to any other voter.
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
+	// ListBreakers lists the breaker of every endpoint in the config, by endpoint
+	// (closed with mod_revision 0 when it never changed).
+	ListBreakers(context.Context, *ListBreakersRequest) (*ListBreakersResponse, error)
+	// ResetBreaker closes an endpoint's breaker and forgets its trips.
+	ResetBreaker(context.Context, *ResetBreakerRequest) (*ResetBreakerResponse, error)
+	// ListHealth lists every endpoint's verdict with each edge's observations.
+	ListHealth(context.Context, *ListHealthRequest) (*ListHealthResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -308,6 +355,15 @@ func (UnimplementedAdminServiceServer) RemoveMember(context.Context, *RemoveMemb
 }
 func (UnimplementedAdminServiceServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
+}
+func (UnimplementedAdminServiceServer) ListBreakers(context.Context, *ListBreakersRequest) (*ListBreakersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBreakers not implemented")
+}
+func (UnimplementedAdminServiceServer) ResetBreaker(context.Context, *ResetBreakerRequest) (*ResetBreakerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetBreaker not implemented")
+}
+func (UnimplementedAdminServiceServer) ListHealth(context.Context, *ListHealthRequest) (*ListHealthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHealth not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -600,6 +656,60 @@ func _AdminService_TransferLeadership_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListBreakers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBreakersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListBreakers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListBreakers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListBreakers(ctx, req.(*ListBreakersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ResetBreaker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetBreakerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResetBreaker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResetBreaker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResetBreaker(ctx, req.(*ResetBreakerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListHealth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListHealth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListHealth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListHealth(ctx, req.(*ListHealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -666,6 +776,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeadership",
 			Handler:    _AdminService_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "ListBreakers",
+			Handler:    _AdminService_ListBreakers_Handler,
+		},
+		{
+			MethodName: "ResetBreaker",
+			Handler:    _AdminService_ResetBreaker_Handler,
+		},
+		{
+			MethodName: "ListHealth",
+			Handler:    _AdminService_ListHealth_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

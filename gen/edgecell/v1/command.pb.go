@@ -77,7 +77,7 @@ func (x CommandError_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandError_Code.Descriptor instead.
 func (CommandError_Code) EnumDescriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{9, 0}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16, 0}
 }
 
 // Command is the raft log entry: exactly one operation. Decoding failure of a
@@ -87,6 +87,12 @@ type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// When non-zero the command applies only if the state's revision equals it.
 	ExpectRevision uint64 `protobuf:"varint,1,opt,name=expect_revision,json=expectRevision,proto3" json:"expect_revision,omitempty"`
+	// The leader's clock (Unix nanoseconds) when it proposed the command. The
+	// raft store stamps it on the leader for every proposal, overwriting any
+	// value a caller (or a forwarding follower, or an edge) supplied, so that
+	// time-based decisions (breaker ejections, stale health reports) are
+	// deterministic and never trust a client's clock.
+	NowUnixNano int64 `protobuf:"varint,2,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
 	//	*Command_ApplyConfig
@@ -96,6 +102,12 @@ type Command struct {
 	//	*Command_DeletePlacement
 	//	*Command_PutMember
 	//	*Command_DeleteMember
+	//	*Command_ReportOutcomes
+	//	*Command_ReportHealth
+	//	*Command_Tick
+	//	*Command_GrantProbe
+	//	*Command_ProbeResult
+	//	*Command_ResetBreaker
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -134,6 +146,13 @@ func (*Command) Descriptor() ([]byte, []int) {
 func (x *Command) GetExpectRevision() uint64 {
 	if x != nil {
 		return x.ExpectRevision
+	}
+	return 0
+}
+
+func (x *Command) GetNowUnixNano() int64 {
+	if x != nil {
+		return x.NowUnixNano
 	}
 	return 0
 }
@@ -208,6 +227,60 @@ func (x *Command) GetDeleteMember() *DeleteMemberOp {
 	return nil
 }
 
+func (x *Command) GetReportOutcomes() *ReportOutcomesOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ReportOutcomes); ok {
+			return x.ReportOutcomes
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReportHealth() *ReportHealthOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ReportHealth); ok {
+			return x.ReportHealth
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetTick() *TickOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Tick); ok {
+			return x.Tick
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetGrantProbe() *GrantProbeOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_GrantProbe); ok {
+			return x.GrantProbe
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetProbeResult() *ProbeResultOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ProbeResult); ok {
+			return x.ProbeResult
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetResetBreaker() *ResetBreakerOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ResetBreaker); ok {
+			return x.ResetBreaker
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -240,6 +313,30 @@ type Command_DeleteMember struct {
 	DeleteMember *DeleteMemberOp `protobuf:"bytes,16,opt,name=delete_member,json=deleteMember,proto3,oneof"`
 }
 
+type Command_ReportOutcomes struct {
+	ReportOutcomes *ReportOutcomesOp `protobuf:"bytes,17,opt,name=report_outcomes,json=reportOutcomes,proto3,oneof"`
+}
+
+type Command_ReportHealth struct {
+	ReportHealth *ReportHealthOp `protobuf:"bytes,18,opt,name=report_health,json=reportHealth,proto3,oneof"`
+}
+
+type Command_Tick struct {
+	Tick *TickOp `protobuf:"bytes,19,opt,name=tick,proto3,oneof"`
+}
+
+type Command_GrantProbe struct {
+	GrantProbe *GrantProbeOp `protobuf:"bytes,20,opt,name=grant_probe,json=grantProbe,proto3,oneof"`
+}
+
+type Command_ProbeResult struct {
+	ProbeResult *ProbeResultOp `protobuf:"bytes,21,opt,name=probe_result,json=probeResult,proto3,oneof"`
+}
+
+type Command_ResetBreaker struct {
+	ResetBreaker *ResetBreakerOp `protobuf:"bytes,22,opt,name=reset_breaker,json=resetBreaker,proto3,oneof"`
+}
+
 func (*Command_ApplyConfig) isCommand_Op() {}
 
 func (*Command_PutCell) isCommand_Op() {}
@@ -253,6 +350,18 @@ func (*Command_DeletePlacement) isCommand_Op() {}
 func (*Command_PutMember) isCommand_Op() {}
 
 func (*Command_DeleteMember) isCommand_Op() {}
+
+func (*Command_ReportOutcomes) isCommand_Op() {}
+
+func (*Command_ReportHealth) isCommand_Op() {}
+
+func (*Command_Tick) isCommand_Op() {}
+
+func (*Command_GrantProbe) isCommand_Op() {}
+
+func (*Command_ProbeResult) isCommand_Op() {}
+
+func (*Command_ResetBreaker) isCommand_Op() {}
 
 // ApplyConfigOp replaces the whole routing config.
 type ApplyConfigOp struct {
@@ -569,6 +678,408 @@ func (x *DeleteMemberOp) GetName() string {
 	return ""
 }
 
+// ReportOutcomesOp is one edge's batch of proxy outcomes, fed to the breakers.
+type ReportOutcomesOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Outcomes      []*EndpointOutcomes    `protobuf:"bytes,2,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportOutcomesOp) Reset() {
+	*x = ReportOutcomesOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportOutcomesOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportOutcomesOp) ProtoMessage() {}
+
+func (x *ReportOutcomesOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportOutcomesOp.ProtoReflect.Descriptor instead.
+func (*ReportOutcomesOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReportOutcomesOp) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *ReportOutcomesOp) GetOutcomes() []*EndpointOutcomes {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+// ReportHealthOp is one edge's batch of active health check results.
+type ReportHealthOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Checks        []*EndpointChecks      `protobuf:"bytes,3,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportHealthOp) Reset() {
+	*x = ReportHealthOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportHealthOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportHealthOp) ProtoMessage() {}
+
+func (x *ReportHealthOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportHealthOp.ProtoReflect.Descriptor instead.
+func (*ReportHealthOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReportHealthOp) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *ReportHealthOp) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReportHealthOp) GetChecks() []*EndpointChecks {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+// TickOp lets time act on every breaker and health state whose deadline has
+// passed at the command's now_unix_nano. The leader proposes it.
+type TickOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TickOp) Reset() {
+	*x = TickOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TickOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TickOp) ProtoMessage() {}
+
+func (x *TickOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TickOp.ProtoReflect.Descriptor instead.
+func (*TickOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+// GrantProbeOp asks for the probe lease of a half-open breaker for edge;
+// CommandResult.probe_granted says whether edge holds it.
+type GrantProbeOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint      string                 `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Edge          string                 `protobuf:"bytes,2,opt,name=edge,proto3" json:"edge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantProbeOp) Reset() {
+	*x = GrantProbeOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantProbeOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantProbeOp) ProtoMessage() {}
+
+func (x *GrantProbeOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantProbeOp.ProtoReflect.Descriptor instead.
+func (*GrantProbeOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GrantProbeOp) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *GrantProbeOp) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+// ProbeResultOp is the lease holder's probe outcome.
+type ProbeResultOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint      string                 `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Edge          string                 `protobuf:"bytes,2,opt,name=edge,proto3" json:"edge,omitempty"`
+	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	Detail        string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbeResultOp) Reset() {
+	*x = ProbeResultOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeResultOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeResultOp) ProtoMessage() {}
+
+func (x *ProbeResultOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeResultOp.ProtoReflect.Descriptor instead.
+func (*ProbeResultOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ProbeResultOp) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *ProbeResultOp) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *ProbeResultOp) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ProbeResultOp) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// ResetBreakerOp is an operator closing a breaker and forgetting its trips.
+type ResetBreakerOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint      string                 `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetBreakerOp) Reset() {
+	*x = ResetBreakerOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetBreakerOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetBreakerOp) ProtoMessage() {}
+
+func (x *ResetBreakerOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetBreakerOp.ProtoReflect.Descriptor instead.
+func (*ResetBreakerOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ResetBreakerOp) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+// EndpointHealthState is the complete breaker and health state of one
+// endpoint, as raft snapshots carry it (opaque encodings of the
+// internal/breaker and internal/health values) with the revisions of the
+// last status changes.
+type EndpointHealthState struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint string                 `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Empty when the endpoint has no breaker yet.
+	Breaker []byte `protobuf:"bytes,2,opt,name=breaker,proto3" json:"breaker,omitempty"`
+	// Empty when the endpoint has no health state yet.
+	Health             []byte `protobuf:"bytes,3,opt,name=health,proto3" json:"health,omitempty"`
+	BreakerModRevision uint64 `protobuf:"varint,4,opt,name=breaker_mod_revision,json=breakerModRevision,proto3" json:"breaker_mod_revision,omitempty"`
+	HealthModRevision  uint64 `protobuf:"varint,5,opt,name=health_mod_revision,json=healthModRevision,proto3" json:"health_mod_revision,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *EndpointHealthState) Reset() {
+	*x = EndpointHealthState{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointHealthState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointHealthState) ProtoMessage() {}
+
+func (x *EndpointHealthState) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointHealthState.ProtoReflect.Descriptor instead.
+func (*EndpointHealthState) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *EndpointHealthState) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *EndpointHealthState) GetBreaker() []byte {
+	if x != nil {
+		return x.Breaker
+	}
+	return nil
+}
+
+func (x *EndpointHealthState) GetHealth() []byte {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *EndpointHealthState) GetBreakerModRevision() uint64 {
+	if x != nil {
+		return x.BreakerModRevision
+	}
+	return 0
+}
+
+func (x *EndpointHealthState) GetHealthModRevision() uint64 {
+	if x != nil {
+		return x.HealthModRevision
+	}
+	return 0
+}
+
 // CommandResult is what applying a Command returned.
 type CommandResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -576,14 +1087,16 @@ type CommandResult struct {
 	// changed the state, else the unchanged current revision.
 	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Set when the command was refused; the state is unchanged.
-	Error         *CommandError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error *CommandError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// GrantProbeOp: whether the asking edge holds the probe lease.
+	ProbeGranted  bool `protobuf:"varint,3,opt,name=probe_granted,json=probeGranted,proto3" json:"probe_granted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[8]
+	mi := &file_edgecell_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +1108,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[8]
+	mi := &file_edgecell_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +1121,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CommandResult) GetRevision() uint64 {
@@ -625,6 +1138,13 @@ func (x *CommandResult) GetError() *CommandError {
 	return nil
 }
 
+func (x *CommandResult) GetProbeGranted() bool {
+	if x != nil {
+		return x.ProbeGranted
+	}
+	return false
+}
+
 // CommandError is a refused command.
 type CommandError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -638,7 +1158,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[9]
+	mi := &file_edgecell_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +1170,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[9]
+	mi := &file_edgecell_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +1183,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CommandError) GetCode() CommandError_Code {
@@ -693,15 +1213,17 @@ type Snapshot struct {
 	// Raft index of the last entry the state machine processed when the
 	// snapshot was taken (at or above state.revision: refused and no-op commands
 	// do not move the revision).
-	AppliedIndex  uint64 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	State         *State `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AppliedIndex uint64 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	State        *State `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Breaker and health state of every endpoint that has any, by endpoint.
+	EndpointStates []*EndpointHealthState `protobuf:"bytes,3,rep,name=endpoint_states,json=endpointStates,proto3" json:"endpoint_states,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	mi := &file_edgecell_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +1235,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	mi := &file_edgecell_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +1248,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Snapshot) GetAppliedIndex() uint64 {
@@ -743,13 +1265,21 @@ func (x *Snapshot) GetState() *State {
 	return nil
 }
 
+func (x *Snapshot) GetEndpointStates() []*EndpointHealthState {
+	if x != nil {
+		return x.EndpointStates
+	}
+	return nil
+}
+
 var File_edgecell_v1_command_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x19edgecell/v1/routing.proto\"\xfc\x03\n" +
+	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\x9c\a\n" +
 	"\aCommand\x12'\n" +
-	"\x0fexpect_revision\x18\x01 \x01(\x04R\x0eexpectRevision\x12?\n" +
+	"\x0fexpect_revision\x18\x01 \x01(\x04R\x0eexpectRevision\x12\"\n" +
+	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12?\n" +
 	"\fapply_config\x18\n" +
 	" \x01(\v2\x1a.edgecell.v1.ApplyConfigOpH\x00R\vapplyConfig\x123\n" +
 	"\bput_cell\x18\v \x01(\v2\x16.edgecell.v1.PutCellOpH\x00R\aputCell\x12<\n" +
@@ -759,7 +1289,14 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\x10delete_placement\x18\x0e \x01(\v2\x1e.edgecell.v1.DeletePlacementOpH\x00R\x0fdeletePlacement\x129\n" +
 	"\n" +
 	"put_member\x18\x0f \x01(\v2\x18.edgecell.v1.PutMemberOpH\x00R\tputMember\x12B\n" +
-	"\rdelete_member\x18\x10 \x01(\v2\x1b.edgecell.v1.DeleteMemberOpH\x00R\fdeleteMemberB\x04\n" +
+	"\rdelete_member\x18\x10 \x01(\v2\x1b.edgecell.v1.DeleteMemberOpH\x00R\fdeleteMember\x12H\n" +
+	"\x0freport_outcomes\x18\x11 \x01(\v2\x1d.edgecell.v1.ReportOutcomesOpH\x00R\x0ereportOutcomes\x12B\n" +
+	"\rreport_health\x18\x12 \x01(\v2\x1b.edgecell.v1.ReportHealthOpH\x00R\freportHealth\x12)\n" +
+	"\x04tick\x18\x13 \x01(\v2\x13.edgecell.v1.TickOpH\x00R\x04tick\x12<\n" +
+	"\vgrant_probe\x18\x14 \x01(\v2\x19.edgecell.v1.GrantProbeOpH\x00R\n" +
+	"grantProbe\x12?\n" +
+	"\fprobe_result\x18\x15 \x01(\v2\x1a.edgecell.v1.ProbeResultOpH\x00R\vprobeResult\x12B\n" +
+	"\rreset_breaker\x18\x16 \x01(\v2\x1b.edgecell.v1.ResetBreakerOpH\x00R\fresetBreakerB\x04\n" +
 	"\x02op\"C\n" +
 	"\rApplyConfigOp\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\"2\n" +
@@ -774,10 +1311,35 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\vPutMemberOp\x12+\n" +
 	"\x06member\x18\x01 \x01(\v2\x13.edgecell.v1.MemberR\x06member\"$\n" +
 	"\x0eDeleteMemberOp\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\\\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"a\n" +
+	"\x10ReportOutcomesOp\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x129\n" +
+	"\boutcomes\x18\x02 \x03(\v2\x1d.edgecell.v1.EndpointOutcomesR\boutcomes\"q\n" +
+	"\x0eReportHealthOp\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x123\n" +
+	"\x06checks\x18\x03 \x03(\v2\x1b.edgecell.v1.EndpointChecksR\x06checks\"\b\n" +
+	"\x06TickOp\">\n" +
+	"\fGrantProbeOp\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x12\n" +
+	"\x04edge\x18\x02 \x01(\tR\x04edge\"g\n" +
+	"\rProbeResultOp\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x12\n" +
+	"\x04edge\x18\x02 \x01(\tR\x04edge\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\",\n" +
+	"\x0eResetBreakerOp\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\"\xc5\x01\n" +
+	"\x13EndpointHealthState\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x18\n" +
+	"\abreaker\x18\x02 \x01(\fR\abreaker\x12\x16\n" +
+	"\x06health\x18\x03 \x01(\fR\x06health\x120\n" +
+	"\x14breaker_mod_revision\x18\x04 \x01(\x04R\x12breakerModRevision\x12.\n" +
+	"\x13health_mod_revision\x18\x05 \x01(\x04R\x11healthModRevision\"\x81\x01\n" +
 	"\rCommandResult\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12/\n" +
-	"\x05error\x18\x02 \x01(\v2\x19.edgecell.v1.CommandErrorR\x05error\"\xfa\x01\n" +
+	"\x05error\x18\x02 \x01(\v2\x19.edgecell.v1.CommandErrorR\x05error\x12#\n" +
+	"\rprobe_granted\x18\x03 \x01(\bR\fprobeGranted\"\xfa\x01\n" +
 	"\fCommandError\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.edgecell.v1.CommandError.CodeR\x04code\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
@@ -787,10 +1349,11 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\x15CODE_INVALID_ARGUMENT\x10\x01\x12\x1a\n" +
 	"\x16CODE_REVISION_MISMATCH\x10\x02\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x03\x12\x1c\n" +
-	"\x18CODE_FAILED_PRECONDITION\x10\x04\"Y\n" +
+	"\x18CODE_FAILED_PRECONDITION\x10\x04\"\xa4\x01\n" +
 	"\bSnapshot\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12(\n" +
-	"\x05state\x18\x02 \x01(\v2\x12.edgecell.v1.StateR\x05stateB\xa5\x01\n" +
+	"\x05state\x18\x02 \x01(\v2\x12.edgecell.v1.StateR\x05state\x12I\n" +
+	"\x0fendpoint_states\x18\x03 \x03(\v2 .edgecell.v1.EndpointHealthStateR\x0eendpointStatesB\xa5\x01\n" +
 	"\x0fcom.edgecell.v1B\fCommandProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
 
 var (
@@ -806,25 +1369,34 @@ func file_edgecell_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_edgecell_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_edgecell_v1_command_proto_goTypes = []any{
-	(CommandError_Code)(0),    // 0: edgecell.v1.CommandError.Code
-	(*Command)(nil),           // 1: edgecell.v1.Command
-	(*ApplyConfigOp)(nil),     // 2: edgecell.v1.ApplyConfigOp
-	(*PutCellOp)(nil),         // 3: edgecell.v1.PutCellOp
-	(*DeleteCellOp)(nil),      // 4: edgecell.v1.DeleteCellOp
-	(*PutPlacementOp)(nil),    // 5: edgecell.v1.PutPlacementOp
-	(*DeletePlacementOp)(nil), // 6: edgecell.v1.DeletePlacementOp
-	(*PutMemberOp)(nil),       // 7: edgecell.v1.PutMemberOp
-	(*DeleteMemberOp)(nil),    // 8: edgecell.v1.DeleteMemberOp
-	(*CommandResult)(nil),     // 9: edgecell.v1.CommandResult
-	(*CommandError)(nil),      // 10: edgecell.v1.CommandError
-	(*Snapshot)(nil),          // 11: edgecell.v1.Snapshot
-	(*RoutingConfig)(nil),     // 12: edgecell.v1.RoutingConfig
-	(*Cell)(nil),              // 13: edgecell.v1.Cell
-	(*Placement)(nil),         // 14: edgecell.v1.Placement
-	(*Member)(nil),            // 15: edgecell.v1.Member
-	(*State)(nil),             // 16: edgecell.v1.State
+	(CommandError_Code)(0),      // 0: edgecell.v1.CommandError.Code
+	(*Command)(nil),             // 1: edgecell.v1.Command
+	(*ApplyConfigOp)(nil),       // 2: edgecell.v1.ApplyConfigOp
+	(*PutCellOp)(nil),           // 3: edgecell.v1.PutCellOp
+	(*DeleteCellOp)(nil),        // 4: edgecell.v1.DeleteCellOp
+	(*PutPlacementOp)(nil),      // 5: edgecell.v1.PutPlacementOp
+	(*DeletePlacementOp)(nil),   // 6: edgecell.v1.DeletePlacementOp
+	(*PutMemberOp)(nil),         // 7: edgecell.v1.PutMemberOp
+	(*DeleteMemberOp)(nil),      // 8: edgecell.v1.DeleteMemberOp
+	(*ReportOutcomesOp)(nil),    // 9: edgecell.v1.ReportOutcomesOp
+	(*ReportHealthOp)(nil),      // 10: edgecell.v1.ReportHealthOp
+	(*TickOp)(nil),              // 11: edgecell.v1.TickOp
+	(*GrantProbeOp)(nil),        // 12: edgecell.v1.GrantProbeOp
+	(*ProbeResultOp)(nil),       // 13: edgecell.v1.ProbeResultOp
+	(*ResetBreakerOp)(nil),      // 14: edgecell.v1.ResetBreakerOp
+	(*EndpointHealthState)(nil), // 15: edgecell.v1.EndpointHealthState
+	(*CommandResult)(nil),       // 16: edgecell.v1.CommandResult
+	(*CommandError)(nil),        // 17: edgecell.v1.CommandError
+	(*Snapshot)(nil),            // 18: edgecell.v1.Snapshot
+	(*RoutingConfig)(nil),       // 19: edgecell.v1.RoutingConfig
+	(*Cell)(nil),                // 20: edgecell.v1.Cell
+	(*Placement)(nil),           // 21: edgecell.v1.Placement
+	(*Member)(nil),              // 22: edgecell.v1.Member
+	(*EndpointOutcomes)(nil),    // 23: edgecell.v1.EndpointOutcomes
+	(*EndpointChecks)(nil),      // 24: edgecell.v1.EndpointChecks
+	(*State)(nil),               // 25: edgecell.v1.State
 }
 var file_edgecell_v1_command_proto_depIdxs = []int32{
 	2,  // 0: edgecell.v1.Command.apply_config:type_name -> edgecell.v1.ApplyConfigOp
@@ -834,18 +1406,27 @@ var file_edgecell_v1_command_proto_depIdxs = []int32{
 	6,  // 4: edgecell.v1.Command.delete_placement:type_name -> edgecell.v1.DeletePlacementOp
 	7,  // 5: edgecell.v1.Command.put_member:type_name -> edgecell.v1.PutMemberOp
 	8,  // 6: edgecell.v1.Command.delete_member:type_name -> edgecell.v1.DeleteMemberOp
-	12, // 7: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
-	13, // 8: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
-	14, // 9: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
-	15, // 10: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
-	10, // 11: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
-	0,  // 12: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
-	16, // 13: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	9,  // 7: edgecell.v1.Command.report_outcomes:type_name -> edgecell.v1.ReportOutcomesOp
+	10, // 8: edgecell.v1.Command.report_health:type_name -> edgecell.v1.ReportHealthOp
+	11, // 9: edgecell.v1.Command.tick:type_name -> edgecell.v1.TickOp
+	12, // 10: edgecell.v1.Command.grant_probe:type_name -> edgecell.v1.GrantProbeOp
+	13, // 11: edgecell.v1.Command.probe_result:type_name -> edgecell.v1.ProbeResultOp
+	14, // 12: edgecell.v1.Command.reset_breaker:type_name -> edgecell.v1.ResetBreakerOp
+	19, // 13: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
+	20, // 14: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
+	21, // 15: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
+	22, // 16: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
+	23, // 17: edgecell.v1.ReportOutcomesOp.outcomes:type_name -> edgecell.v1.EndpointOutcomes
+	24, // 18: edgecell.v1.ReportHealthOp.checks:type_name -> edgecell.v1.EndpointChecks
+	17, // 19: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
+	0,  // 20: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
+	25, // 21: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
+	15, // 22: edgecell.v1.Snapshot.endpoint_states:type_name -> edgecell.v1.EndpointHealthState
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_command_proto_init() }
@@ -853,6 +1434,7 @@ func file_edgecell_v1_command_proto_init() {
 	if File_edgecell_v1_command_proto != nil {
 		return
 	}
+	file_edgecell_v1_health_proto_init()
 	file_edgecell_v1_routing_proto_init()
 	file_edgecell_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_ApplyConfig)(nil),
@@ -862,6 +1444,12 @@ func file_edgecell_v1_command_proto_init() {
 		(*Command_DeletePlacement)(nil),
 		(*Command_PutMember)(nil),
 		(*Command_DeleteMember)(nil),
+		(*Command_ReportOutcomes)(nil),
+		(*Command_ReportHealth)(nil),
+		(*Command_Tick)(nil),
+		(*Command_GrantProbe)(nil),
+		(*Command_ProbeResult)(nil),
+		(*Command_ResetBreaker)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -869,7 +1457,7 @@ func file_edgecell_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_command_proto_rawDesc), len(file_edgecell_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

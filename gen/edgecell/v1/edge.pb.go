@@ -341,11 +341,440 @@ func (*AckResponse) Descriptor() ([]byte, []int) {
 	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{4}
 }
 
+type ReportOutcomesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Outcomes      []*EndpointOutcomes    `protobuf:"bytes,3,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportOutcomesRequest) Reset() {
+	*x = ReportOutcomesRequest{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportOutcomesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportOutcomesRequest) ProtoMessage() {}
+
+func (x *ReportOutcomesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportOutcomesRequest.ProtoReflect.Descriptor instead.
+func (*ReportOutcomesRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReportOutcomesRequest) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *ReportOutcomesRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReportOutcomesRequest) GetOutcomes() []*EndpointOutcomes {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+type ReportOutcomesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Revision after the report: it moves only when a breaker changed state.
+	Revision      uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportOutcomesResponse) Reset() {
+	*x = ReportOutcomesResponse{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportOutcomesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportOutcomesResponse) ProtoMessage() {}
+
+func (x *ReportOutcomesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportOutcomesResponse.ProtoReflect.Descriptor instead.
+func (*ReportOutcomesResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReportOutcomesResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ReportHealthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Checks        []*EndpointChecks      `protobuf:"bytes,3,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportHealthRequest) Reset() {
+	*x = ReportHealthRequest{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportHealthRequest) ProtoMessage() {}
+
+func (x *ReportHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportHealthRequest.ProtoReflect.Descriptor instead.
+func (*ReportHealthRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReportHealthRequest) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *ReportHealthRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReportHealthRequest) GetChecks() []*EndpointChecks {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+type ReportHealthResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Revision after the report: it moves only when a verdict changed.
+	Revision      uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportHealthResponse) Reset() {
+	*x = ReportHealthResponse{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportHealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportHealthResponse) ProtoMessage() {}
+
+func (x *ReportHealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportHealthResponse.ProtoReflect.Descriptor instead.
+func (*ReportHealthResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReportHealthResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type AcquireProbeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Endpoint      string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcquireProbeRequest) Reset() {
+	*x = AcquireProbeRequest{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcquireProbeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcquireProbeRequest) ProtoMessage() {}
+
+func (x *AcquireProbeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcquireProbeRequest.ProtoReflect.Descriptor instead.
+func (*AcquireProbeRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AcquireProbeRequest) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *AcquireProbeRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+type AcquireProbeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether this edge holds the lease: it should send one probe now and
+	// report it with ReportProbe.
+	Granted       bool   `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcquireProbeResponse) Reset() {
+	*x = AcquireProbeResponse{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcquireProbeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcquireProbeResponse) ProtoMessage() {}
+
+func (x *AcquireProbeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcquireProbeResponse.ProtoReflect.Descriptor instead.
+func (*AcquireProbeResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AcquireProbeResponse) GetGranted() bool {
+	if x != nil {
+		return x.Granted
+	}
+	return false
+}
+
+func (x *AcquireProbeResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ReportProbeRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Edge     string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Endpoint string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Ok       bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	// What the probe saw, for operators ("HTTP 200", "connect: connection refused").
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportProbeRequest) Reset() {
+	*x = ReportProbeRequest{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportProbeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportProbeRequest) ProtoMessage() {}
+
+func (x *ReportProbeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportProbeRequest.ProtoReflect.Descriptor instead.
+func (*ReportProbeRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReportProbeRequest) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *ReportProbeRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *ReportProbeRequest) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ReportProbeRequest) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ReportProbeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportProbeResponse) Reset() {
+	*x = ReportProbeResponse{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportProbeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportProbeResponse) ProtoMessage() {}
+
+func (x *ReportProbeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportProbeResponse.ProtoReflect.Descriptor instead.
+func (*ReportProbeResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReportProbeResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_edgecell_v1_edge_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\n" +
-	"\x16edgecell/v1/edge.proto\x12\vedgecell.v1\x1a\x19edgecell/v1/routing.proto\"_\n" +
+	"\x16edgecell/v1/edge.proto\x12\vedgecell.v1\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"_\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12#\n" +
@@ -364,10 +793,39 @@ const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\x10applied_revision\x18\x03 \x01(\x04R\x0fappliedRevision\x12+\n" +
 	"\x11rejected_revision\x18\x04 \x01(\x04R\x10rejectedRevision\x12#\n" +
 	"\rreject_reason\x18\x05 \x01(\tR\frejectReason\"\r\n" +
-	"\vAckResponse2\x89\x01\n" +
+	"\vAckResponse\"~\n" +
+	"\x15ReportOutcomesRequest\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x129\n" +
+	"\boutcomes\x18\x03 \x03(\v2\x1d.edgecell.v1.EndpointOutcomesR\boutcomes\"4\n" +
+	"\x16ReportOutcomesResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"v\n" +
+	"\x13ReportHealthRequest\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x123\n" +
+	"\x06checks\x18\x03 \x03(\v2\x1b.edgecell.v1.EndpointChecksR\x06checks\"2\n" +
+	"\x14ReportHealthResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"E\n" +
+	"\x13AcquireProbeRequest\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x1a\n" +
+	"\bendpoint\x18\x02 \x01(\tR\bendpoint\"L\n" +
+	"\x14AcquireProbeResponse\x12\x18\n" +
+	"\agranted\x18\x01 \x01(\bR\agranted\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"l\n" +
+	"\x12ReportProbeRequest\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x1a\n" +
+	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"1\n" +
+	"\x13ReportProbeResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision2\xe0\x03\n" +
 	"\vEdgeService\x12@\n" +
 	"\x05Watch\x12\x19.edgecell.v1.WatchRequest\x1a\x1a.edgecell.v1.WatchResponse0\x01\x128\n" +
-	"\x03Ack\x12\x17.edgecell.v1.AckRequest\x1a\x18.edgecell.v1.AckResponseB\xa2\x01\n" +
+	"\x03Ack\x12\x17.edgecell.v1.AckRequest\x1a\x18.edgecell.v1.AckResponse\x12Y\n" +
+	"\x0eReportOutcomes\x12\".edgecell.v1.ReportOutcomesRequest\x1a#.edgecell.v1.ReportOutcomesResponse\x12S\n" +
+	"\fReportHealth\x12 .edgecell.v1.ReportHealthRequest\x1a!.edgecell.v1.ReportHealthResponse\x12S\n" +
+	"\fAcquireProbe\x12 .edgecell.v1.AcquireProbeRequest\x1a!.edgecell.v1.AcquireProbeResponse\x12P\n" +
+	"\vReportProbe\x12\x1f.edgecell.v1.ReportProbeRequest\x1a .edgecell.v1.ReportProbeResponseB\xa2\x01\n" +
 	"\x0fcom.edgecell.v1B\tEdgeProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
 
 var (
@@ -382,29 +840,49 @@ func file_edgecell_v1_edge_proto_rawDescGZIP() []byte {
 	return file_edgecell_v1_edge_proto_rawDescData
 }
 
-var file_edgecell_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_edgecell_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_edgecell_v1_edge_proto_goTypes = []any{
-	(*WatchRequest)(nil),  // 0: edgecell.v1.WatchRequest
-	(*WatchResponse)(nil), // 1: edgecell.v1.WatchResponse
-	(*ChangeBatch)(nil),   // 2: edgecell.v1.ChangeBatch
-	(*AckRequest)(nil),    // 3: edgecell.v1.AckRequest
-	(*AckResponse)(nil),   // 4: edgecell.v1.AckResponse
-	(*State)(nil),         // 5: edgecell.v1.State
-	(*Change)(nil),        // 6: edgecell.v1.Change
+	(*WatchRequest)(nil),           // 0: edgecell.v1.WatchRequest
+	(*WatchResponse)(nil),          // 1: edgecell.v1.WatchResponse
+	(*ChangeBatch)(nil),            // 2: edgecell.v1.ChangeBatch
+	(*AckRequest)(nil),             // 3: edgecell.v1.AckRequest
+	(*AckResponse)(nil),            // 4: edgecell.v1.AckResponse
+	(*ReportOutcomesRequest)(nil),  // 5: edgecell.v1.ReportOutcomesRequest
+	(*ReportOutcomesResponse)(nil), // 6: edgecell.v1.ReportOutcomesResponse
+	(*ReportHealthRequest)(nil),    // 7: edgecell.v1.ReportHealthRequest
+	(*ReportHealthResponse)(nil),   // 8: edgecell.v1.ReportHealthResponse
+	(*AcquireProbeRequest)(nil),    // 9: edgecell.v1.AcquireProbeRequest
+	(*AcquireProbeResponse)(nil),   // 10: edgecell.v1.AcquireProbeResponse
+	(*ReportProbeRequest)(nil),     // 11: edgecell.v1.ReportProbeRequest
+	(*ReportProbeResponse)(nil),    // 12: edgecell.v1.ReportProbeResponse
+	(*State)(nil),                  // 13: edgecell.v1.State
+	(*Change)(nil),                 // 14: edgecell.v1.Change
+	(*EndpointOutcomes)(nil),       // 15: edgecell.v1.EndpointOutcomes
+	(*EndpointChecks)(nil),         // 16: edgecell.v1.EndpointChecks
 }
 var file_edgecell_v1_edge_proto_depIdxs = []int32{
-	5, // 0: edgecell.v1.WatchResponse.reset:type_name -> edgecell.v1.State
-	2, // 1: edgecell.v1.WatchResponse.changes:type_name -> edgecell.v1.ChangeBatch
-	6, // 2: edgecell.v1.ChangeBatch.changes:type_name -> edgecell.v1.Change
-	0, // 3: edgecell.v1.EdgeService.Watch:input_type -> edgecell.v1.WatchRequest
-	3, // 4: edgecell.v1.EdgeService.Ack:input_type -> edgecell.v1.AckRequest
-	1, // 5: edgecell.v1.EdgeService.Watch:output_type -> edgecell.v1.WatchResponse
-	4, // 6: edgecell.v1.EdgeService.Ack:output_type -> edgecell.v1.AckResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	13, // 0: edgecell.v1.WatchResponse.reset:type_name -> edgecell.v1.State
+	2,  // 1: edgecell.v1.WatchResponse.changes:type_name -> edgecell.v1.ChangeBatch
+	14, // 2: edgecell.v1.ChangeBatch.changes:type_name -> edgecell.v1.Change
+	15, // 3: edgecell.v1.ReportOutcomesRequest.outcomes:type_name -> edgecell.v1.EndpointOutcomes
+	16, // 4: edgecell.v1.ReportHealthRequest.checks:type_name -> edgecell.v1.EndpointChecks
+	0,  // 5: edgecell.v1.EdgeService.Watch:input_type -> edgecell.v1.WatchRequest
+	3,  // 6: edgecell.v1.EdgeService.Ack:input_type -> edgecell.v1.AckRequest
+	5,  // 7: edgecell.v1.EdgeService.ReportOutcomes:input_type -> edgecell.v1.ReportOutcomesRequest
+	7,  // 8: edgecell.v1.EdgeService.ReportHealth:input_type -> edgecell.v1.ReportHealthRequest
+	9,  // 9: edgecell.v1.EdgeService.AcquireProbe:input_type -> edgecell.v1.AcquireProbeRequest
+	11, // 10: edgecell.v1.EdgeService.ReportProbe:input_type -> edgecell.v1.ReportProbeRequest
+	1,  // 11: edgecell.v1.EdgeService.Watch:output_type -> edgecell.v1.WatchResponse
+	4,  // 12: edgecell.v1.EdgeService.Ack:output_type -> edgecell.v1.AckResponse
+	6,  // 13: edgecell.v1.EdgeService.ReportOutcomes:output_type -> edgecell.v1.ReportOutcomesResponse
+	8,  // 14: edgecell.v1.EdgeService.ReportHealth:output_type -> edgecell.v1.ReportHealthResponse
+	10, // 15: edgecell.v1.EdgeService.AcquireProbe:output_type -> edgecell.v1.AcquireProbeResponse
+	12, // 16: edgecell.v1.EdgeService.ReportProbe:output_type -> edgecell.v1.ReportProbeResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_edge_proto_init() }
@@ -412,6 +890,7 @@ func file_edgecell_v1_edge_proto_init() {
 	if File_edgecell_v1_edge_proto != nil {
 		return
 	}
+	file_edgecell_v1_health_proto_init()
 	file_edgecell_v1_routing_proto_init()
 	file_edgecell_v1_edge_proto_msgTypes[1].OneofWrappers = []any{
 		(*WatchResponse_Reset_)(nil),
@@ -424,7 +903,7 @@ func file_edgecell_v1_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_edge_proto_rawDesc), len(file_edgecell_v1_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

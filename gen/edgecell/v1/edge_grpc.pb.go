@@ -19,8 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EdgeService_Watch_FullMethodName = "/edgecell.v1.EdgeService/Watch"
-	EdgeService_Ack_FullMethodName   = "/edgecell.v1.EdgeService/Ack"
+	EdgeService_Watch_FullMethodName          = "/edgecell.v1.EdgeService/Watch"
+	EdgeService_Ack_FullMethodName            = "/edgecell.v1.EdgeService/Ack"
+	EdgeService_ReportOutcomes_FullMethodName = "/edgecell.v1.EdgeService/ReportOutcomes"
+	EdgeService_ReportHealth_FullMethodName   = "/edgecell.v1.EdgeService/ReportHealth"
+	EdgeService_AcquireProbe_FullMethodName   = "/edgecell.v1.EdgeService/AcquireProbe"
+	EdgeService_ReportProbe_FullMethodName    = "/edgecell.v1.EdgeService/ReportProbe"
 )
 
 // EdgeServiceClient is the client API for EdgeService service.
@@ -36,6 +40,20 @@ type EdgeServiceClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// Ack reports the highest revision the edge applied, or a revision it rejected.
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
+	// ReportOutcomes feeds one batch of proxy outcomes (per endpoint, since the
+	// previous batch) to the replicated breakers. Send it off the request path,
+	// about once a second, only for endpoints with outcomes. Every endpoint must
+	// exist in the config (NOT_FOUND names the first that does not).
+	ReportOutcomes(ctx context.Context, in *ReportOutcomesRequest, opts ...grpc.CallOption) (*ReportOutcomesResponse, error)
+	// ReportHealth feeds one batch of active health check results. An edge
+	// checks the endpoints internal/health.ChecksFor assigns it.
+	ReportHealth(ctx context.Context, in *ReportHealthRequest, opts ...grpc.CallOption) (*ReportHealthResponse, error)
+	// AcquireProbe asks for the probe lease of a half-open endpoint. Exactly one
+	// edge at a time is granted it, for the cell's probe_lease_ms.
+	AcquireProbe(ctx context.Context, in *AcquireProbeRequest, opts ...grpc.CallOption) (*AcquireProbeResponse, error)
+	// ReportProbe reports the lease holder's probe outcome: success closes the
+	// breaker, failure reopens it with a longer ejection.
+	ReportProbe(ctx context.Context, in *ReportProbeRequest, opts ...grpc.CallOption) (*ReportProbeResponse, error)
 }
 
 type edgeServiceClient struct {
@@ -75,6 +93,46 @@ func (c *edgeServiceClient) Ack(ctx context.Context, in *AckRequest, opts ...grp
 	return out, nil
 }
 
+func (c *edgeServiceClient) ReportOutcomes(ctx context.Context, in *ReportOutcomesRequest, opts ...grpc.CallOption) (*ReportOutcomesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportOutcomesResponse)
+	err := c.cc.Invoke(ctx, EdgeService_ReportOutcomes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *edgeServiceClient) ReportHealth(ctx context.Context, in *ReportHealthRequest, opts ...grpc.CallOption) (*ReportHealthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportHealthResponse)
+	err := c.cc.Invoke(ctx, EdgeService_ReportHealth_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *edgeServiceClient) AcquireProbe(ctx context.Context, in *AcquireProbeRequest, opts ...grpc.CallOption) (*AcquireProbeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcquireProbeResponse)
+	err := c.cc.Invoke(ctx, EdgeService_AcquireProbe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *edgeServiceClient) ReportProbe(ctx context.Context, in *ReportProbeRequest, opts ...grpc.CallOption) (*ReportProbeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportProbeResponse)
+	err := c.cc.Invoke(ctx, EdgeService_ReportProbe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EdgeServiceServer is the server API for EdgeService service.
 // All implementations must embed UnimplementedEdgeServiceServer
 // for forward compatibility.
@@ -88,6 +146,20 @@ type EdgeServiceServer interface {
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// Ack reports the highest revision the edge applied, or a revision it rejected.
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
+	// ReportOutcomes feeds one batch of proxy outcomes (per endpoint, since the
+	// previous batch) to the replicated breakers. Send it off the request path,
+	// about once a second, only for endpoints with outcomes. Every endpoint must
+	// exist in the config (NOT_FOUND names the first that does not).
+	ReportOutcomes(context.Context, *ReportOutcomesRequest) (*ReportOutcomesResponse, error)
+	// ReportHealth feeds one batch of active health check results. An edge
+	// checks the endpoints internal/health.ChecksFor assigns it.
+	ReportHealth(context.Context, *ReportHealthRequest) (*ReportHealthResponse, error)
+	// AcquireProbe asks for the probe lease of a half-open endpoint. Exactly one
+	// edge at a time is granted it, for the cell's probe_lease_ms.
+	AcquireProbe(context.Context, *AcquireProbeRequest) (*AcquireProbeResponse, error)
+	// ReportProbe reports the lease holder's probe outcome: success closes the
+	// breaker, failure reopens it with a longer ejection.
+	ReportProbe(context.Context, *ReportProbeRequest) (*ReportProbeResponse, error)
 	mustEmbedUnimplementedEdgeServiceServer()
 }
 
@@ -103,6 +175,18 @@ func (UnimplementedEdgeServiceServer) Watch(*WatchRequest, grpc.ServerStreamingS
 }
 func (UnimplementedEdgeServiceServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
+}
+func (UnimplementedEdgeServiceServer) ReportOutcomes(context.Context, *ReportOutcomesRequest) (*ReportOutcomesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportOutcomes not implemented")
+}
+func (UnimplementedEdgeServiceServer) ReportHealth(context.Context, *ReportHealthRequest) (*ReportHealthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportHealth not implemented")
+}
+func (UnimplementedEdgeServiceServer) AcquireProbe(context.Context, *AcquireProbeRequest) (*AcquireProbeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcquireProbe not implemented")
+}
+func (UnimplementedEdgeServiceServer) ReportProbe(context.Context, *ReportProbeRequest) (*ReportProbeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportProbe not implemented")
 }
 func (UnimplementedEdgeServiceServer) mustEmbedUnimplementedEdgeServiceServer() {}
 func (UnimplementedEdgeServiceServer) testEmbeddedByValue()                     {}
@@ -154,6 +238,78 @@ func _EdgeService_Ack_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EdgeService_ReportOutcomes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportOutcomesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).ReportOutcomes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_ReportOutcomes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).ReportOutcomes(ctx, req.(*ReportOutcomesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EdgeService_ReportHealth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportHealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).ReportHealth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_ReportHealth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).ReportHealth(ctx, req.(*ReportHealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EdgeService_AcquireProbe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcquireProbeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).AcquireProbe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_AcquireProbe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).AcquireProbe(ctx, req.(*AcquireProbeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EdgeService_ReportProbe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportProbeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).ReportProbe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_ReportProbe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).ReportProbe(ctx, req.(*ReportProbeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EdgeService_ServiceDesc is the grpc.ServiceDesc for EdgeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +320,22 @@ var EdgeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ack",
 			Handler:    _EdgeService_Ack_Handler,
+		},
+		{
+			MethodName: "ReportOutcomes",
+			Handler:    _EdgeService_ReportOutcomes_Handler,
+		},
+		{
+			MethodName: "ReportHealth",
+			Handler:    _EdgeService_ReportHealth_Handler,
+		},
+		{
+			MethodName: "AcquireProbe",
+			Handler:    _EdgeService_AcquireProbe_Handler,
+		},
+		{
+			MethodName: "ReportProbe",
+			Handler:    _EdgeService_ReportProbe_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

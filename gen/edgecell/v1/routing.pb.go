@@ -230,7 +230,12 @@ type Cell struct {
 	// Raft index of the write that created the cell. Set by the coordinators; ignored on input.
 	CreateRevision uint64 `protobuf:"varint,3,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
 	// Raft index of the write that last changed the cell. Set by the coordinators; ignored on input.
-	ModRevision   uint64 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	ModRevision uint64 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	// Circuit breaker policy of the cell's endpoints; absent: every default.
+	Breaker *BreakerPolicy `protobuf:"bytes,5,opt,name=breaker,proto3" json:"breaker,omitempty"`
+	// Active health checks of the cell's endpoints; absent: none (the verdict
+	// stays unknown, which routes).
+	HealthCheck   *HealthCheckPolicy `protobuf:"bytes,6,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +296,20 @@ func (x *Cell) GetModRevision() uint64 {
 		return x.ModRevision
 	}
 	return 0
+}
+
+func (x *Cell) GetBreaker() *BreakerPolicy {
+	if x != nil {
+		return x.Breaker
+	}
+	return nil
+}
+
+func (x *Cell) GetHealthCheck() *HealthCheckPolicy {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
 }
 
 // Endpoint is one upstream of a cell. Endpoint ids are unique across all cells.
@@ -504,10 +523,14 @@ func (x *Member) GetGrpcAddr() string {
 
 // State is the whole replicated state an edge needs, at one revision.
 type State struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Config        *RoutingConfig         `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
-	Members       []*Member              `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Revision uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Config   *RoutingConfig         `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	Members  []*Member              `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	// Breakers that ever changed, by endpoint; an endpoint not listed is closed.
+	Breakers []*BreakerStatus `protobuf:"bytes,4,rep,name=breakers,proto3" json:"breakers,omitempty"`
+	// Health verdicts that ever changed, by endpoint; an endpoint not listed is unknown.
+	Health        []*HealthStatus `protobuf:"bytes,5,rep,name=health,proto3" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -559,6 +582,20 @@ func (x *State) GetConfig() *RoutingConfig {
 func (x *State) GetMembers() []*Member {
 	if x != nil {
 		return x.Members
+	}
+	return nil
+}
+
+func (x *State) GetBreakers() []*BreakerStatus {
+	if x != nil {
+		return x.Breakers
+	}
+	return nil
+}
+
+func (x *State) GetHealth() []*HealthStatus {
+	if x != nil {
+		return x.Health
 	}
 	return nil
 }
@@ -636,6 +673,8 @@ type Event struct {
 	//	*Event_SetTopology
 	//	*Event_PutMember
 	//	*Event_DeleteMember
+	//	*Event_PutBreaker
+	//	*Event_PutHealth
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -741,6 +780,24 @@ func (x *Event) GetDeleteMember() string {
 	return ""
 }
 
+func (x *Event) GetPutBreaker() *BreakerStatus {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_PutBreaker); ok {
+			return x.PutBreaker
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPutHealth() *HealthStatus {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_PutHealth); ok {
+			return x.PutHealth
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -773,6 +830,18 @@ type Event_DeleteMember struct {
 	DeleteMember string `protobuf:"bytes,7,opt,name=delete_member,json=deleteMember,proto3,oneof"`
 }
 
+type Event_PutBreaker struct {
+	// A breaker's status changed (state, probe lease, trips). Statuses of
+	// endpoints that leave the config are dropped without an event: an edge
+	// forgets the status of an endpoint no cell has.
+	PutBreaker *BreakerStatus `protobuf:"bytes,8,opt,name=put_breaker,json=putBreaker,proto3,oneof"`
+}
+
+type Event_PutHealth struct {
+	// An endpoint's health verdict changed.
+	PutHealth *HealthStatus `protobuf:"bytes,9,opt,name=put_health,json=putHealth,proto3,oneof"`
+}
+
 func (*Event_PutCell) isEvent_Kind() {}
 
 func (*Event_DeleteCell) isEvent_Kind() {}
@@ -786,6 +855,10 @@ func (*Event_SetTopology) isEvent_Kind() {}
 func (*Event_PutMember) isEvent_Kind() {}
 
 func (*Event_DeleteMember) isEvent_Kind() {}
+
+func (*Event_PutBreaker) isEvent_Kind() {}
+
+func (*Event_PutHealth) isEvent_Kind() {}
 
 // Change is every event of one committed revision.
 type Change struct {
@@ -844,7 +917,7 @@ var File_edgecell_v1_routing_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\n" +
-	"\x19edgecell/v1/routing.proto\x12\vedgecell.v1\"\xf6\x01\n" +
+	"\x19edgecell/v1/routing.proto\x12\vedgecell.v1\x1a\x18edgecell/v1/health.proto\"\xf6\x01\n" +
 	"\rRoutingConfig\x12-\n" +
 	"\aregions\x18\x01 \x03(\v2\x13.edgecell.v1.RegionR\aregions\x122\n" +
 	"\tlatencies\x18\x02 \x03(\v2\x14.edgecell.v1.LatencyR\tlatencies\x12'\n" +
@@ -860,12 +933,14 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1c\n" +
 	"\n" +
 	"one_way_ms\x18\x03 \x01(\rR\boneWayMs\x12\x1b\n" +
-	"\tjitter_ms\x18\x04 \x01(\rR\bjitterMs\"\x97\x01\n" +
+	"\tjitter_ms\x18\x04 \x01(\rR\bjitterMs\"\x90\x02\n" +
 	"\x04Cell\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\tendpoints\x18\x02 \x03(\v2\x15.edgecell.v1.EndpointR\tendpoints\x12'\n" +
 	"\x0fcreate_revision\x18\x03 \x01(\x04R\x0ecreateRevision\x12!\n" +
-	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\"\\\n" +
+	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x124\n" +
+	"\abreaker\x18\x05 \x01(\v2\x1a.edgecell.v1.BreakerPolicyR\abreaker\x12A\n" +
+	"\fhealth_check\x18\x06 \x01(\v2\x1e.edgecell.v1.HealthCheckPolicyR\vhealthCheck\"\\\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
@@ -880,15 +955,17 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +
 	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x1b\n" +
-	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\"\x86\x01\n" +
+	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\"\xf1\x01\n" +
 	"\x05State\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\x12-\n" +
-	"\amembers\x18\x03 \x03(\v2\x13.edgecell.v1.MemberR\amembers\"\x90\x01\n" +
+	"\amembers\x18\x03 \x03(\v2\x13.edgecell.v1.MemberR\amembers\x126\n" +
+	"\bbreakers\x18\x04 \x03(\v2\x1a.edgecell.v1.BreakerStatusR\bbreakers\x121\n" +
+	"\x06health\x18\x05 \x03(\v2\x19.edgecell.v1.HealthStatusR\x06health\"\x90\x01\n" +
 	"\bTopology\x12-\n" +
 	"\aregions\x18\x01 \x03(\v2\x13.edgecell.v1.RegionR\aregions\x122\n" +
 	"\tlatencies\x18\x02 \x03(\v2\x14.edgecell.v1.LatencyR\tlatencies\x12!\n" +
-	"\fdefault_cell\x18\x03 \x01(\tR\vdefaultCell\"\xe7\x02\n" +
+	"\fdefault_cell\x18\x03 \x01(\tR\vdefaultCell\"\xe2\x03\n" +
 	"\x05Event\x12.\n" +
 	"\bput_cell\x18\x01 \x01(\v2\x11.edgecell.v1.CellH\x00R\aputCell\x12!\n" +
 	"\vdelete_cell\x18\x02 \x01(\tH\x00R\n" +
@@ -898,7 +975,11 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\fset_topology\x18\x05 \x01(\v2\x15.edgecell.v1.TopologyH\x00R\vsetTopology\x124\n" +
 	"\n" +
 	"put_member\x18\x06 \x01(\v2\x13.edgecell.v1.MemberH\x00R\tputMember\x12%\n" +
-	"\rdelete_member\x18\a \x01(\tH\x00R\fdeleteMemberB\x06\n" +
+	"\rdelete_member\x18\a \x01(\tH\x00R\fdeleteMember\x12=\n" +
+	"\vput_breaker\x18\b \x01(\v2\x1a.edgecell.v1.BreakerStatusH\x00R\n" +
+	"putBreaker\x12:\n" +
+	"\n" +
+	"put_health\x18\t \x01(\v2\x19.edgecell.v1.HealthStatusH\x00R\tputHealthB\x06\n" +
 	"\x04kind\"P\n" +
 	"\x06Change\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12*\n" +
@@ -919,17 +1000,21 @@ func file_edgecell_v1_routing_proto_rawDescGZIP() []byte {
 
 var file_edgecell_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_edgecell_v1_routing_proto_goTypes = []any{
-	(*RoutingConfig)(nil), // 0: edgecell.v1.RoutingConfig
-	(*Region)(nil),        // 1: edgecell.v1.Region
-	(*Latency)(nil),       // 2: edgecell.v1.Latency
-	(*Cell)(nil),          // 3: edgecell.v1.Cell
-	(*Endpoint)(nil),      // 4: edgecell.v1.Endpoint
-	(*Placement)(nil),     // 5: edgecell.v1.Placement
-	(*Member)(nil),        // 6: edgecell.v1.Member
-	(*State)(nil),         // 7: edgecell.v1.State
-	(*Topology)(nil),      // 8: edgecell.v1.Topology
-	(*Event)(nil),         // 9: edgecell.v1.Event
-	(*Change)(nil),        // 10: edgecell.v1.Change
+	(*RoutingConfig)(nil),     // 0: edgecell.v1.RoutingConfig
+	(*Region)(nil),            // 1: edgecell.v1.Region
+	(*Latency)(nil),           // 2: edgecell.v1.Latency
+	(*Cell)(nil),              // 3: edgecell.v1.Cell
+	(*Endpoint)(nil),          // 4: edgecell.v1.Endpoint
+	(*Placement)(nil),         // 5: edgecell.v1.Placement
+	(*Member)(nil),            // 6: edgecell.v1.Member
+	(*State)(nil),             // 7: edgecell.v1.State
+	(*Topology)(nil),          // 8: edgecell.v1.Topology
+	(*Event)(nil),             // 9: edgecell.v1.Event
+	(*Change)(nil),            // 10: edgecell.v1.Change
+	(*BreakerPolicy)(nil),     // 11: edgecell.v1.BreakerPolicy
+	(*HealthCheckPolicy)(nil), // 12: edgecell.v1.HealthCheckPolicy
+	(*BreakerStatus)(nil),     // 13: edgecell.v1.BreakerStatus
+	(*HealthStatus)(nil),      // 14: edgecell.v1.HealthStatus
 }
 var file_edgecell_v1_routing_proto_depIdxs = []int32{
 	1,  // 0: edgecell.v1.RoutingConfig.regions:type_name -> edgecell.v1.Region
@@ -937,20 +1022,26 @@ var file_edgecell_v1_routing_proto_depIdxs = []int32{
 	3,  // 2: edgecell.v1.RoutingConfig.cells:type_name -> edgecell.v1.Cell
 	5,  // 3: edgecell.v1.RoutingConfig.placements:type_name -> edgecell.v1.Placement
 	4,  // 4: edgecell.v1.Cell.endpoints:type_name -> edgecell.v1.Endpoint
-	0,  // 5: edgecell.v1.State.config:type_name -> edgecell.v1.RoutingConfig
-	6,  // 6: edgecell.v1.State.members:type_name -> edgecell.v1.Member
-	1,  // 7: edgecell.v1.Topology.regions:type_name -> edgecell.v1.Region
-	2,  // 8: edgecell.v1.Topology.latencies:type_name -> edgecell.v1.Latency
-	3,  // 9: edgecell.v1.Event.put_cell:type_name -> edgecell.v1.Cell
-	5,  // 10: edgecell.v1.Event.put_placement:type_name -> edgecell.v1.Placement
-	8,  // 11: edgecell.v1.Event.set_topology:type_name -> edgecell.v1.Topology
-	6,  // 12: edgecell.v1.Event.put_member:type_name -> edgecell.v1.Member
-	9,  // 13: edgecell.v1.Change.events:type_name -> edgecell.v1.Event
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 5: edgecell.v1.Cell.breaker:type_name -> edgecell.v1.BreakerPolicy
+	12, // 6: edgecell.v1.Cell.health_check:type_name -> edgecell.v1.HealthCheckPolicy
+	0,  // 7: edgecell.v1.State.config:type_name -> edgecell.v1.RoutingConfig
+	6,  // 8: edgecell.v1.State.members:type_name -> edgecell.v1.Member
+	13, // 9: edgecell.v1.State.breakers:type_name -> edgecell.v1.BreakerStatus
+	14, // 10: edgecell.v1.State.health:type_name -> edgecell.v1.HealthStatus
+	1,  // 11: edgecell.v1.Topology.regions:type_name -> edgecell.v1.Region
+	2,  // 12: edgecell.v1.Topology.latencies:type_name -> edgecell.v1.Latency
+	3,  // 13: edgecell.v1.Event.put_cell:type_name -> edgecell.v1.Cell
+	5,  // 14: edgecell.v1.Event.put_placement:type_name -> edgecell.v1.Placement
+	8,  // 15: edgecell.v1.Event.set_topology:type_name -> edgecell.v1.Topology
+	6,  // 16: edgecell.v1.Event.put_member:type_name -> edgecell.v1.Member
+	13, // 17: edgecell.v1.Event.put_breaker:type_name -> edgecell.v1.BreakerStatus
+	14, // 18: edgecell.v1.Event.put_health:type_name -> edgecell.v1.HealthStatus
+	9,  // 19: edgecell.v1.Change.events:type_name -> edgecell.v1.Event
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_routing_proto_init() }
@@ -958,6 +1049,7 @@ func file_edgecell_v1_routing_proto_init() {
 	if File_edgecell_v1_routing_proto != nil {
 		return
 	}
+	file_edgecell_v1_health_proto_init()
 	file_edgecell_v1_routing_proto_msgTypes[9].OneofWrappers = []any{
 		(*Event_PutCell)(nil),
 		(*Event_DeleteCell)(nil),
@@ -966,6 +1058,8 @@ func file_edgecell_v1_routing_proto_init() {
 		(*Event_SetTopology)(nil),
 		(*Event_PutMember)(nil),
 		(*Event_DeleteMember)(nil),
+		(*Event_PutBreaker)(nil),
+		(*Event_PutHealth)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+// The breaker and health RPCs. Edge reports are writes: they go through
+// propose (forwarded to the leader, which stamps its clock on the command),
+// one raft entry per report for now. Reads are served like the other admin
+// reads, at the requested consistency.
+
+// ReportOutcomes implements EdgeService.
+func (s *Server) ReportOutcomes(ctx context.Context, req *pb.ReportOutcomesRequest) (*pb.ReportOutcomesResponse, error) {
+	if req.GetEdge() == "" {
+		return nil, invalidArg("edge", "the reporting edge's id is required")
+	}
+	if len(req.GetOutcomes()) == 0 {
+		return &pb.ReportOutcomesResponse{Revision: s.raft.State().Revision()}, nil
+	}
+	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ReportOutcomes{ReportOutcomes: &pb.ReportOutcomesOp{
+		Edge: req.GetEdge(), Outcomes: req.GetOutcomes(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReportOutcomesResponse{Revision: rev}, nil
+}
+
+// ReportHealth implements EdgeService.
+func (s *Server) ReportHealth(ctx context.Context, req *pb.ReportHealthRequest) (*pb.ReportHealthResponse, error) {
+	if req.GetEdge() == "" {
+		return nil, invalidArg("edge", "the reporting edge's id is required")
+	}
+	if len(req.GetChecks()) == 0 {
+		return &pb.ReportHealthResponse{Revision: s.raft.State().Revision()}, nil
+	}
+	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ReportHealth{ReportHealth: &pb.ReportHealthOp{
+		Edge: req.GetEdge(), Region: req.GetRegion(), Checks: req.GetChecks(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReportHealthResponse{Revision: rev}, nil
+}
+
+// AcquireProbe implements EdgeService.
+func (s *Server) AcquireProbe(ctx context.Context, req *pb.AcquireProbeRequest) (*pb.AcquireProbeResponse, error) {
+	res, err := s.propose(ctx, &pb.Command{Op: &pb.Command_GrantProbe{GrantProbe: &pb.GrantProbeOp{
+		Endpoint: req.GetEndpoint(), Edge: req.GetEdge(),
+	}}})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if res.GetError() != nil {
+		return nil, commandStatus(res.GetError())
+	}
+	return &pb.AcquireProbeResponse{Granted: res.GetProbeGranted(), Revision: res.GetRevision()}, nil
+}
+
+// ReportProbe implements EdgeService.
+func (s *Server) ReportProbe(ctx context.Context, req *pb.ReportProbeRequest) (*pb.ReportProbeResponse, error) {
+	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ProbeResult{ProbeResult: &pb.ProbeResultOp{
+		Endpoint: req.GetEndpoint(), Edge: req.GetEdge(), Ok: req.GetOk(), Detail: req.GetDetail(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReportProbeResponse{Revision: rev}, nil
+}
+
+// ListBreakers implements AdminService.
+func (s *Server) ListBreakers(ctx context.Context, req *pb.ListBreakersRequest) (*pb.ListBreakersResponse, error) {
+	st, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	bs, rev := st.Breakers()
+	return &pb.ListBreakersResponse{Breakers: bs, Revision: rev}, nil
+}
+
+// ResetBreaker implements AdminService.
+func (s *Server) ResetBreaker(ctx context.Context, req *pb.ResetBreakerRequest) (*pb.ResetBreakerResponse, error) {
+	if req.GetEndpoint() == "" {
+		return nil, invalidArg("endpoint", "an endpoint id is required")
+	}
+	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ResetBreaker{ResetBreaker: &pb.ResetBreakerOp{Endpoint: req.GetEndpoint()}}})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("breaker reset", "endpoint", req.GetEndpoint(), "revision", rev)
+	return &pb.ResetBreakerResponse{Revision: rev}, nil
+}
+
+// ListHealth implements AdminService.
+func (s *Server) ListHealth(ctx context.Context, req *pb.ListHealthRequest) (*pb.ListHealthResponse, error) {
+	st, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	eps, rev := st.Health()
+	return &pb.ListHealthResponse{Endpoints: eps, Revision: rev}, nil
+}

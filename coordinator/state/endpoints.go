@@ -1,0 +1,233 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/breaker"
+	"github.com/edgecell/edgecell/internal/health"
+)
+
+// The breaker and health commands. Each checks its whole input before it
+// changes anything, then updates the endpoints' states at tx.now (the
+// leader's timestamp). A status change (see the package doc) yields an event
+// and stamps the status with tx.index; any other change only marks the txn
+// dirty.
+
+// endpointOwner returns the cell of a known endpoint, or the refusal naming field.
+func (tx *txn) endpointOwner(field, id string) (*pb.Cell, *pb.CommandError) {
+	if id == "" {
+		return nil, invalid(field, "endpoint id is required")
+	}
+	owner, ok := tx.t.endpoints.Get(id)
+	if !ok {
+		return nil, notFound(field, "endpoint %q is not in the routing config", id)
+	}
+	c, _ := tx.t.cells.Get(owner)
+	return c, nil
+}
+
+// stateOf returns the endpoint's state, with a breaker and a health state
+// created from its cell's policies when missing. The caller stores it back
+// with tx.t.epStates.Set only when it changed.
+func (tx *txn) stateOf(id string, cell *pb.Cell) endpointState {
+	e, _ := tx.t.epStates.Get(id)
+	if !e.hasBreaker {
+		e.breaker, e.hasBreaker = breaker.New(BreakerPolicy(cell.GetBreaker())), true
+	}
+	if !e.hasHealth {
+		e.health, e.hasHealth = health.New(HealthPolicy(cell.GetHealthCheck())), true
+	}
+	return e
+}
+
+// put stores e for id after a change and returns the events of its status
+// changes, stamping them with this txn's index.
+func (tx *txn) put(id string, e endpointState, breakerBefore breaker.Status, healthChanged bool) []*pb.Event {
+	var events []*pb.Event
+	if e.breaker.Status() != breakerBefore {
+		e.breakerRev = tx.index
+		events = append(events, &pb.Event{Kind: &pb.Event_PutBreaker{PutBreaker: breakerStatus(id, e.breaker, tx.index)}})
+	}
+	if healthChanged {
+		e.healthRev = tx.index
+		events = append(events, &pb.Event{Kind: &pb.Event_PutHealth{PutHealth: healthStatus(id, e.health, tx.index)}})
+	}
+	tx.t.epStates.Set(id, e)
+	tx.dirty = true
+	return events
+}
+
+// ownersOf returns the cell of each item's endpoint, or the refusal naming
+// the first unknown one ("outcomes[2].endpoint").
+func ownersOf[T any](tx *txn, list string, items []T, endpoint func(T) string) ([]*pb.Cell, *pb.CommandError) {
+	cells := make([]*pb.Cell, len(items))
+	for i, it := range items {
+		c, e := tx.endpointOwner(fmt.Sprintf("%s[%d].endpoint", list, i), endpoint(it))
+		if e != nil {
+			return nil, e
+		}
+		cells[i] = c
+	}
+	return cells, nil
+}
+
+func requireEdge(edge string) *pb.CommandError {
+	if edge == "" {
+		return invalid("edge", "the reporting edge's id is required")
+	}
+	return nil
+}
+
+func (tx *txn) reportOutcomes(op *pb.ReportOutcomesOp) ([]*pb.Event, *pb.CommandError) {
+	if e := requireEdge(op.GetEdge()); e != nil {
+		return nil, e
+	}
+	cells, e := ownersOf(tx, "outcomes", op.GetOutcomes(), (*pb.EndpointOutcomes).GetEndpoint)
+	if e != nil {
+		return nil, e
+	}
+	var events []*pb.Event
+	for i, o := range op.GetOutcomes() {
+		e := tx.stateOf(o.GetEndpoint(), cells[i])
+		before := e.breaker.Status()
+		e.breaker.Observe(tx.now, breaker.Outcomes{
+			Successes: o.GetSuccesses(), ConnectErrors: o.GetConnectErrors(), Timeouts: o.GetTimeouts(),
+			Status5xx: o.GetStatus_5Xx(), Edge: op.GetEdge(),
+		})
+		events = append(events, tx.put(o.GetEndpoint(), e, before, false)...)
+	}
+	return events, nil
+}
+
+func (tx *txn) reportHealth(op *pb.ReportHealthOp) ([]*pb.Event, *pb.CommandError) {
+	if e := requireEdge(op.GetEdge()); e != nil {
+		return nil, e
+	}
+	cells, e := ownersOf(tx, "checks", op.GetChecks(), (*pb.EndpointChecks).GetEndpoint)
+	if e != nil {
+		return nil, e
+	}
+	var events []*pb.Event
+	for i, c := range op.GetChecks() {
+		if len(c.GetResults()) == 0 {
+			continue
+		}
+		checks := make([]health.Check, len(c.GetResults()))
+		for j, r := range c.GetResults() {
+			checks[j] = health.Check{OK: r.GetOk(), Detail: r.GetDetail()}
+		}
+		e := tx.stateOf(c.GetEndpoint(), cells[i])
+		changed := e.health.Report(tx.now, health.Report{Edge: op.GetEdge(), Region: op.GetRegion(), Checks: checks})
+		events = append(events, tx.put(c.GetEndpoint(), e, e.breaker.Status(), changed)...)
+	}
+	return events, nil
+}
+
+// tick lets time act on every state whose deadline has passed, by endpoint id.
+func (tx *txn) tick() []*pb.Event {
+	var due []string
+	tx.t.epStates.Scan(func(id string, e endpointState) bool {
+		if d, ok := e.deadline(); ok && !d.After(tx.now) {
+			due = append(due, id)
+		}
+		return true
+	})
+	var events []*pb.Event
+	for _, id := range due {
+		e, _ := tx.t.epStates.Get(id)
+		before := e.breaker.Status()
+		if e.hasBreaker {
+			e.breaker.Tick(tx.now)
+		}
+		changed := e.hasHealth && e.health.Tick(tx.now)
+		events = append(events, tx.put(id, e, before, changed)...)
+	}
+	return events
+}
+
+func (tx *txn) grantProbe(op *pb.GrantProbeOp) ([]*pb.Event, *pb.CommandError) {
+	cell, e := tx.endpointOwner("endpoint", op.GetEndpoint())
+	if e != nil {
+		return nil, e
+	}
+	if e := requireEdge(op.GetEdge()); e != nil {
+		return nil, e
+	}
+	st := tx.stateOf(op.GetEndpoint(), cell)
+	before := st.breaker.Status()
+	tx.granted = st.breaker.GrantProbe(tx.now, op.GetEdge())
+	return tx.put(op.GetEndpoint(), st, before, false), nil
+}
+
+func (tx *txn) probeResult(op *pb.ProbeResultOp) ([]*pb.Event, *pb.CommandError) {
+	cell, e := tx.endpointOwner("endpoint", op.GetEndpoint())
+	if e != nil {
+		return nil, e
+	}
+	if e := requireEdge(op.GetEdge()); e != nil {
+		return nil, e
+	}
+	st := tx.stateOf(op.GetEndpoint(), cell)
+	before := st.breaker.Status()
+	st.breaker.ProbeResult(tx.now, op.GetEdge(), op.GetOk())
+	return tx.put(op.GetEndpoint(), st, before, false), nil
+}
+
+// resetBreaker closes the breaker. An endpoint whose breaker never existed
+// is already closed with nothing to forget: nothing changes.
+func (tx *txn) resetBreaker(op *pb.ResetBreakerOp) ([]*pb.Event, *pb.CommandError) {
+	if _, e := tx.endpointOwner("endpoint", op.GetEndpoint()); e != nil {
+		return nil, e
+	}
+	st, _ := tx.t.epStates.Get(op.GetEndpoint())
+	if !st.hasBreaker {
+		return nil, nil
+	}
+	before := st.breaker.Status()
+	st.breaker.Reset(tx.now)
+	return tx.put(op.GetEndpoint(), st, before, false), nil
+}
+
+// reconcileEndpointStates follows a config change: states of endpoints that
+// left the config are dropped (without an event: the cell's own event tells
+// edges the endpoint is gone), and the others take their cell's policies.
+// Untouched states are not rewritten, so a config change that keeps the
+// policies copies no node of the tree.
+func (tx *txn) reconcileEndpointStates() {
+	var gone []string
+	type update struct {
+		id string
+		e  endpointState
+	}
+	var updates []update
+	tx.t.epStates.Scan(func(id string, e endpointState) bool {
+		owner, ok := tx.t.endpoints.Get(id)
+		if !ok {
+			gone = append(gone, id)
+			return true
+		}
+		cell, _ := tx.t.cells.Get(owner)
+		next := e
+		if e.hasBreaker {
+			next.breaker.SetPolicy(BreakerPolicy(cell.GetBreaker()))
+		}
+		if e.hasHealth {
+			next.health.SetPolicy(HealthPolicy(cell.GetHealthCheck()))
+		}
+		if next.breaker != e.breaker || next.health.Policy() != e.health.Policy() {
+			updates = append(updates, update{id, next})
+		}
+		return true
+	})
+	for _, id := range gone {
+		tx.t.epStates.Delete(id)
+	}
+	for _, u := range updates {
+		tx.t.epStates.Set(u.id, u.e)
+	}
+}
+
+// nowOf is the leader's timestamp a command carries.
+func nowOf(cmd *pb.Command) time.Time { return time.Unix(0, cmd.GetNowUnixNano()).UTC() }

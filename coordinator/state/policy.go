@@ -1,0 +1,123 @@
+package state
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/breaker"
+	"github.com/edgecell/edgecell/internal/health"
+)
+
+// Defaults of HealthCheckPolicy that the health package does not own (it
+// aggregates results; the edges run the checks).
+const (
+	DefaultHealthCheckPath     = "/healthz"
+	DefaultHealthCheckInterval = 5 * time.Second
+	DefaultHealthCheckTimeout  = time.Second
+)
+
+func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
+
+// BreakerPolicy converts a cell's breaker policy (nil: every default) into
+// the breaker package's.
+func BreakerPolicy(p *pb.BreakerPolicy) breaker.Policy {
+	return breaker.Policy{
+		ConsecutiveFailures:  p.GetConsecutiveFailures(),
+		FailureRateThreshold: p.GetFailureRateThreshold(),
+		Window:               ms(p.GetWindowMs()),
+		MinRequests:          p.GetMinRequests(),
+		BaseEjection:         ms(p.GetBaseEjectionMs()),
+		MaxEjection:          ms(p.GetMaxEjectionMs()),
+		TripDecay:            ms(p.GetTripDecayMs()),
+		ProbeLease:           ms(p.GetProbeLeaseMs()),
+		LocalConnectFailures: p.GetLocalConnectFailures(),
+		LocalEjection:        ms(p.GetLocalEjectionMs()),
+	}
+}
+
+// HealthPolicy converts a cell's health check policy (nil: every default)
+// into the aggregation policy of the health package.
+func HealthPolicy(p *pb.HealthCheckPolicy) health.Policy {
+	return health.Policy{
+		HealthyThreshold:   p.GetHealthyThreshold(),
+		UnhealthyThreshold: p.GetUnhealthyThreshold(),
+		StaleAfter:         ms(p.GetStaleAfterMs()),
+	}
+}
+
+// msFields are the policy fields that the packages name without the unit
+// suffix the proto gives them.
+var msFields = map[string]bool{
+	"window": true, "base_ejection": true, "max_ejection": true, "trip_decay": true,
+	"probe_lease": true, "local_ejection": true, "stale_after": true,
+}
+
+// policyFieldError turns a package's *PolicyError into a refusal naming the
+// proto field under prefix ("breaker.").
+func policyFieldError(prefix string, err error) *pb.CommandError {
+	field, reason := "", err.Error()
+	var be *breaker.PolicyError
+	var he *health.PolicyError
+	switch {
+	case errors.As(err, &be):
+		field, reason = be.Field, be.Reason
+	case errors.As(err, &he):
+		field, reason = he.Field, he.Reason
+	}
+	if msFields[field] {
+		field += "_ms"
+	}
+	return invalid(prefix+field, "%s", reason)
+}
+
+// validatePolicies checks a cell's breaker and health check policies. Fields
+// are relative to the cell ("breaker.max_ejection_ms").
+func validatePolicies(c *pb.Cell) *pb.CommandError {
+	if b := c.GetBreaker(); b != nil {
+		if err := BreakerPolicy(b).Validate(); err != nil {
+			return policyFieldError("breaker.", err)
+		}
+	}
+	h := c.GetHealthCheck()
+	if h == nil {
+		return nil
+	}
+	if err := HealthPolicy(h).Validate(); err != nil {
+		return policyFieldError("health_check.", err)
+	}
+	if p := h.GetHttpPath(); p != "" && !strings.HasPrefix(p, "/") {
+		return invalid("health_check.http_path", "http_path %q must start with '/', for example %q", p, DefaultHealthCheckPath)
+	}
+	interval := ms(h.GetIntervalMs())
+	if interval == 0 {
+		interval = DefaultHealthCheckInterval
+	}
+	timeout := ms(h.GetTimeoutMs())
+	if timeout == 0 {
+		timeout = min(DefaultHealthCheckTimeout, interval)
+	}
+	if timeout > interval {
+		return invalid("health_check.timeout_ms", "timeout_ms %d is longer than interval_ms %d; a check must end before the next one starts",
+			timeout.Milliseconds(), interval.Milliseconds())
+	}
+	return nil
+}
+
+// Policies are compared and copied with proto.Equal and proto.Clone: unlike
+// endpoints and placements they are few (at most one each per cell), so
+// reflection costs nothing that matters, and it cannot miss a new field.
+
+func clonePolicy[M interface {
+	proto.Message
+	comparable
+}](m M) M {
+	var none M
+	if m == none {
+		return m
+	}
+	return proto.Clone(m).(M)
+}

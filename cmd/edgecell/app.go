@@ -107,7 +107,7 @@ Admin commands talk gRPC to any coordinator (--addr, or $EDGECELL_ADDR).`,
 	)
 	for _, c := range []*cobra.Command{
 		a.applyCommand(), a.getCommand(), a.cellCommand(), a.placementCommand(),
-		a.edgesCommand(), a.clusterCommand(),
+		a.edgesCommand(), a.clusterCommand(), a.healthCommand(), a.breakersCommand(), a.breakerCommand(),
 	} {
 		c.GroupID = "admin"
 		root.AddCommand(c)

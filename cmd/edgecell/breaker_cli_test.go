@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/devcluster"
+)
+
+// TestBreakerAndHealthVerbsAgainstARealCluster: an operator sees a breaker
+// that edges' reports opened, with its reason, and closes it by hand.
+func TestBreakerAndHealthVerbsAgainstARealCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, err := devcluster.Start(ctx, devcluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	addr := c.CoordinatorAddrs()[1] // a follower or the leader: either must work
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := pb.NewEdgeServiceClient(conn).ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
+		Edge: "edge-us-east", Region: "us-east",
+		Outcomes: []*pb.EndpointOutcomes{{Endpoint: "us-east-1", ConnectErrors: 10}},
+	}); err != nil {
+		t.Fatalf("report outcomes: %v", err)
+	}
+
+	table := cli(t, addr, "", "breakers")
+	if table.code != 0 {
+		t.Fatalf("breakers: %+v", table)
+	}
+	line := lineWith(table.out, "us-east-1")
+	if !strings.Contains(line, "open") || !strings.Contains(line, "connect errors") || !strings.Contains(line, "in ") {
+		t.Fatalf("breakers should show us-east-1 open, ejected, and why:\n%s", table.out)
+	}
+
+	reset := cli(t, addr, "", "breaker", "reset", "us-east-1")
+	if reset.code != 0 || !strings.Contains(reset.out, "revision") {
+		t.Fatalf("breaker reset: %+v", reset)
+	}
+	if after := lineWith(cli(t, addr, "", "breakers").out, "us-east-1"); !strings.Contains(after, "closed") || strings.Contains(after, "in ") {
+		t.Fatalf("after reset the breaker should show closed and no ejection: %q", after)
+	}
+	js := cli(t, addr, "", "breakers", "-o", "json")
+	got := &pb.ListBreakersResponse{}
+	if err := protojson.Unmarshal([]byte(js.out), got); err != nil {
+		t.Fatalf("breakers -o json (%v):\n%s", err, js.out)
+	}
+	for _, b := range got.GetBreakers() {
+		if b.GetEndpoint() == "us-east-1" && b.GetState() != pb.BreakerState_BREAKER_STATE_CLOSED {
+			t.Fatalf("after reset: %v", b)
+		}
+	}
+	if bad := cli(t, addr, "", "breaker", "reset", "no-such-endpoint"); bad.code != 1 || !strings.Contains(bad.err, "no-such-endpoint") {
+		t.Fatalf("resetting an unknown endpoint: %+v", bad)
+	}
+	if h := cli(t, addr, "", "health"); h.code != 0 || !strings.HasPrefix(h.out, "ENDPOINT") {
+		t.Fatalf("health: %+v", h)
+	}
+}
+
+func lineWith(out, s string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}

@@ -116,7 +116,17 @@ func Open(cfg Config) (*Store, error) {
 		// Bind first to learn the port, then advertise what we bound.
 		advertise = nil
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, hlog)
+	transport, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, &raft.NetworkTransportConfig{
+		MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+		// 1 disables pipelined replication. With the default (2) its
+		// channels are unbuffered, and after a follower answers
+		// Success=false the sender can park on one while the decoder parks
+		// on the other: replication to that follower stops for good and
+		// Shutdown hangs (seen here in CI; the same deadlock is analysed in
+		// grafana/pyroscope#5518). Batching (MaxAppendEntries) still groups
+		// entries, so throughput holds.
+		MaxRPCsInFlight: 1,
+	})
 	if err != nil {
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: listen on raft address %q: %w", cfg.RaftAddr, err)
@@ -189,9 +199,13 @@ func setDefaults(cfg *Config) {
 // Close shuts raft down and closes the stores. It does not remove the member
 // from the cluster.
 func (s *Store) Close() error {
-	err := s.raft.Shutdown().Error()
-	if cerr := s.transport.Close(); err == nil {
-		err = cerr
+	// Consul's order: start the shutdown, close the transport so that no
+	// worker waits on a peer, then wait for raft's goroutines.
+	f := s.raft.Shutdown()
+	terr := s.transport.Close()
+	err := f.Error()
+	if err == nil {
+		err = terr
 	}
 	if cerr := s.boltStore.Close(); err == nil {
 		err = cerr

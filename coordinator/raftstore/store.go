@@ -107,14 +107,16 @@ func Open(cfg Config) (*Store, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: open snapshots: %w", err)
 	}
-	advertise, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	resolved, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: raft address %q: %w", cfg.RaftAddr, err)
 	}
-	if advertise.IP == nil || advertise.IP.IsUnspecified() || advertise.Port == 0 {
-		// Bind first to learn the port, then advertise what we bound.
-		advertise = nil
+	// A nil interface (not a nil *TCPAddr inside one) makes the transport
+	// advertise what it bound: needed for port 0 or an unspecified host.
+	var advertise net.Addr
+	if resolved.IP != nil && !resolved.IP.IsUnspecified() && resolved.Port != 0 {
+		advertise = resolved
 	}
 	transport, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, &raft.NetworkTransportConfig{
 		MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgecell/edgecell/edgenode/cache"
 	"github.com/edgecell/edgecell/edgenode/proxy"
+	"github.com/edgecell/edgecell/edgenode/report"
 	"github.com/edgecell/edgecell/edgenode/route"
 	"github.com/edgecell/edgecell/edgenode/watch"
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// WatchBackoffBase and WatchBackoffMax bound the reconnect backoff. Defaults 100ms and 3s.
 	WatchBackoffBase, WatchBackoffMax time.Duration
+	// ReportInterval is how often proxy outcomes are reported to the
+	// coordinators and half-open endpoints are considered for a probe.
+	// Default 1s.
+	ReportInterval time.Duration
 }
 
 // Node is a running edge. Its methods are safe for concurrent use.
@@ -77,8 +82,10 @@ type Node struct {
 	admin   *http.Server
 	adminLn net.Listener
 	watch   *watch.Client
+	conns   *report.Conns
 
 	cancelWatch context.CancelFunc
+	reportDone  chan struct{}
 	watchDone   chan struct{}
 	closeOnce   sync.Once
 	closeErr    error
@@ -93,7 +100,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := validate(&cfg); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("edge", cfg.Name, "region", cfg.Region), watchDone: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("edge", cfg.Name, "region", cfg.Region),
+		watchDone: make(chan struct{}), reportDone: make(chan struct{})}
 	var err error
 	if n.store, err = cache.Open(filepath.Join(cfg.DataDir, "edge.db"), n.log); err != nil {
 		return nil, err
@@ -146,12 +154,36 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer close(n.watchDone)
 		n.watch.Run(wctx)
 	}()
+	n.conns = report.NewConns(n.reportTargets, cfg.DialContext)
+	rep := report.New(report.Config{
+		Edge: cfg.Name, Region: cfg.Region, Table: &n.table, Coordinators: n.conns,
+		Interval: cfg.ReportInterval, DialContext: cfg.DialContext, Logger: n.log,
+	})
+	go func() {
+		defer close(n.reportDone)
+		rep.Run(wctx)
+	}()
 	if err := ctx.Err(); err != nil {
 		n.Close()
 		return nil, err
 	}
 	n.log.Info("edge serving", "addr", n.Addr(), "revision", n.Revision(), "placements", n.table.Load().Placements())
 	return n, nil
+}
+
+// reportTargets lists coordinators to report to: the one the watch streams
+// from first (it has the freshest config), then the known members and seeds.
+func (n *Node) reportTargets() []string {
+	var out []string
+	if a := n.watch.Connected(); a != "" {
+		out = append(out, a)
+	}
+	for _, m := range n.table.Load().Members() {
+		if a := m.GetGrpcAddr(); a != "" {
+			out = append(out, a)
+		}
+	}
+	return append(out, n.cfg.Coordinators...)
 }
 
 func validate(cfg *Config) error {
@@ -245,6 +277,8 @@ func (n *Node) Close() error {
 		}
 		n.cancelWatch()
 		<-n.watchDone
+		<-n.reportDone
+		n.conns.Close()
 		n.persist.Close()
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, err)

@@ -10,6 +10,7 @@ import (
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/breaker"
 	"github.com/edgecell/edgecell/internal/health"
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // Defaults of HealthCheckPolicy that the health package does not own (it
@@ -23,31 +24,12 @@ const (
 func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
 
 // BreakerPolicy converts a cell's breaker policy (nil: every default) into
-// the breaker package's.
-func BreakerPolicy(p *pb.BreakerPolicy) breaker.Policy {
-	return breaker.Policy{
-		ConsecutiveFailures:  p.GetConsecutiveFailures(),
-		FailureRateThreshold: p.GetFailureRateThreshold(),
-		Window:               ms(p.GetWindowMs()),
-		MinRequests:          p.GetMinRequests(),
-		BaseEjection:         ms(p.GetBaseEjectionMs()),
-		MaxEjection:          ms(p.GetMaxEjectionMs()),
-		TripDecay:            ms(p.GetTripDecayMs()),
-		ProbeLease:           ms(p.GetProbeLeaseMs()),
-		LocalConnectFailures: p.GetLocalConnectFailures(),
-		LocalEjection:        ms(p.GetLocalEjectionMs()),
-	}
-}
+// the breaker package's; see internal/policy, which the edges share.
+func BreakerPolicy(p *pb.BreakerPolicy) breaker.Policy { return policy.Breaker(p) }
 
 // HealthPolicy converts a cell's health check policy (nil: every default)
 // into the aggregation policy of the health package.
-func HealthPolicy(p *pb.HealthCheckPolicy) health.Policy {
-	return health.Policy{
-		HealthyThreshold:   p.GetHealthyThreshold(),
-		UnhealthyThreshold: p.GetUnhealthyThreshold(),
-		StaleAfter:         ms(p.GetStaleAfterMs()),
-	}
-}
+func HealthPolicy(p *pb.HealthCheckPolicy) health.Policy { return policy.Health(p) }
 
 // msFields are the policy fields that the packages name without the unit
 // suffix the proto gives them.

@@ -3,8 +3,9 @@
 // stability).
 //
 // The file holds the raw state as the coordinators sent it (topology, cells,
-// placements, members), not the region-specific table, so an edge may be
-// restarted in another region from the same file. The revision is written in
+// placements, members, breaker statuses, health verdicts), not the
+// region-specific table, so an edge may be restarted in another region from
+// the same file. The revision is written in
 // the same transaction as the data it describes: a loaded state is always
 // exactly the state at the loaded revision.
 //

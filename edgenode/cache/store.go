@@ -26,12 +26,19 @@ var (
 	bucketCells      = []byte("cells")
 	bucketPlacements = []byte("placements")
 	bucketMembers    = []byte("members")
+	bucketBreakers   = []byte("breakers")
+	bucketHealth     = []byte("health")
 	keyFormat        = []byte("format")
 	keyRevision      = []byte("revision")
 	keyTopology      = []byte("topology")
 )
 
-var dataBuckets = [][]byte{bucketTopology, bucketCells, bucketPlacements, bucketMembers}
+var dataBuckets = [][]byte{bucketTopology, bucketCells, bucketPlacements, bucketMembers, bucketBreakers, bucketHealth}
+
+// statusBuckets were added to format 1 later: a file written before them
+// lacks them, which reads as "no statuses" (every breaker closed) and gets
+// them on the next write, so an upgrade keeps the cached state.
+var statusBuckets = [][]byte{bucketBreakers, bucketHealth}
 
 // Store is the bbolt file. Its methods are safe for concurrent use (bbolt
 // serialises writers); Close must be called once nothing else uses it.
@@ -76,6 +83,8 @@ type Loader interface {
 	PutCell(*pb.Cell) error
 	PutPlacement(key, cell string) error
 	PutMember(*pb.Member) error
+	PutBreaker(*pb.BreakerStatus) error
+	PutHealth(*pb.HealthStatus) error
 }
 
 // Load feeds the stored state to l and returns its revision; 0 (and no call
@@ -99,13 +108,7 @@ func (s *Store) Load(l Loader) (uint64, error) {
 			return fmt.Errorf("topology: %w", err)
 		}
 		l.SetTopology(topo)
-		if err := tx.Bucket(bucketCells).ForEach(func(k, v []byte) error {
-			c := &pb.Cell{}
-			if err := proto.Unmarshal(v, c); err != nil {
-				return fmt.Errorf("cell %q: %w", k, err)
-			}
-			return l.PutCell(c)
-		}); err != nil {
+		if err := forEachMessage(tx, bucketCells, "cell", func(c *pb.Cell) error { return l.PutCell(c) }); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bucketPlacements).ForEach(func(k, v []byte) error {
@@ -113,13 +116,13 @@ func (s *Store) Load(l Loader) (uint64, error) {
 		}); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
-			m := &pb.Member{}
-			if err := proto.Unmarshal(v, m); err != nil {
-				return fmt.Errorf("member %q: %w", k, err)
-			}
-			return l.PutMember(m)
-		})
+		if err := forEachMessage(tx, bucketMembers, "member", func(m *pb.Member) error { return l.PutMember(m) }); err != nil {
+			return err
+		}
+		if err := forEachMessage(tx, bucketBreakers, "breaker", func(m *pb.BreakerStatus) error { return l.PutBreaker(m) }); err != nil {
+			return err
+		}
+		return forEachMessage(tx, bucketHealth, "health", func(m *pb.HealthStatus) error { return l.PutHealth(m) })
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s: %w", ErrCorrupt, s.db.Path(), err)
@@ -169,6 +172,11 @@ func (s *Store) Write(u Update) error {
 		fresh := meta == nil || string(meta.Get(keyFormat)) != formatVersion
 		if u.Reset != nil || fresh {
 			if err := resetBuckets(tx); err != nil {
+				return err
+			}
+		}
+		for _, name := range statusBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
@@ -235,6 +243,16 @@ func putState(tx *bolt.Tx, st *pb.State) error {
 			return err
 		}
 	}
+	for _, b := range st.GetBreakers() {
+		if err := putMessage(tx.Bucket(bucketBreakers), []byte(b.GetEndpoint()), b); err != nil {
+			return err
+		}
+	}
+	for _, h := range st.GetHealth() {
+		if err := putMessage(tx.Bucket(bucketHealth), []byte(h.GetEndpoint()), h); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -254,8 +272,10 @@ func putEvent(tx *bolt.Tx, ev *pb.Event) error {
 		return putMessage(tx.Bucket(bucketMembers), []byte(k.PutMember.GetName()), k.PutMember)
 	case *pb.Event_DeleteMember:
 		return tx.Bucket(bucketMembers).Delete([]byte(k.DeleteMember))
-	case *pb.Event_PutBreaker, *pb.Event_PutHealth:
-		return nil // not used by the edge yet; a restart's first reset brings them
+	case *pb.Event_PutBreaker:
+		return putMessage(tx.Bucket(bucketBreakers), []byte(k.PutBreaker.GetEndpoint()), k.PutBreaker)
+	case *pb.Event_PutHealth:
+		return putMessage(tx.Bucket(bucketHealth), []byte(k.PutHealth.GetEndpoint()), k.PutHealth)
 	default:
 		return fmt.Errorf("event of unknown kind %T", k)
 	}
@@ -267,4 +287,23 @@ func putMessage(b *bolt.Bucket, key []byte, m proto.Message) error {
 		return err
 	}
 	return b.Put(key, v)
+}
+
+// forEachMessage decodes every record of a bucket and passes it to fn. A
+// missing bucket holds nothing.
+func forEachMessage[M any, P interface {
+	*M
+	proto.Message
+}](tx *bolt.Tx, bucket []byte, what string, fn func(P) error) error {
+	b := tx.Bucket(bucket)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		m := P(new(M))
+		if err := proto.Unmarshal(v, m); err != nil {
+			return fmt.Errorf("%s %q: %w", what, k, err)
+		}
+		return fn(m)
+	})
 }

@@ -50,7 +50,9 @@ type conn struct {
 	rdl, wdl  time.Time // current deadlines, to refresh them lazily
 	shortRead bool      // rdl is the short readiness deadline, not the idle one
 	rw        readWaiter
-	now       time.Time // when the last response was sent: a clock read saved
+	now       time.Time        // when the last response was sent: a clock read saved
+	skips     [numSkips]uint16 // endpoints passed over for the current request, by why
+	whyBuf    []byte           // X-Edge-Route and 502 reasons are built here
 	readErr   error
 }
 

@@ -16,6 +16,18 @@
 // request path, ambiguous framing is refused (request smuggling), and
 // Upgrade (websocket) requests are tunnelled.
 //
+// Endpoint choice follows the cell's candidate order (own region, then the
+// next regions by latency) and skips every endpoint whose route.Gate says
+// no: replicated breaker open or half-open, health verdict UNHEALTHY, or a
+// local trip after refused connections (the proxy reports connect failures
+// and successes to the gate, so one edge stops using a dead endpoint at
+// once). Each request's outcome (success, connect error, timeout, 5xx) is
+// counted on its endpoint's gate for the report package to send. When
+// nothing is left the client gets 502 with a "reason" ("3 endpoints
+// breaker-open"); a request with X-Edge-Debug: 1 gets X-Edge-Route saying
+// why its endpoint was chosen ("failover us-east->eu-west: 2 endpoints
+// breaker-open").
+//
 // Retries are safe by construction: another endpoint (or a fresh connection
 // after a stale pooled one) is tried only while the request body has not
 // been read at all, so a body is never sent twice.

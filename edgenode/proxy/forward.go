@@ -31,13 +31,22 @@ func (c *conn) serveRequest(start time.Time) bool {
 	if cell.Len() == 0 {
 		return c.reply(502, "cell has no endpoints")
 	}
+	// Endpoints whose gate says no (breaker, health, local trip) are
+	// skipped; the candidate order already fails over region by region.
+	now := start.UnixNano()
+	c.skips = [numSkips]uint16{}
 	it := cell.Candidates(rand.Uint64())
 	for ep := it.Next(); ep != nil; ep = it.Next() {
+		if why := ep.Gate.Check(now); why != route.Allowed {
+			c.skips[why]++
+			continue
+		}
 		if c.forward(ep, start) {
 			return c.keep
 		}
+		c.skips[skipUnreachable]++
 	}
-	return c.reply(502, "no endpoint reachable")
+	return c.replyNoEndpoint()
 }
 
 // forward proxies the request to ep. It returns false only when no
@@ -50,9 +59,16 @@ func (c *conn) forward(ep *route.Endpoint, start time.Time) bool {
 			if c.s.metrics != nil {
 				c.s.metrics.dialErrors.Add(1)
 			}
+			// Trip at once on this edge: the next request goes elsewhere
+			// without waiting for the coordinators.
+			if ep.Gate.ConnectFailed(time.Now().UnixNano()) {
+				c.s.log.Warn("endpoint tripped locally after connection failures", "endpoint", ep.ID, "addr", ep.Addr, "err", err)
+			}
+			ep.Gate.Record(route.ConnectError)
 			c.s.log.Debug("endpoint unreachable", "endpoint", ep.ID, "addr", ep.Addr, "err", err)
 			return false
 		}
+		ep.Gate.ConnectSucceeded()
 		if !c.exchange(uc, ep, start) {
 			// A pooled connection the upstream had closed; nothing of the
 			// request was consumed, so resending it is safe.
@@ -98,6 +114,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 		if uc.reused && !c.bodyRead {
 			return false
 		}
+		ep.Gate.Record(route.ConnectError)
 		c.keep = c.reply(502, "upstream connection failed")
 		return true
 	}
@@ -142,6 +159,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 			uc.close()
 			c.waitBody(streaming)
 			c.s.log.Debug("upstream response timed out", "endpoint", ep.ID, "timeout", c.s.cfg.ResponseTimeout)
+			ep.Gate.Record(route.Timeout)
 			c.keep = c.reply(504, "upstream timed out")
 			return true
 		}
@@ -153,6 +171,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 				return false
 			}
 			c.s.log.Debug("upstream failed before responding", "endpoint", ep.ID, "err", err)
+			ep.Gate.Record(route.ConnectError)
 			c.keep = c.reply(502, "upstream failed before responding")
 			return true
 		}
@@ -166,6 +185,11 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 			c.keep = false
 			return true
 		}
+	}
+	if resp.status >= 500 {
+		ep.Gate.Record(route.Status5xx)
+	} else {
+		ep.Gate.Record(route.Success)
 	}
 	now := time.Now()
 	c.now = now

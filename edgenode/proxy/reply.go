@@ -33,9 +33,18 @@ func (c *conn) writeRay(w *bufio.Writer) {
 // {"error":"unknown routing key","routing_key":"x","ray":"...-us-east"},
 // and reports whether the connection stays open.
 func (c *conn) reply(status int, msg string) bool {
+	return c.replyWhy(status, msg, nil)
+}
+
+// replyWhy is reply with a "reason" field when why is not empty.
+func (c *conn) replyWhy(status int, msg string, why []byte) bool {
 	keep := c.req.keepAlive && !c.s.closing.Load() && c.discardBody()
 	b := append(c.scratch[:0], `{"error":"`...)
 	b = appendJSONString(b, msg)
+	if len(why) > 0 {
+		b = append(b, `","reason":"`...)
+		b = appendJSONString(b, why)
+	}
 	if c.req.hasKey {
 		b = append(b, `","routing_key":"`...)
 		b = appendJSONString(b, c.req.routingKey)
@@ -57,6 +66,11 @@ func (c *conn) reply(status int, msg string) bool {
 	w.Write(strconv.AppendInt(num[:0], int64(len(b)), 10))
 	w.WriteString("\r\n")
 	c.writeRay(w)
+	if c.req.debug && why != nil {
+		w.WriteString("X-Edge-Route: none: ")
+		w.Write(why)
+		w.WriteString("\r\n")
+	}
 	c.writeConnection(w, keep)
 	w.WriteString("\r\n")
 	w.Write(b)
@@ -178,6 +192,9 @@ func (c *conn) writeResponseHead(ep *route.Endpoint, bk bodyKind, keep bool) {
 	w.WriteString("X-Edge-Endpoint: ")
 	w.WriteString(ep.Tag)
 	w.WriteString("\r\n")
+	if c.req.debug {
+		c.writeRoute(w, ep)
+	}
 	if rawChunks {
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}

@@ -16,13 +16,14 @@ type request struct {
 	expect100      bool
 	teTrailers     bool // TE: trailers, which gRPC-style upstreams need
 	keepAlive      bool
+	debug          bool // X-Edge-Debug: 1 asks for X-Edge-Route
 }
 
 // begin prepares for reading the next request head with readHead.
 func (r *request) begin() {
 	r.reset()
 	r.method, r.target, r.host, r.routingKey, r.upgrade = nil, nil, nil, nil, nil
-	r.hasKey, r.expect100, r.teTrailers, r.keepAlive = false, false, false, false
+	r.hasKey, r.expect100, r.teTrailers, r.keepAlive, r.debug = false, false, false, false, false
 }
 
 // parse parses the head readHead read.
@@ -74,6 +75,10 @@ func (r *request) parse() error {
 			r.routingKey, r.hasKey = f.value, len(f.value) > 0
 		case hUpgrade:
 			r.upgrade = f.value
+		case hOther:
+			if len(f.name) == len("x-edge-debug") && eqFold(f.name, "x-edge-debug") {
+				r.debug = len(f.value) == 1 && f.value[0] == '1'
+			}
 		case hExpect:
 			r.expect100 = eqFold(f.value, "100-continue")
 		case hTE:

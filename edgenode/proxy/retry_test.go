@@ -27,8 +27,10 @@ func TestConnectFailureTriesNextEndpoint(t *testing.T) {
 			t.Fatalf("request %d: %d %q %v", i, resp.StatusCode, b, resp.Header)
 		}
 	}
-	if h.metrics.dialErrors.Load() < 20 {
-		t.Fatalf("%d dial errors counted, want at least one per request", h.metrics.dialErrors.Load())
+	// Each dead endpoint is dialled until it trips locally (2 refusals by
+	// default) and then skipped: far fewer dials than requests.
+	if n := h.metrics.dialErrors.Load(); n < 4 || n >= 20 {
+		t.Fatalf("%d dial errors counted, want 4 up to the local trips and then none", n)
 	}
 }
 

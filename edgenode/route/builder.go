@@ -23,13 +23,25 @@ type Builder struct {
 	ownRefs     bool
 	ownMembers  bool
 	topoChanged bool
+	ownBreakers bool
+	ownHealth   bool
+	reset       bool                // a whole state: reconcile every gate in Finish
+	cellsGone   bool                // a cell was deleted: prune gates and statuses
 	puts        map[string]*pb.Cell // cells put in this edit, built in Finish
 	touched     map[string]struct{} // cells whose placements or existence changed
+	statuses    map[string]struct{} // endpoints whose breaker or verdict changed
 }
 
 // NewBuilder starts an empty table for an edge in region.
 func NewBuilder(region string) *Builder {
+	return newBuilder(region, &gates{m: map[string]*Gate{}})
+}
+
+func newBuilder(region string, gs *gates) *Builder {
 	b := &Builder{t: Table{
+		gates:    gs,
+		breakers: map[string]*pb.BreakerStatus{},
+		health:   map[string]*pb.HealthStatus{},
 		region:   region,
 		seed:     maphash.MakeSeed(),
 		buckets:  new(buckets),
@@ -50,6 +62,7 @@ func (t *Table) Edit() *Builder {
 // own marks every part as belonging to the builder (a brand new table).
 func (b *Builder) own() {
 	b.ownArray, b.ownCells, b.ownRefs, b.ownMembers = true, true, true, true
+	b.ownBreakers, b.ownHealth = true, true
 	for i := range b.owned {
 		b.owned[i] = ^uint64(0)
 	}
@@ -74,6 +87,16 @@ func (b *Builder) LoadState(st *pb.State) error {
 			return err
 		}
 	}
+	for _, s := range st.GetBreakers() {
+		if err := b.PutBreaker(s); err != nil {
+			return err
+		}
+	}
+	for _, s := range st.GetHealth() {
+		if err := b.PutHealth(s); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -95,11 +118,10 @@ func (b *Builder) Apply(ev *pb.Event) error {
 		return b.PutMember(k.PutMember)
 	case *pb.Event_DeleteMember:
 		return b.DeleteMember(k.DeleteMember)
-	case *pb.Event_PutBreaker, *pb.Event_PutHealth:
-		// Breaker and health statuses do not steer routing yet; accepting
-		// them keeps the edge at the cluster's revision instead of
-		// rejecting it.
-		return nil
+	case *pb.Event_PutBreaker:
+		return b.PutBreaker(k.PutBreaker)
+	case *pb.Event_PutHealth:
+		return b.PutHealth(k.PutHealth)
 	default:
 		return fmt.Errorf("%w: event of unknown kind %T", ErrInvalidEvent, k)
 	}
@@ -136,6 +158,7 @@ func (b *Builder) DeleteCell(id string) error {
 	if _, ok := b.t.cells[id]; ok {
 		b.writableCells()
 		delete(b.t.cells, id)
+		b.cellsGone = true
 	}
 	b.touch(id)
 	return nil
@@ -182,6 +205,39 @@ func (b *Builder) DeletePlacement(key string) error {
 	return nil
 }
 
+// PutBreaker records an endpoint's replicated breaker status. A status for
+// an endpoint no cell has once the edit is finished is dropped.
+func (b *Builder) PutBreaker(st *pb.BreakerStatus) error {
+	var err error
+	b.t.breakers, err = putStatus(b, b.t.breakers, &b.ownBreakers, "put_breaker", st.GetEndpoint(), st)
+	return err
+}
+
+// PutHealth records an endpoint's replicated health verdict; same rules as PutBreaker.
+func (b *Builder) PutHealth(st *pb.HealthStatus) error {
+	var err error
+	b.t.health, err = putStatus(b, b.t.health, &b.ownHealth, "put_health", st.GetEndpoint(), st)
+	return err
+}
+
+// putStatus stores st under id in m, copying m first unless the builder
+// owns it, and returns the map to keep.
+func putStatus[V any](b *Builder, m map[string]V, own *bool, event, id string, st V) (map[string]V, error) {
+	if id == "" {
+		return m, fmt.Errorf("%w: %s without endpoint", ErrInvalidEvent, event)
+	}
+	if !*own {
+		m = maps.Clone(m)
+		*own = true
+	}
+	m[id] = st
+	if b.statuses == nil {
+		b.statuses = map[string]struct{}{}
+	}
+	b.statuses[id] = struct{}{}
+	return m, nil
+}
+
 // PutMember creates or replaces a coordinator member by name.
 func (b *Builder) PutMember(m *pb.Member) error {
 	if m.GetName() == "" {
@@ -210,6 +266,7 @@ func (b *Builder) DeleteMember(name string) error {
 // table at revision. Afterwards the builder may keep editing; it no longer
 // shares anything writable with the returned table.
 func (b *Builder) Finish(revision uint64) (*Table, error) {
+	var created []*Gate
 	if b.topoChanged {
 		b.t.order = newOrder(b.t.region, b.t.topology.GetLatencies())
 		if len(b.t.cells) > 0 {
@@ -219,7 +276,7 @@ func (b *Builder) Finish(revision uint64) (*Table, error) {
 			if _, put := b.puts[id]; put {
 				continue
 			}
-			nc, err := buildCell(c.source, b.t.order, c)
+			nc, err := buildCell(c.source, b.t.order, c, b.t.gates, &created)
 			if err != nil {
 				return nil, err
 			}
@@ -227,7 +284,7 @@ func (b *Builder) Finish(revision uint64) (*Table, error) {
 		}
 	}
 	for id, pc := range b.puts {
-		nc, err := buildCell(pc, b.t.order, b.t.cells[id])
+		nc, err := buildCell(pc, b.t.order, b.t.cells[id], b.t.gates, &created)
 		if err != nil {
 			return nil, err
 		}
@@ -246,6 +303,7 @@ func (b *Builder) Finish(revision uint64) (*Table, error) {
 		}
 	}
 	b.t.revision = revision
+	b.followStatuses(created, revision)
 	t := b.t
 	*b = Builder{t: t}
 	return &t, nil
@@ -308,4 +366,49 @@ func (b *Builder) writableMembers() {
 		b.t.members = slices.Clone(b.t.members)
 		b.ownMembers = true
 	}
+}
+
+// followStatuses runs once the edit is known valid: it drops gates and
+// statuses of endpoints that left the config, then tells the gates the
+// replicated states that changed (all of them after a reset).
+func (b *Builder) followStatuses(created []*Gate, revision uint64) {
+	if len(b.puts) > 0 || b.cellsGone || b.reset {
+		live := map[string]struct{}{}
+		b.t.forEachEndpoint(func(_ *Cell, ep *Endpoint) { live[ep.ID] = struct{}{} })
+		b.t.gates.retain(live)
+		b.t.breakers = prune(b.t.breakers, &b.ownBreakers, live)
+		b.t.health = prune(b.t.health, &b.ownHealth, live)
+	}
+	follow := func(g *Gate, atRevision uint64) {
+		g.setBreaker(b.t.breakers[g.id], atRevision)
+		g.setHealth(b.t.health[g.id], atRevision)
+	}
+	if b.reset {
+		b.t.forEachEndpoint(func(_ *Cell, ep *Endpoint) { follow(ep.Gate, revision) })
+		return
+	}
+	for _, g := range created {
+		follow(g, 0)
+	}
+	for id := range b.statuses {
+		if g := b.t.gates.lookup(id); g != nil {
+			follow(g, 0)
+		}
+	}
+}
+
+// prune drops the entries of m whose key is not live, copying m first unless
+// the builder owns it.
+func prune[V any](m map[string]V, own *bool, live map[string]struct{}) map[string]V {
+	for id := range m {
+		if _, ok := live[id]; ok {
+			continue
+		}
+		if !*own {
+			m = maps.Clone(m)
+			*own = true
+		}
+		delete(m, id)
+	}
+	return m
 }

@@ -36,6 +36,10 @@ type Endpoint struct {
 	PathPrefix string
 	// Weight is the relative weight within the region, 0 already mapped to 1.
 	Weight uint32
+	// Gate is the endpoint's breaker, health and outcome state. The pointer
+	// never changes; the Gate is mutable and shared by every table of the
+	// lineage while the endpoint stays in the config.
+	Gate *Gate
 }
 
 func newEndpoint(pe *pb.Endpoint) (*Endpoint, error) {
@@ -181,7 +185,10 @@ func (it *Candidates) Next() *Endpoint {
 
 // buildCell precomputes a cell for an edge whose distances to other regions
 // are in o. Endpoints whose proto did not change are reused from prev.
-func buildCell(pc *pb.Cell, o *order, prev *Cell) (*Cell, error) {
+// Each endpoint gets its gate from gs; gates gs had to create are appended
+// to created.
+func buildCell(pc *pb.Cell, o *order, prev *Cell, gs *gates, created *[]*Gate) (*Cell, error) {
+	policy := policyOf(pc)
 	old := map[string]*Endpoint{}
 	if prev != nil {
 		for i := range prev.groups {
@@ -199,6 +206,15 @@ func buildCell(pc *pb.Cell, o *order, prev *Cell) (*Cell, error) {
 			if ep, err = newEndpoint(pe); err != nil {
 				return nil, fmt.Errorf("cell %q: %w", pc.GetId(), err)
 			}
+		}
+		gate, isNew := gs.get(ep.ID, policy)
+		if isNew {
+			*created = append(*created, gate)
+		}
+		if ep.Gate != gate {
+			ne := *ep
+			ne.Gate = gate
+			ep = &ne
 		}
 		g := byRegion[ep.Region]
 		if g == nil {

@@ -10,4 +10,14 @@
 // change costs O(touched buckets + cells), not O(placements). The owner keeps
 // the current Table behind an atomic pointer; a request loads it once and
 // finishes on it.
+//
+// The table also carries the replicated breaker statuses and health
+// verdicts (so the cache persists them with the rest, and an edge starting
+// without coordinators knows which endpoints were out). What must outlive a
+// table lives in one Gate per endpoint id, shared by every table of a
+// lineage (Apply, Replace, WithRevision) until the endpoint leaves the
+// config: the breaker.RequestPath with its local trip, the health verdict,
+// and the outcome counters not yet reported. Finishing a table tells the
+// gates the statuses that changed; the proxy reads them with atomic loads
+// through Endpoint.Gate, with no map lookup on the request path.
 package route

@@ -32,6 +32,9 @@ type Table struct {
 	order       *order
 	defaultCell *Cell
 	members     []*pb.Member
+	gates       *gates                       // shared by every table of the lineage
+	breakers    map[string]*pb.BreakerStatus // endpoint id -> replicated breaker; absent: closed
+	health      map[string]*pb.HealthStatus  // endpoint id -> replicated verdict; absent: unknown
 }
 
 // Empty returns a table at revision 0 with nothing in it, for an edge in region.
@@ -43,6 +46,19 @@ func Empty(region string) *Table {
 // Build builds the table for an edge in region from a whole state.
 func Build(region string, st *pb.State) (*Table, error) {
 	b := NewBuilder(region)
+	if err := b.LoadState(st); err != nil {
+		return nil, err
+	}
+	return b.Finish(st.GetRevision())
+}
+
+// Replace builds the table for a whole state (a Watch reset) that keeps t's
+// per-endpoint gates, so local trips and unreported outcomes survive the
+// reset. Endpoints the state lists no breaker or verdict for are closed and
+// of unknown health. t is not modified.
+func (t *Table) Replace(st *pb.State) (*Table, error) {
+	b := newBuilder(t.region, t.gates)
+	b.reset = true
 	if err := b.LoadState(st); err != nil {
 		return nil, err
 	}
@@ -142,3 +158,50 @@ func (t *Table) Topology() *pb.Topology { return t.topology }
 
 // Members are the coordinators the state knows. Callers must not modify them.
 func (t *Table) Members() []*pb.Member { return t.members }
+
+// Breaker is the replicated breaker status of endpoint id, or nil (closed).
+// Callers must not modify it.
+func (t *Table) Breaker(id string) *pb.BreakerStatus { return t.breakers[id] }
+
+// Health is the replicated health verdict of endpoint id, or nil (unknown).
+// Callers must not modify it.
+func (t *Table) Health(id string) *pb.HealthStatus { return t.health[id] }
+
+// Gate returns the gate of endpoint id, or nil when no cell has it. It
+// walks the cells: for diagnostics and tests, not the request path.
+func (t *Table) Gate(id string) *Gate {
+	var g *Gate
+	t.forEachEndpoint(func(_ *Cell, ep *Endpoint) {
+		if ep.ID == id {
+			g = ep.Gate
+		}
+	})
+	return g
+}
+
+// Gates returns the gate of every endpoint in the table, with the cell
+// each belongs to, unordered. It allocates; it is for the background
+// reporter and prober, not the request path.
+func (t *Table) Gates() []CellGate {
+	var out []CellGate
+	t.forEachEndpoint(func(c *Cell, ep *Endpoint) {
+		out = append(out, CellGate{Cell: c, Endpoint: ep})
+	})
+	return out
+}
+
+// CellGate is one endpoint with its cell, as Table.Gates lists them.
+type CellGate struct {
+	Cell     *Cell
+	Endpoint *Endpoint
+}
+
+func (t *Table) forEachEndpoint(fn func(*Cell, *Endpoint)) {
+	for _, c := range t.cells {
+		for i := range c.groups {
+			for _, ep := range c.groups[i].eps {
+				fn(c, ep)
+			}
+		}
+	}
+}

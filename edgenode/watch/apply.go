@@ -22,7 +22,7 @@ func (c *Client) handle(ctx context.Context, msg *pb.WatchResponse, acks *acker)
 			c.log.Warn("ignoring reset older than the served state", "revision", st.GetRevision(), "served", cur.Revision())
 			return nil
 		}
-		t, err := route.Build(c.cfg.Region, st)
+		t, err := cur.Replace(st)
 		if err != nil {
 			return c.reject(ctx, acks, cur.Revision(), st.GetRevision(), err)
 		}

@@ -1,0 +1,11 @@
+// Package report tells the coordinators what this edge learns about
+// endpoints, always off the request path: the proxy's outcome counts
+// (ReportOutcomes, about once a second) and probes of half-open endpoints
+// (AcquireProbe, one HTTP probe, ReportProbe).
+//
+// The counts live in each endpoint's route.Gate, where the proxy adds to
+// them with one atomic add per request; a Reporter takes them, sends one
+// batch for the endpoints of the current table, and gives them back when the
+// batch fails so the next one carries them. A Reporter owns no routing
+// state and never blocks the proxy.
+package report

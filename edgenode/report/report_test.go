@@ -1,0 +1,253 @@
+package report
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
+	"github.com/edgecell/edgecell/edgenode/route"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// fakeCoordinator is an EdgeService that records what edges send.
+type fakeCoordinator struct {
+	pb.UnimplementedEdgeServiceServer
+	fail  atomic.Bool // answer UNAVAILABLE to ReportOutcomes
+	grant atomic.Bool // grant probe leases
+
+	mu       sync.Mutex
+	outcomes []*pb.ReportOutcomesRequest
+	acquires []*pb.AcquireProbeRequest
+	probes   []*pb.ReportProbeRequest
+}
+
+func (f *fakeCoordinator) ReportOutcomes(_ context.Context, req *pb.ReportOutcomesRequest) (*pb.ReportOutcomesResponse, error) {
+	if f.fail.Load() {
+		return nil, status.Error(codes.Unavailable, "no quorum")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outcomes = append(f.outcomes, req)
+	return &pb.ReportOutcomesResponse{}, nil
+}
+
+func (f *fakeCoordinator) AcquireProbe(_ context.Context, req *pb.AcquireProbeRequest) (*pb.AcquireProbeResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acquires = append(f.acquires, req)
+	return &pb.AcquireProbeResponse{Granted: f.grant.Load()}, nil
+}
+
+func (f *fakeCoordinator) ReportProbe(_ context.Context, req *pb.ReportProbeRequest) (*pb.ReportProbeResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probes = append(f.probes, req)
+	return &pb.ReportProbeResponse{}, nil
+}
+
+// counts returns how many of each call arrived.
+func (f *fakeCoordinator) counts() (outcomes, acquires, probes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.outcomes), len(f.acquires), len(f.probes)
+}
+
+func startFake(t *testing.T) (*fakeCoordinator, string) {
+	t.Helper()
+	f := &fakeCoordinator{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	pb.RegisterEdgeServiceServer(s, f)
+	go s.Serve(ln)
+	t.Cleanup(s.Stop)
+	return f, ln.Addr().String()
+}
+
+// newReporter reports the table held by the returned pointer to addr.
+func newReporter(t *testing.T, addr string, st *pb.State) (*Reporter, *atomic.Pointer[route.Table]) {
+	t.Helper()
+	tb, err := route.Build("us-east", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &atomic.Pointer[route.Table]{}
+	p.Store(tb)
+	conns := NewConns(func() []string { return []string{addr} }, nil)
+	t.Cleanup(conns.Close)
+	return New(Config{Edge: "edge-1", Region: "us-east", Table: p, Coordinators: conns}), p
+}
+
+func state(rev uint64, cells ...*pb.Cell) *pb.State {
+	return &pb.State{Revision: rev, Config: &pb.RoutingConfig{Cells: cells}}
+}
+
+func gate(t *testing.T, tb *route.Table, id string) *route.Gate {
+	t.Helper()
+	g := tb.Gate(id)
+	if g == nil {
+		t.Fatalf("no endpoint %s", id)
+	}
+	return g
+}
+
+func TestOutcomeBatches(t *testing.T) {
+	f, addr := startFake(t)
+	cell := &pb.Cell{Id: "c1", Endpoints: []*pb.Endpoint{
+		{Id: "a", Url: "http://a.example", Region: "us-east"},
+		{Id: "b", Url: "http://b.example", Region: "us-east"},
+		{Id: "idle", Url: "http://idle.example", Region: "us-east"},
+	}}
+	r, table := newReporter(t, addr, state(1, cell))
+	ctx := context.Background()
+	a, b := gate(t, table.Load(), "a"), gate(t, table.Load(), "b")
+
+	if err := r.SendOutcomes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := f.counts(); n != 0 {
+		t.Fatal("a batch was sent with no outcomes")
+	}
+
+	// A failed report keeps the counts for the next batch.
+	a.Record(route.Success)
+	a.Record(route.Timeout)
+	f.fail.Store(true)
+	if err := r.SendOutcomes(ctx); status.Code(err) != codes.Unavailable {
+		t.Fatalf("failed report returned %v", err)
+	}
+	f.fail.Store(false)
+	a.Record(route.Success)
+	b.Record(route.ConnectError)
+	if err := r.SendOutcomes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := &pb.ReportOutcomesRequest{Edge: "edge-1", Region: "us-east", Outcomes: []*pb.EndpointOutcomes{
+		{Endpoint: "a", Successes: 2, Timeouts: 1},
+		{Endpoint: "b", ConnectErrors: 1},
+	}}
+	f.mu.Lock()
+	got := f.outcomes[0]
+	f.mu.Unlock()
+	sortOutcomes(got)
+	if !proto.Equal(got, want) {
+		t.Fatalf("batch %v, want %v", got, want)
+	}
+
+	// An endpoint that left the table is not reported: the coordinator
+	// would refuse the whole batch.
+	b.Record(route.Status5xx)
+	a.Record(route.Status5xx)
+	next, err := table.Load().Apply(&pb.Change{Revision: 2, Events: []*pb.Event{{Kind: &pb.Event_PutCell{PutCell: &pb.Cell{
+		Id: "c1", Endpoints: []*pb.Endpoint{cell.Endpoints[0]},
+	}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table.Store(next)
+	if err := r.SendOutcomes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	got = f.outcomes[1]
+	f.mu.Unlock()
+	if want := []*pb.EndpointOutcomes{{Endpoint: "a", Status_5Xx: 1}}; len(got.Outcomes) != 1 || !proto.Equal(got.Outcomes[0], want[0]) {
+		t.Fatalf("batch after b left: %v", got.Outcomes)
+	}
+}
+
+func sortOutcomes(r *pb.ReportOutcomesRequest) {
+	slices.SortFunc(r.Outcomes, func(a, b *pb.EndpointOutcomes) int { return strings.Compare(a.Endpoint, b.Endpoint) })
+}
+
+// Run sends batches on its own, every Interval.
+func TestRunReportsPeriodically(t *testing.T) {
+	f, addr := startFake(t)
+	r, table := newReporter(t, addr, state(1, &pb.Cell{Id: "c1", Endpoints: []*pb.Endpoint{{Id: "a", Url: "http://a.example", Region: "us-east"}}}))
+	r.cfg.Interval = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	gate(t, table.Load(), "a").Record(route.Success)
+	edgetest.Poll(t, "a batch", func() bool { n, _, _ := f.counts(); return n == 1 })
+	gate(t, table.Load(), "a").Record(route.Success)
+	edgetest.Poll(t, "a second batch", func() bool { n, _, _ := f.counts(); return n == 2 })
+	cancel()
+	<-done
+}
+
+// A half-open endpoint: the edge asks for the lease, probes the backend's
+// health check path once, and reports the result; it does not ask again
+// within the lease.
+func TestProbeFlow(t *testing.T) {
+	f, addr := startFake(t)
+	f.grant.Store(true)
+	var hits atomic.Int32
+	var path atomic.Value
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		path.Store(r.URL.Path)
+	}))
+	t.Cleanup(be.Close)
+	cell := &pb.Cell{Id: "c1",
+		HealthCheck: &pb.HealthCheckPolicy{HttpPath: "/ready"},
+		Breaker:     &pb.BreakerPolicy{ProbeLeaseMs: 600_000},
+		Endpoints:   []*pb.Endpoint{{Id: "a", Url: be.URL + "/base", Region: "us-east"}, {Id: "b", Url: "http://b.example", Region: "us-east"}},
+	}
+	st := state(3, cell)
+	st.Breakers = []*pb.BreakerStatus{{Endpoint: "a", State: pb.BreakerState_BREAKER_STATE_HALF_OPEN, ModRevision: 3}}
+	r, _ := newReporter(t, addr, st)
+	ctx := context.Background()
+
+	r.StartProbes(ctx)
+	edgetest.Poll(t, "the probe report", func() bool { _, _, p := f.counts(); return p == 1 })
+	r.wg.Wait()
+	f.mu.Lock()
+	acq, rep := f.acquires, f.probes[0]
+	f.mu.Unlock()
+	if len(acq) != 1 || acq[0].Endpoint != "a" || acq[0].Edge != "edge-1" {
+		t.Fatalf("lease requests %v, want one for a", acq)
+	}
+	if !rep.Ok || rep.Endpoint != "a" || rep.Detail != "HTTP 200" {
+		t.Fatalf("probe report %v", rep)
+	}
+	if hits.Load() != 1 || path.Load() != "/base/ready" {
+		t.Fatalf("backend saw %d probes, path %v", hits.Load(), path.Load())
+	}
+
+	r.StartProbes(ctx) // within the lease: nothing
+	r.wg.Wait()
+	if _, a, _ := f.counts(); a != 1 {
+		t.Fatalf("%d lease requests within one lease period", a)
+	}
+}
+
+// Not granted: no probe is sent.
+func TestProbeNotGranted(t *testing.T) {
+	f, addr := startFake(t)
+	var hits atomic.Int32
+	be := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	t.Cleanup(be.Close)
+	st := state(3, &pb.Cell{Id: "c1", Endpoints: []*pb.Endpoint{{Id: "a", Url: be.URL, Region: "us-east"}}})
+	st.Breakers = []*pb.BreakerStatus{{Endpoint: "a", State: pb.BreakerState_BREAKER_STATE_HALF_OPEN, ModRevision: 3}}
+	r, _ := newReporter(t, addr, st)
+	r.StartProbes(context.Background())
+	r.wg.Wait()
+	if _, a, p := f.counts(); a != 1 || p != 0 || hits.Load() != 0 {
+		t.Fatalf("acquires %d, probe reports %d, backend hits %d; want 1, 0, 0", a, p, hits.Load())
+	}
+}

@@ -1,0 +1,233 @@
+package report
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgecell/edgecell/edgenode/route"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/breaker"
+)
+
+// Config configures a Reporter. Zero durations take the defaults shown.
+type Config struct {
+	// Edge and Region identify this edge in reports.
+	Edge, Region string
+	// Table is the routing table the edge serves: only its endpoints are
+	// reported (a coordinator refuses a batch naming an unknown one).
+	Table *atomic.Pointer[route.Table]
+	// Client returns a client for the coordinator to report to; Failed is
+	// called after an RPC failed, so the next Client may pick another.
+	// *Conns implements both.
+	Coordinators interface {
+		Client() (pb.EdgeServiceClient, error)
+		Failed()
+	}
+	// Interval between outcome batches and probe scans. Default 1s.
+	Interval time.Duration
+	// RPCTimeout bounds one RPC. Default 2s.
+	RPCTimeout time.Duration
+	// ProbeTimeout bounds a probe when the cell configures no health check
+	// timeout. Default 1s.
+	ProbeTimeout time.Duration
+	// DialContext opens probe connections; nil uses a net.Dialer.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Now is the clock; nil uses time.Now.
+	Now func() time.Time
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Reporter sends outcome batches and runs probes; see the package doc.
+type Reporter struct {
+	cfg    Config
+	log    *slog.Logger
+	probes *http.Client
+	wg     sync.WaitGroup // probes in flight
+}
+
+// New returns a Reporter; Run starts it.
+func New(cfg Config) *Reporter {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.RPCTimeout <= 0 {
+		cfg.RPCTimeout = 2 * time.Second
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = time.Second
+	}
+	if cfg.DialContext == nil {
+		cfg.DialContext = (&net.Dialer{}).DialContext
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Reporter{
+		cfg: cfg,
+		log: cfg.Logger,
+		probes: &http.Client{
+			Transport: &http.Transport{DialContext: cfg.DialContext, DisableKeepAlives: true},
+			// A redirect is an answer: the endpoint is up.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Run reports every Interval until ctx ends, then sends a last batch
+// (bounded by RPCTimeout) and waits for probes in flight. It returns nil.
+func (r *Reporter) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), r.cfg.RPCTimeout)
+			r.SendOutcomes(fctx)
+			cancel()
+			r.wg.Wait()
+			return nil
+		case <-t.C:
+			r.SendOutcomes(ctx)
+			r.StartProbes(ctx)
+		}
+	}
+}
+
+// SendOutcomes sends one ReportOutcomes batch with every endpoint of the
+// current table that has outcomes since the last batch. On failure the
+// counts go back to their endpoints for the next batch, and the error is
+// logged and returned. No outcomes: no RPC, nil.
+func (r *Reporter) SendOutcomes(ctx context.Context) error {
+	var gates []*route.Gate
+	var batch []*pb.EndpointOutcomes
+	for _, cg := range r.cfg.Table.Load().Gates() {
+		if o := cg.Endpoint.Gate.TakeOutcomes(); o != nil {
+			gates = append(gates, cg.Endpoint.Gate)
+			batch = append(batch, o)
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	err := r.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
+		_, err := c.ReportOutcomes(ctx, &pb.ReportOutcomesRequest{Edge: r.cfg.Edge, Region: r.cfg.Region, Outcomes: batch})
+		return err
+	})
+	if err != nil {
+		for i, g := range gates {
+			g.ReturnOutcomes(batch[i])
+		}
+		r.log.Warn("outcome report failed; counts kept for the next batch", "endpoints", len(batch), "err", err)
+	}
+	return err
+}
+
+// call runs one RPC on the current coordinator with RPCTimeout.
+func (r *Reporter) call(ctx context.Context, fn func(context.Context, pb.EdgeServiceClient) error) error {
+	c, err := r.cfg.Coordinators.Client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RPCTimeout)
+	defer cancel()
+	if err := fn(ctx, c); err != nil {
+		r.cfg.Coordinators.Failed()
+		return err
+	}
+	return nil
+}
+
+// StartProbes starts, for every endpoint whose global breaker is half-open
+// and that was not asked for within its probe lease, one goroutine that
+// asks for the lease and, if granted, probes and reports. It does not wait.
+func (r *Reporter) StartProbes(ctx context.Context) {
+	now := r.cfg.Now()
+	for _, cg := range r.cfg.Table.Load().Gates() {
+		g := cg.Endpoint.Gate
+		if s, _ := g.Global(); s != breaker.HalfOpen || !g.ClaimProbe(now, g.ProbeLease()) {
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.probe(ctx, cg)
+		}()
+	}
+}
+
+// probe runs the lease, probe, report sequence for one endpoint.
+func (r *Reporter) probe(ctx context.Context, cg route.CellGate) {
+	ep := cg.Endpoint
+	log := r.log.With("endpoint", ep.ID)
+	var granted bool
+	err := r.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
+		resp, err := c.AcquireProbe(ctx, &pb.AcquireProbeRequest{Edge: r.cfg.Edge, Endpoint: ep.ID})
+		granted = resp.GetGranted()
+		return err
+	})
+	if err != nil || !granted {
+		if err != nil {
+			log.Warn("probe lease request failed", "err", err)
+		}
+		return
+	}
+	ok, detail := r.check(ctx, cg)
+	log.Info("probed half-open endpoint", "ok", ok, "detail", detail)
+	if err := r.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
+		_, err := c.ReportProbe(ctx, &pb.ReportProbeRequest{Edge: r.cfg.Edge, Endpoint: ep.ID, Ok: ok, Detail: detail})
+		return err
+	}); err != nil {
+		log.Warn("probe report failed", "err", err)
+	}
+}
+
+// check sends the probe: GET on the cell's health check path (its timeout)
+// when one is configured, where only 2xx passes; else GET / with
+// ProbeTimeout, where any answer below 500 passes (the endpoint is up).
+func (r *Reporter) check(ctx context.Context, cg route.CellGate) (ok bool, detail string) {
+	path, timeout, strict := "/", r.cfg.ProbeTimeout, false
+	if hc := cg.Cell.Source().GetHealthCheck(); hc != nil {
+		path, strict = "/healthz", true
+		if hc.GetHttpPath() != "" {
+			path = hc.GetHttpPath()
+		}
+		if hc.GetTimeoutMs() > 0 {
+			timeout = time.Duration(hc.GetTimeoutMs()) * time.Millisecond
+		}
+	}
+	ep := cg.Endpoint
+	scheme := "http://"
+	if ep.TLS {
+		scheme = "https://"
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+ep.Host+ep.PathPrefix+path, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	req.Header.Set("User-Agent", "edgecell-probe/"+r.cfg.Edge)
+	resp, err := r.probes.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if strict {
+		ok = resp.StatusCode >= 200 && resp.StatusCode < 300
+	} else {
+		ok = resp.StatusCode < 500
+	}
+	return ok, "HTTP " + strconv.Itoa(resp.StatusCode)
+}

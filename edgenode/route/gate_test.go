@@ -1,0 +1,226 @@
+package route
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/breaker"
+)
+
+func putBreaker(id string, s pb.BreakerState, modRev uint64) *pb.Event {
+	return &pb.Event{Kind: &pb.Event_PutBreaker{PutBreaker: &pb.BreakerStatus{Endpoint: id, State: s, ModRevision: modRev}}}
+}
+
+func putHealth(id string, v pb.HealthVerdict, modRev uint64) *pb.Event {
+	return &pb.Event{Kind: &pb.Event_PutHealth{PutHealth: &pb.HealthStatus{Endpoint: id, Verdict: v, ModRevision: modRev}}}
+}
+
+// gateOf finds endpoint id's gate in tb.
+func gateOf(t testing.TB, tb *Table, id string) *Gate {
+	t.Helper()
+	g := tb.Gate(id)
+	if g == nil {
+		t.Fatalf("endpoint %s not in the table", id)
+	}
+	return g
+}
+
+func mustApply(t testing.TB, tb *Table, rev uint64, evs ...*pb.Event) *Table {
+	t.Helper()
+	nt, err := tb.Apply(change(rev, evs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nt
+}
+
+func TestGatesFollowEventsAndResets(t *testing.T) {
+	const (
+		open     = pb.BreakerState_BREAKER_STATE_OPEN
+		halfOpen = pb.BreakerState_BREAKER_STATE_HALF_OPEN
+		closed   = pb.BreakerState_BREAKER_STATE_CLOSED
+		sick     = pb.HealthVerdict_HEALTH_VERDICT_UNHEALTHY
+		well     = pb.HealthVerdict_HEALTH_VERDICT_HEALTHY
+	)
+	now := time.Now().UnixNano()
+	tb := mustBuild(t, "us-east", testState())
+	const id = "us1" // of cell "everywhere"
+	a1 := gateOf(t, tb, id)
+
+	tb = mustApply(t, tb, 8, putBreaker(id, open, 8))
+	if got := gateOf(t, tb, id).Check(now); got != BreakerOpen {
+		t.Fatalf("after put_breaker OPEN: %v", got)
+	}
+	if gateOf(t, tb, id) != a1 {
+		t.Fatal("a change gave the endpoint a new gate")
+	}
+	tb = mustApply(t, tb, 9, putPlacement("new-key", "everywhere"), putBreaker(id, halfOpen, 9))
+	if got := a1.Check(now); got != BreakerHalfOpen {
+		t.Fatalf("after HALF_OPEN: %v", got)
+	}
+	tb = mustApply(t, tb, 10, putBreaker(id, closed, 10), putHealth(id, sick, 10))
+	if got := a1.Check(now); got != Unhealthy {
+		t.Fatalf("after UNHEALTHY: %v", got)
+	}
+	tb = mustApply(t, tb, 11, putHealth(id, well, 11))
+	if got := a1.Check(now); got != Allowed {
+		t.Fatalf("after HEALTHY and CLOSED: %v", got)
+	}
+	if tb.Breaker(id).GetState() != closed || tb.Health(id).GetVerdict() != well {
+		t.Fatalf("table statuses %v %v", tb.Breaker(id), tb.Health(id))
+	}
+
+	// A reset lists every status; an endpoint it does not list is closed.
+	tb = mustApply(t, tb, 12, putBreaker(id, open, 12), putHealth(id, sick, 12))
+	st := testState()
+	st.Revision = 20
+	reset, err := tb.Replace(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gateOf(t, reset, id) != a1 {
+		t.Fatal("a reset gave the endpoint a new gate: local state would be lost")
+	}
+	if got := a1.Check(now); got != Allowed {
+		t.Fatalf("after a reset not listing the endpoint: %v", got)
+	}
+	if s, rev := a1.Global(); s != breaker.Closed || rev != 20 {
+		t.Fatalf("global %v@%d after the reset", s, rev)
+	}
+	st.Revision = 21
+	st.Breakers = []*pb.BreakerStatus{{Endpoint: id, State: open, ModRevision: 21}}
+	if reset, err = reset.Replace(st); err != nil {
+		t.Fatal(err)
+	}
+	if got := a1.Check(now); got != BreakerOpen || reset.Breaker(id) == nil {
+		t.Fatalf("after a reset listing it open: %v", got)
+	}
+	// A stale status (an older revision) never wins over a newer one.
+	reset = mustApply(t, reset, 22, putBreaker(id, closed, 3))
+	if got := a1.Check(now); got != BreakerOpen {
+		t.Fatalf("a stale CLOSED reopened the endpoint: %v", got)
+	}
+
+	// An endpoint that leaves the config loses its gate and statuses.
+	cellA := st.Config.Cells[0] // "everywhere"
+	var kept []*pb.Endpoint
+	for _, e := range cellA.Endpoints {
+		if e.Id != id {
+			kept = append(kept, e)
+		}
+	}
+	reset = mustApply(t, reset, 23, putCell(&pb.Cell{Id: cellA.Id, Endpoints: kept}))
+	if reset.Breaker(id) != nil || reset.gates.lookup(id) != nil {
+		t.Fatal("status or gate kept for an endpoint no cell has")
+	}
+}
+
+// A fresh table (an edge starting from its cache) learns the global states
+// it was built with.
+func TestBuildAppliesStatuses(t *testing.T) {
+	st := testState()
+	id := st.Config.Cells[0].Endpoints[0].Id
+	st.Breakers = []*pb.BreakerStatus{{Endpoint: id, State: pb.BreakerState_BREAKER_STATE_OPEN, ModRevision: 5}}
+	st.Health = []*pb.HealthStatus{{Endpoint: "ghost", Verdict: pb.HealthVerdict_HEALTH_VERDICT_UNHEALTHY, ModRevision: 5}}
+	tb := mustBuild(t, "us-east", st)
+	if got := gateOf(t, tb, id).Check(time.Now().UnixNano()); got != BreakerOpen {
+		t.Fatalf("built with OPEN: %v", got)
+	}
+	if tb.Health("ghost") != nil {
+		t.Fatal("status of an unknown endpoint kept")
+	}
+}
+
+func TestOutcomeCountsTakeAndReturn(t *testing.T) {
+	g := newGate("e1", breaker.DefaultPolicy())
+	if g.TakeOutcomes() != nil {
+		t.Fatal("outcomes from nothing")
+	}
+	for range 3 {
+		g.Record(Success)
+	}
+	g.Record(Timeout)
+	g.Record(Status5xx)
+	o := g.TakeOutcomes()
+	if o.GetEndpoint() != "e1" || o.GetSuccesses() != 3 || o.GetTimeouts() != 1 || o.GetStatus_5Xx() != 1 || o.GetConnectErrors() != 0 {
+		t.Fatalf("took %v", o)
+	}
+	if g.TakeOutcomes() != nil {
+		t.Fatal("counts not zeroed by Take")
+	}
+	g.Record(ConnectError)
+	g.ReturnOutcomes(o)
+	if o2 := g.TakeOutcomes(); o2.GetSuccesses() != 3 || o2.GetConnectErrors() != 1 {
+		t.Fatalf("after a failed report: %v", o2)
+	}
+	g.ReturnOutcomes(&pb.EndpointOutcomes{Successes: 1<<32 - 1})
+	g.ReturnOutcomes(&pb.EndpointOutcomes{Successes: 1<<32 - 1})
+	if got := g.TakeOutcomes().GetSuccesses(); got != maxPending {
+		t.Fatalf("kept %d successes, want the cap %d", got, maxPending)
+	}
+}
+
+// BenchmarkGateCheck is the breaker check on the request path: the gate of
+// the endpoint chosen (ns/op and allocs are the cost the check adds).
+func BenchmarkGateCheck(b *testing.B) {
+	tb := mustBuild(b, "us-east", bigState(100_000))
+	c := tb.LookupString("tenant-0000001")
+	it := c.Candidates(0)
+	g := it.Next().Gate
+	now := time.Now().UnixNano()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if g.Check(now) == Allowed {
+			n++
+		}
+	}
+	if n == 0 {
+		b.Fatal("never allowed")
+	}
+}
+
+// BenchmarkRouteWithGate is BenchmarkRoute plus the gate check, as the
+// proxy does it: compare the two for the added cost.
+func BenchmarkRouteWithGate(b *testing.B) {
+	tb := mustBuild(b, "us-east", bigState(100_000))
+	keys := make([][]byte, 1024)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "tenant-%07d", (i*7919)%100_000)
+	}
+	now := time.Now().UnixNano()
+	b.ReportAllocs()
+	var n int
+	for i := 0; b.Loop(); i++ {
+		c := tb.Lookup(keys[i&1023])
+		it := c.Candidates(rand.Uint64())
+		for e := it.Next(); e != nil; e = it.Next() {
+			if e.Gate.Check(now) == Allowed {
+				n++
+				break
+			}
+		}
+	}
+	if n == 0 {
+		b.Fatal("no endpoint chosen")
+	}
+}
+
+// BenchmarkGateParallel is what the proxy does to a gate per request, on
+// every core at once for one endpoint: check, connect succeeded, count.
+func BenchmarkGateParallel(b *testing.B) {
+	g := newGate("e1", breaker.DefaultPolicy())
+	now := time.Now().UnixNano()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if g.Check(now) == Allowed {
+				g.ConnectSucceeded()
+				g.Record(Success)
+			}
+		}
+	})
+}

@@ -1,0 +1,22 @@
+package policy
+
+import (
+	"testing"
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+func TestMillisecondsBecomeDurationsAndNilIsAllDefaults(t *testing.T) {
+	b := Breaker(&pb.BreakerPolicy{ConsecutiveFailures: 7, BaseEjectionMs: 1500, LocalEjectionMs: 250})
+	if b.ConsecutiveFailures != 7 || b.BaseEjection != 1500*time.Millisecond || b.LocalEjection != 250*time.Millisecond {
+		t.Fatalf("breaker policy %+v", b)
+	}
+	h := Health(&pb.HealthCheckPolicy{HealthyThreshold: 3, StaleAfterMs: 2000})
+	if h.HealthyThreshold != 3 || h.StaleAfter != 2*time.Second {
+		t.Fatalf("health policy %+v", h)
+	}
+	if Breaker(nil) != (Breaker(&pb.BreakerPolicy{})) || Health(nil) != (Health(&pb.HealthCheckPolicy{})) {
+		t.Fatal("a missing policy must read as an empty one (every default)")
+	}
+}

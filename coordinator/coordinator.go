@@ -197,28 +197,7 @@ func (c *Coordinator) isVoter() bool {
 func (c *Coordinator) proposeMember(ctx context.Context, m *pb.Member) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cmd := &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: m}}}
-	if c.store.IsLeader() {
-		res, err := c.store.Propose(ctx, cmd)
-		if err == nil && res.GetError() != nil {
-			err = fmt.Errorf("%s", res.GetError().GetMessage())
-		}
-		return err
-	}
-	leader, _ := c.store.Leader()
-	lm, ok := c.store.State().Member(leader)
-	if leader == "" || !ok {
-		return raftstore.ErrNoLeader
-	}
-	conn, err := grpc.NewClient(lm.GetGrpcAddr(), grpcDialOpts()...)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	resp, err := pb.NewClusterServiceClient(conn).Propose(ctx, &pb.ProposeRequest{Command: cmd})
-	if err == nil && resp.GetResult().GetError() != nil {
-		err = fmt.Errorf("%s", resp.GetResult().GetError().GetMessage())
-	}
+	_, err := c.srv.Submit(ctx, &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: m}}})
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/testutil"
 )
 
 // End to end with real coordinators: an endpoint that refuses connections
@@ -50,7 +51,7 @@ func TestBreakerEndToEnd(t *testing.T) {
 	}
 	// Every request is served, by another region once us-east-1 refuses.
 	sawGlobal := false
-	edgetest.Poll(t, "the replicated breaker to reach the edge", func() bool {
+	testutil.Poll(t, "the replicated breaker to reach the edge", func() bool {
 		status, ep, why := route()
 		if status != 200 || ep == "us-east-1@us-east" {
 			t.Fatalf("status %d from %s (%s)", status, ep, why)
@@ -67,7 +68,7 @@ func TestBreakerEndToEnd(t *testing.T) {
 	srv := &http.Server{Handler: devcluster.NewBackendHandler("us-east-1", "us-east")}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	edgetest.Poll(t, "us-east-1 to serve again after its probe", func() bool {
+	testutil.Poll(t, "us-east-1 to serve again after its probe", func() bool {
 		status, ep, _ := route()
 		return status == 200 && ep == "us-east-1@us-east"
 	})

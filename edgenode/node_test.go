@@ -17,6 +17,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/cache"
 	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/testutil"
 	"google.golang.org/grpc"
 )
 
@@ -82,7 +83,7 @@ func get(t testing.TB, url, key string) (int, string, http.Header) {
 	return resp.StatusCode, string(b), resp.Header
 }
 
-func poll(t testing.TB, what string, cond func() bool) { t.Helper(); edgetest.Poll(t, what, cond) }
+func poll(t testing.TB, what string, cond func() bool) { t.Helper(); testutil.Poll(t, what, cond) }
 
 func TestFailStaticStartServesCachedSnapshotWithEveryCoordinatorDown(t *testing.T) {
 	be := backend(t, "b1")

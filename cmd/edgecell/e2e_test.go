@@ -20,6 +20,7 @@ import (
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/freeport"
+	"github.com/edgecell/edgecell/internal/testutil"
 )
 
 // e2eDeadline bounds every wait of the end-to-end test: a leader election after
@@ -333,17 +334,10 @@ func echoBackend(id, region string) http.Handler {
 // after e2eDeadline.
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(e2eDeadline)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
+	testutil.Eventually(t, e2eDeadline, func() error {
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, e2eDeadline, err)
-		}
-		<-tick.C
-	}
+		return nil
+	})
 }

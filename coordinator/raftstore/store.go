@@ -69,7 +69,7 @@ type Store struct {
 }
 
 // Open starts raft for this member. It returns once raft runs; it does not wait
-// for a leader (see WaitLeader).
+// for a leader.
 func Open(cfg Config) (*Store, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("raftstore: Name is required")
@@ -235,25 +235,6 @@ func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
 func (s *Store) Leader() (name, raftAddr string) {
 	addr, id := s.raft.LeaderWithID()
 	return string(id), string(addr)
-}
-
-// LeaderCh reports leadership changes of this member (true: became leader).
-func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
-
-// WaitLeader blocks until some leader is known or ctx is done.
-func (s *Store) WaitLeader(ctx context.Context) (string, error) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if name, _ := s.Leader(); name != "" {
-			return name, nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("waiting for a leader: %w", ctx.Err())
-		case <-t.C:
-		}
-	}
 }
 
 // Propose commits a command through raft and returns its result. Only the

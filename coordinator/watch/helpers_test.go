@@ -2,11 +2,13 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/testutil"
 )
 
 const waitFor = 10 * time.Second // deadline for anything the tests wait on
@@ -129,11 +131,10 @@ func (w *watcher) expectReset(t *testing.T, rev uint64) {
 // waitWatchers polls until the hub serves n streams.
 func waitWatchers(t *testing.T, h *Hub, n int) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for h.Watchers() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d watchers; want %d", h.Watchers(), n)
+	testutil.Eventually(t, waitFor, func() error {
+		if got := h.Watchers(); got != n {
+			return fmt.Errorf("%d watchers; want %d", got, n)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }

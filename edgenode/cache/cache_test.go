@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/testutil"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -164,13 +165,12 @@ func TestUnreadableFileIsMovedAside(t *testing.T) {
 
 func waitWritten(t *testing.T, p *Persister, rev uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Written() < rev {
-		if time.Now().After(deadline) {
-			t.Fatalf("persister wrote %d, want %d", p.Written(), rev)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if got := p.Written(); got < rev {
+			return fmt.Errorf("persister wrote %d, want %d", got, rev)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestPersisterWritesLatestAndSurvivesRestart(t *testing.T) {

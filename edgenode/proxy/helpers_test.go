@@ -15,6 +15,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/testutil"
 )
 
 // cellSpec is a cell for a test table: endpoint id -> URL, all in region us-east
@@ -183,4 +184,4 @@ func backend(t testing.TB, name string) *httptest.Server {
 func closedAddr(t testing.TB) string { return edgetest.ClosedAddr(t) }
 
 // poll waits for cond with a deadline instead of sleeping a fixed time.
-func poll(t testing.TB, what string, cond func() bool) { t.Helper(); edgetest.Poll(t, what, cond) }
+func poll(t testing.TB, what string, cond func() bool) { t.Helper(); testutil.Poll(t, what, cond) }

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -183,9 +183,9 @@ func TestRunReportsPeriodically(t *testing.T) {
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	gate(t, table.Load(), "a").Record(route.Success)
-	edgetest.Poll(t, "a batch", func() bool { n, _, _ := f.counts(); return n == 1 })
+	testutil.Poll(t, "a batch", func() bool { n, _, _ := f.counts(); return n == 1 })
 	gate(t, table.Load(), "a").Record(route.Success)
-	edgetest.Poll(t, "a second batch", func() bool { n, _, _ := f.counts(); return n == 2 })
+	testutil.Poll(t, "a second batch", func() bool { n, _, _ := f.counts(); return n == 2 })
 	cancel()
 	<-done
 }
@@ -214,7 +214,7 @@ func TestProbeFlow(t *testing.T) {
 	ctx := context.Background()
 
 	r.StartProbes(ctx)
-	edgetest.Poll(t, "the probe report", func() bool { _, _, p := f.counts(); return p == 1 })
+	testutil.Poll(t, "the probe report", func() bool { _, _, p := f.counts(); return p == 1 })
 	r.wg.Wait()
 	f.mu.Lock()
 	acq, rep := f.acquires, f.probes[0]

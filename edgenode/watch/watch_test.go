@@ -13,6 +13,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/testutil"
 	"google.golang.org/grpc"
 )
 
@@ -109,7 +110,7 @@ func (f *fakeCoordinator) waitAck(t *testing.T, what string, pred func(*pb.AckRe
 	return found
 }
 
-func poll(t *testing.T, what string, cond func() bool) { t.Helper(); edgetest.Poll(t, what, cond) }
+func poll(t *testing.T, what string, cond func() bool) { t.Helper(); testutil.Poll(t, what, cond) }
 
 type recordingPersister struct {
 	mu  sync.Mutex

@@ -3,6 +3,7 @@
 package testutil
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -26,6 +27,18 @@ func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
 		time.Sleep(wait) // polling interval, not synchronisation: cond decides
 		wait = min(wait*2, 50*time.Millisecond)
 	}
+}
+
+// Poll is Eventually for a plain condition, with a ten-second deadline; the
+// failure names what was awaited.
+func Poll(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	Eventually(tb, 10*time.Second, func() error {
+		if cond() {
+			return nil
+		}
+		return fmt.Errorf("timed out waiting for %s", what)
+	})
 }
 
 // FreeAddr returns a loopback address with a port that was free a moment ago.

@@ -1,25 +1,11 @@
-// Package edgetest holds the helpers the edge's tests share: polling for a
-// condition instead of sleeping, and addresses where nothing listens.
+// Package edgetest holds helpers the edge's tests share: addresses where
+// nothing listens. (Polling lives in internal/testutil.)
 package edgetest
 
 import (
 	"net"
 	"testing"
-	"time"
 )
-
-// Poll calls cond every few milliseconds until it holds, failing t after ten
-// seconds with "timed out waiting for <what>".
-func Poll(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // ClosedAddr returns a loopback host:port where nothing listens: a
 // connection attempt is refused at once.

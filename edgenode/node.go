@@ -64,9 +64,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// WatchBackoffBase and WatchBackoffMax bound the reconnect backoff. Defaults 100ms and 3s.
 	WatchBackoffBase, WatchBackoffMax time.Duration
-	// ReportInterval is how often proxy outcomes are reported to the
-	// coordinators and half-open endpoints are considered for a probe.
-	// Default 1s.
+	// ReportInterval is how often proxy outcomes and health check results
+	// are reported to the coordinators and half-open endpoints are
+	// considered for a probe. Default 1s.
 	ReportInterval time.Duration
 }
 
@@ -83,6 +83,7 @@ type Node struct {
 	adminLn net.Listener
 	watch   *watch.Client
 	conns   *report.Conns
+	checker *report.Checker
 
 	cancelWatch context.CancelFunc
 	reportDone  chan struct{}
@@ -159,9 +160,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Edge: cfg.Name, Region: cfg.Region, Table: &n.table, Coordinators: n.conns,
 		Interval: cfg.ReportInterval, DialContext: cfg.DialContext, Logger: n.log,
 	})
+	n.checker = report.NewChecker(report.CheckerConfig{
+		Edge: cfg.Name, Region: cfg.Region, Table: &n.table, Coordinators: n.conns,
+		Interval: cfg.ReportInterval, DialContext: cfg.DialContext, Logger: n.log,
+	})
 	go func() {
 		defer close(n.reportDone)
-		rep.Run(wctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { rep.Run(wctx) })
+		wg.Go(func() { n.checker.Run(wctx) })
+		wg.Wait()
 	}()
 	if err := ctx.Err(); err != nil {
 		n.Close()
@@ -259,6 +267,10 @@ func (n *Node) Revision() uint64 { return n.table.Load().Revision() }
 // Coordinator is the address of the coordinator the edge streams from, or
 // "" while it has none.
 func (n *Node) Coordinator() string { return n.watch.Connected() }
+
+// HealthChecks returns the ids of the endpoints this edge actively checks
+// now, sorted: those of its region, and those of regions without an edge.
+func (n *Node) HealthChecks() []string { return n.checker.Assigned() }
 
 // Close stops accepting, lets requests in flight finish (up to
 // ShutdownTimeout, then cuts them), stops following the coordinators,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -136,10 +137,15 @@ func (s *Server) Ack(_ context.Context, req *pb.AckRequest) (*pb.AckResponse, er
 // member for its edges and merges: an edge listed by several members (it
 // moved) is shown where it is connected, else where it acked last.
 func (s *Server) ListEdges(ctx context.Context, req *pb.ListEdgesRequest) (*pb.ListEdgesResponse, error) {
-	resp := &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: s.raft.State().Revision()}
 	if req.GetLocalOnly() {
-		return resp, nil
+		return &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: s.raft.State().Revision()}, nil
 	}
+	return s.allEdges(ctx), nil
+}
+
+// allEdges merges this member's edges with every other member's.
+func (s *Server) allEdges(ctx context.Context) *pb.ListEdgesResponse {
+	resp := &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: s.raft.State().Revision()}
 	type answer struct {
 		member string
 		resp   *pb.ListEdgesResponse
@@ -188,7 +194,43 @@ func (s *Server) ListEdges(ctx context.Context, req *pb.ListEdgesRequest) (*pb.L
 	}
 	sort.Slice(resp.Edges, func(i, j int) bool { return resp.Edges[i].GetName() < resp.Edges[j].GetName() })
 	sort.Strings(resp.UnreachableMembers)
-	return resp, nil
+	return resp
+}
+
+// assignmentTTL is how long one member reuses its merged view of the edge
+// regions for CheckAssignment: every edge asks every few seconds, and each
+// answer costs a call to every member.
+const assignmentTTL = 2 * time.Second
+
+// edgeRegions caches the regions with connected edges across the cluster.
+type edgeRegions struct {
+	mu          sync.Mutex
+	at          time.Time
+	regions     []string
+	unreachable []string
+}
+
+// CheckAssignment implements EdgeService.
+func (s *Server) CheckAssignment(ctx context.Context, req *pb.CheckAssignmentRequest) (*pb.CheckAssignmentResponse, error) {
+	if req.GetRegion() == "" {
+		return nil, invalidArg("region", "the asking edge's region is required")
+	}
+	c := &s.regions
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := s.cfg.Now(); c.at.IsZero() || now.Sub(c.at) >= assignmentTTL || now.Before(c.at) {
+		all := s.allEdges(ctx)
+		c.regions = c.regions[:0]
+		for _, e := range all.GetEdges() {
+			if e.GetConnected() && e.GetRegion() != "" {
+				c.regions = append(c.regions, e.GetRegion())
+			}
+		}
+		c.unreachable, c.at = all.GetUnreachableMembers(), now
+	}
+	regions := append(slices.Clone(c.regions), req.GetRegion())
+	slices.Sort(regions)
+	return &pb.CheckAssignmentResponse{EdgeRegions: slices.Compact(regions), UnreachableMembers: slices.Clone(c.unreachable)}, nil
 }
 
 func preferEdge(a, b *pb.EdgeStatus) bool {

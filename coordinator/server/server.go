@@ -66,6 +66,8 @@ type Server struct {
 	raft  Raft
 	peers *peers
 	edges *edgeRegistry
+	// regions is CheckAssignment's cached view of where edges are.
+	regions edgeRegions
 
 	// stopping is cancelled by Close; it ends every watch stream so that a
 	// graceful stop of the gRPC server does not wait for them.

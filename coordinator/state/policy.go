@@ -13,14 +13,6 @@ import (
 	"github.com/edgecell/edgecell/internal/policy"
 )
 
-// Defaults of HealthCheckPolicy that the health package does not own (it
-// aggregates results; the edges run the checks).
-const (
-	DefaultHealthCheckPath     = "/healthz"
-	DefaultHealthCheckInterval = 5 * time.Second
-	DefaultHealthCheckTimeout  = time.Second
-)
-
 func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
 
 // BreakerPolicy converts a cell's breaker policy (nil: every default) into
@@ -72,16 +64,9 @@ func validatePolicies(c *pb.Cell) *pb.CommandError {
 		return policyFieldError("health_check.", err)
 	}
 	if p := h.GetHttpPath(); p != "" && !strings.HasPrefix(p, "/") {
-		return invalid("health_check.http_path", "http_path %q must start with '/', for example %q", p, DefaultHealthCheckPath)
+		return invalid("health_check.http_path", "http_path %q must start with '/', for example %q", p, policy.DefaultCheckPath)
 	}
-	interval := ms(h.GetIntervalMs())
-	if interval == 0 {
-		interval = DefaultHealthCheckInterval
-	}
-	timeout := ms(h.GetTimeoutMs())
-	if timeout == 0 {
-		timeout = min(DefaultHealthCheckTimeout, interval)
-	}
+	interval, timeout := policy.HealthCheck(h).Interval, ms(h.GetTimeoutMs())
 	if timeout > interval {
 		return invalid("health_check.timeout_ms", "timeout_ms %d is longer than interval_ms %d; a check must end before the next one starts",
 			timeout.Milliseconds(), interval.Milliseconds())

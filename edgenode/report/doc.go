@@ -1,7 +1,12 @@
 // Package report tells the coordinators what this edge learns about
 // endpoints, always off the request path: the proxy's outcome counts
-// (ReportOutcomes, about once a second) and probes of half-open endpoints
-// (AcquireProbe, one HTTP probe, ReportProbe).
+// (ReportOutcomes, about once a second), probes of half-open endpoints
+// (AcquireProbe, one HTTP probe, ReportProbe), and active health checks
+// (Checker: the endpoints CheckAssignment and internal/health.ChecksFor give
+// this edge, results sent with ReportHealth about once a second).
+//
+// Probes carry User-Agent "edgecell-probe/<edge>", health checks
+// "edgecell-check/<edge>"; neither reuses connections.
 //
 // The counts live in each endpoint's route.Gate, where the proxy adds to
 // them with one atomic add per request; a Reporter takes them, sends one

@@ -27,7 +27,11 @@ type fakeCoordinator struct {
 	fail  atomic.Bool // answer UNAVAILABLE to ReportOutcomes
 	grant atomic.Bool // grant probe leases
 
+	failHealth atomic.Bool // answer UNAVAILABLE to ReportHealth
+
 	mu       sync.Mutex
+	regions  []string // CheckAssignment's answer
+	health   []*pb.ReportHealthRequest
 	outcomes []*pb.ReportOutcomesRequest
 	acquires []*pb.AcquireProbeRequest
 	probes   []*pb.ReportProbeRequest
@@ -55,6 +59,22 @@ func (f *fakeCoordinator) ReportProbe(_ context.Context, req *pb.ReportProbeRequ
 	defer f.mu.Unlock()
 	f.probes = append(f.probes, req)
 	return &pb.ReportProbeResponse{}, nil
+}
+
+func (f *fakeCoordinator) CheckAssignment(_ context.Context, req *pb.CheckAssignmentRequest) (*pb.CheckAssignmentResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &pb.CheckAssignmentResponse{EdgeRegions: f.regions}, nil
+}
+
+func (f *fakeCoordinator) ReportHealth(_ context.Context, req *pb.ReportHealthRequest) (*pb.ReportHealthResponse, error) {
+	if f.failHealth.Load() {
+		return nil, status.Error(codes.Unavailable, "no quorum")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.health = append(f.health, req)
+	return &pb.ReportHealthResponse{}, nil
 }
 
 // counts returns how many of each call arrived.

@@ -14,6 +14,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/breaker"
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // Config configures a Reporter. Zero durations take the defaults shown.
@@ -23,13 +24,8 @@ type Config struct {
 	// Table is the routing table the edge serves: only its endpoints are
 	// reported (a coordinator refuses a batch naming an unknown one).
 	Table *atomic.Pointer[route.Table]
-	// Client returns a client for the coordinator to report to; Failed is
-	// called after an RPC failed, so the next Client may pick another.
-	// *Conns implements both.
-	Coordinators interface {
-		Client() (pb.EdgeServiceClient, error)
-		Failed()
-	}
+	// Coordinators to report to.
+	Coordinators Coordinators
 	// Interval between outcome batches and probe scans. Default 1s.
 	Interval time.Duration
 	// RPCTimeout bounds one RPC. Default 2s.
@@ -49,7 +45,8 @@ type Config struct {
 type Reporter struct {
 	cfg    Config
 	log    *slog.Logger
-	probes *http.Client
+	probes *prober
+	rpc    caller
 	wg     sync.WaitGroup // probes in flight
 }
 
@@ -73,15 +70,8 @@ func New(cfg Config) *Reporter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reporter{
-		cfg: cfg,
-		log: cfg.Logger,
-		probes: &http.Client{
-			Transport: &http.Transport{DialContext: cfg.DialContext, DisableKeepAlives: true},
-			// A redirect is an answer: the endpoint is up.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-	}
+	return &Reporter{cfg: cfg, log: cfg.Logger, probes: newProber("edgecell-probe/"+cfg.Edge, cfg.DialContext),
+		rpc: caller{coords: cfg.Coordinators, timeout: cfg.RPCTimeout}}
 }
 
 // Run reports every Interval until ctx ends, then sends a last batch
@@ -120,7 +110,7 @@ func (r *Reporter) SendOutcomes(ctx context.Context) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	err := r.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
+	err := r.rpc.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
 		_, err := c.ReportOutcomes(ctx, &pb.ReportOutcomesRequest{Edge: r.cfg.Edge, Region: r.cfg.Region, Outcomes: batch})
 		return err
 	})
@@ -133,16 +123,29 @@ func (r *Reporter) SendOutcomes(ctx context.Context) error {
 	return err
 }
 
-// call runs one RPC on the current coordinator with RPCTimeout.
-func (r *Reporter) call(ctx context.Context, fn func(context.Context, pb.EdgeServiceClient) error) error {
-	c, err := r.cfg.Coordinators.Client()
+// Coordinators hands out a client for the coordinator to report to; *Conns
+// implements it. Failed is called after an RPC failed, so the next Client
+// may pick another.
+type Coordinators interface {
+	Client() (pb.EdgeServiceClient, error)
+	Failed()
+}
+
+// caller runs one RPC on the current coordinator within a timeout.
+type caller struct {
+	coords  Coordinators
+	timeout time.Duration
+}
+
+func (c caller) call(ctx context.Context, fn func(context.Context, pb.EdgeServiceClient) error) error {
+	cl, err := c.coords.Client()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.RPCTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if err := fn(ctx, c); err != nil {
-		r.cfg.Coordinators.Failed()
+	if err := fn(ctx, cl); err != nil {
+		c.coords.Failed()
 		return err
 	}
 	return nil
@@ -171,7 +174,7 @@ func (r *Reporter) probe(ctx context.Context, cg route.CellGate) {
 	ep := cg.Endpoint
 	log := r.log.With("endpoint", ep.ID)
 	var granted bool
-	err := r.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
+	err := r.rpc.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
 		resp, err := c.AcquireProbe(ctx, &pb.AcquireProbeRequest{Edge: r.cfg.Edge, Endpoint: ep.ID})
 		granted = resp.GetGranted()
 		return err
@@ -184,7 +187,7 @@ func (r *Reporter) probe(ctx context.Context, cg route.CellGate) {
 	}
 	ok, detail := r.check(ctx, cg)
 	log.Info("probed half-open endpoint", "ok", ok, "detail", detail)
-	if err := r.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
+	if err := r.rpc.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
 		_, err := c.ReportProbe(ctx, &pb.ReportProbeRequest{Edge: r.cfg.Edge, Endpoint: ep.ID, Ok: ok, Detail: detail})
 		return err
 	}); err != nil {
@@ -196,17 +199,37 @@ func (r *Reporter) probe(ctx context.Context, cg route.CellGate) {
 // when one is configured, where only 2xx passes; else GET / with
 // ProbeTimeout, where any answer below 500 passes (the endpoint is up).
 func (r *Reporter) check(ctx context.Context, cg route.CellGate) (ok bool, detail string) {
-	path, timeout, strict := "/", r.cfg.ProbeTimeout, false
 	if hc := cg.Cell.Source().GetHealthCheck(); hc != nil {
-		path, strict = "/healthz", true
-		if hc.GetHttpPath() != "" {
-			path = hc.GetHttpPath()
-		}
-		if hc.GetTimeoutMs() > 0 {
-			timeout = time.Duration(hc.GetTimeoutMs()) * time.Millisecond
-		}
+		c := policy.HealthCheck(hc)
+		return r.probes.get(ctx, cg.Endpoint, c.Path, c.Timeout, true)
 	}
-	ep := cg.Endpoint
+	return r.probes.get(ctx, cg.Endpoint, "/", r.cfg.ProbeTimeout, false)
+}
+
+// prober sends the edge's own HTTP requests to endpoints: probes and
+// health checks, with User-Agent agent so backends and operators can tell
+// them from traffic. It keeps no connections: a check must see a fresh
+// connect.
+type prober struct {
+	client *http.Client
+	agent  string
+}
+
+func newProber(agent string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *prober {
+	return &prober{
+		client: &http.Client{
+			Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true},
+			// A redirect is an answer: the endpoint is up.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		agent: agent,
+	}
+}
+
+// get sends GET path to ep within timeout. strict: only a 2xx passes; else
+// any answer below 500 does. detail says what was seen ("HTTP 503" or the
+// connection error).
+func (p *prober) get(ctx context.Context, ep *route.Endpoint, path string, timeout time.Duration, strict bool) (ok bool, detail string) {
 	scheme := "http://"
 	if ep.TLS {
 		scheme = "https://"
@@ -217,8 +240,8 @@ func (r *Reporter) check(ctx context.Context, cg route.CellGate) (ok bool, detai
 	if err != nil {
 		return false, err.Error()
 	}
-	req.Header.Set("User-Agent", "edgecell-probe/"+r.cfg.Edge)
-	resp, err := r.probes.Do(req)
+	req.Header.Set("User-Agent", p.agent)
+	resp, err := p.client.Do(req)
 	if err != nil {
 		return false, err.Error()
 	}

@@ -40,3 +40,40 @@ func Health(p *pb.HealthCheckPolicy) health.Policy {
 		StaleAfter:         ms(p.GetStaleAfterMs()),
 	}
 }
+
+// Defaults of the active health check, as in the HealthCheckPolicy comments.
+const (
+	DefaultCheckPath     = "/healthz"
+	DefaultCheckInterval = 5 * time.Second
+	DefaultCheckTimeout  = time.Second
+)
+
+// Check is how an edge runs one endpoint's active health check, defaults
+// filled in. It is comparable: an edge restarts a check when it changes.
+type Check struct {
+	// Path is requested with GET on the endpoint's URL; only a 2xx passes.
+	Path string
+	// Interval between two checks, plus a random delay in [0, Jitter].
+	Interval, Jitter time.Duration
+	// Timeout bounds one check; it is never above Interval.
+	Timeout time.Duration
+}
+
+// HealthCheck converts a cell's health-check policy into the schedule an
+// edge runs. The coordinators refuse a policy whose timeout exceeds its
+// interval; here the timeout is capped all the same, so a check never
+// outlives the next.
+func HealthCheck(p *pb.HealthCheckPolicy) Check {
+	c := Check{Path: p.GetHttpPath(), Interval: ms(p.GetIntervalMs()), Timeout: ms(p.GetTimeoutMs()), Jitter: ms(p.GetJitterMs())}
+	if c.Path == "" {
+		c.Path = DefaultCheckPath
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultCheckInterval
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultCheckTimeout
+	}
+	c.Timeout = min(c.Timeout, c.Interval)
+	return c
+}

@@ -551,6 +551,114 @@ func (x *ReportHealthResponse) GetRevision() uint64 {
 	return 0
 }
 
+type CheckAssignmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckAssignmentRequest) Reset() {
+	*x = CheckAssignmentRequest{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckAssignmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckAssignmentRequest) ProtoMessage() {}
+
+func (x *CheckAssignmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckAssignmentRequest.ProtoReflect.Descriptor instead.
+func (*CheckAssignmentRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CheckAssignmentRequest) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *CheckAssignmentRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+type CheckAssignmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Regions with at least one connected edge, sorted; the asking edge's
+	// region is always among them.
+	EdgeRegions []string `protobuf:"bytes,1,rep,name=edge_regions,json=edgeRegions,proto3" json:"edge_regions,omitempty"`
+	// Members that could not be asked: regions only their edges cover may be
+	// missing, so endpoints there get checked by more edges than needed.
+	UnreachableMembers []string `protobuf:"bytes,2,rep,name=unreachable_members,json=unreachableMembers,proto3" json:"unreachable_members,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CheckAssignmentResponse) Reset() {
+	*x = CheckAssignmentResponse{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckAssignmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckAssignmentResponse) ProtoMessage() {}
+
+func (x *CheckAssignmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckAssignmentResponse.ProtoReflect.Descriptor instead.
+func (*CheckAssignmentResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CheckAssignmentResponse) GetEdgeRegions() []string {
+	if x != nil {
+		return x.EdgeRegions
+	}
+	return nil
+}
+
+func (x *CheckAssignmentResponse) GetUnreachableMembers() []string {
+	if x != nil {
+		return x.UnreachableMembers
+	}
+	return nil
+}
+
 type AcquireProbeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
@@ -561,7 +669,7 @@ type AcquireProbeRequest struct {
 
 func (x *AcquireProbeRequest) Reset() {
 	*x = AcquireProbeRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +681,7 @@ func (x *AcquireProbeRequest) String() string {
 func (*AcquireProbeRequest) ProtoMessage() {}
 
 func (x *AcquireProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +694,7 @@ func (x *AcquireProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireProbeRequest.ProtoReflect.Descriptor instead.
 func (*AcquireProbeRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{9}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AcquireProbeRequest) GetEdge() string {
@@ -615,7 +723,7 @@ type AcquireProbeResponse struct {
 
 func (x *AcquireProbeResponse) Reset() {
 	*x = AcquireProbeResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +735,7 @@ func (x *AcquireProbeResponse) String() string {
 func (*AcquireProbeResponse) ProtoMessage() {}
 
 func (x *AcquireProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +748,7 @@ func (x *AcquireProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireProbeResponse.ProtoReflect.Descriptor instead.
 func (*AcquireProbeResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{10}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AcquireProbeResponse) GetGranted() bool {
@@ -670,7 +778,7 @@ type ReportProbeRequest struct {
 
 func (x *ReportProbeRequest) Reset() {
 	*x = ReportProbeRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +790,7 @@ func (x *ReportProbeRequest) String() string {
 func (*ReportProbeRequest) ProtoMessage() {}
 
 func (x *ReportProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +803,7 @@ func (x *ReportProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProbeRequest.ProtoReflect.Descriptor instead.
 func (*ReportProbeRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{11}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportProbeRequest) GetEdge() string {
@@ -735,7 +843,7 @@ type ReportProbeResponse struct {
 
 func (x *ReportProbeResponse) Reset() {
 	*x = ReportProbeResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +855,7 @@ func (x *ReportProbeResponse) String() string {
 func (*ReportProbeResponse) ProtoMessage() {}
 
 func (x *ReportProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +868,7 @@ func (x *ReportProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProbeResponse.ProtoReflect.Descriptor instead.
 func (*ReportProbeResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{12}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportProbeResponse) GetRevision() uint64 {
@@ -805,7 +913,13 @@ const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x123\n" +
 	"\x06checks\x18\x03 \x03(\v2\x1b.edgecell.v1.EndpointChecksR\x06checks\"2\n" +
 	"\x14ReportHealthResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\"E\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"D\n" +
+	"\x16CheckAssignmentRequest\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\"m\n" +
+	"\x17CheckAssignmentResponse\x12!\n" +
+	"\fedge_regions\x18\x01 \x03(\tR\vedgeRegions\x12/\n" +
+	"\x13unreachable_members\x18\x02 \x03(\tR\x12unreachableMembers\"E\n" +
 	"\x13AcquireProbeRequest\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\"L\n" +
@@ -818,12 +932,13 @@ const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\"1\n" +
 	"\x13ReportProbeResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision2\xe0\x03\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision2\xbe\x04\n" +
 	"\vEdgeService\x12@\n" +
 	"\x05Watch\x12\x19.edgecell.v1.WatchRequest\x1a\x1a.edgecell.v1.WatchResponse0\x01\x128\n" +
 	"\x03Ack\x12\x17.edgecell.v1.AckRequest\x1a\x18.edgecell.v1.AckResponse\x12Y\n" +
 	"\x0eReportOutcomes\x12\".edgecell.v1.ReportOutcomesRequest\x1a#.edgecell.v1.ReportOutcomesResponse\x12S\n" +
-	"\fReportHealth\x12 .edgecell.v1.ReportHealthRequest\x1a!.edgecell.v1.ReportHealthResponse\x12S\n" +
+	"\fReportHealth\x12 .edgecell.v1.ReportHealthRequest\x1a!.edgecell.v1.ReportHealthResponse\x12\\\n" +
+	"\x0fCheckAssignment\x12#.edgecell.v1.CheckAssignmentRequest\x1a$.edgecell.v1.CheckAssignmentResponse\x12S\n" +
 	"\fAcquireProbe\x12 .edgecell.v1.AcquireProbeRequest\x1a!.edgecell.v1.AcquireProbeResponse\x12P\n" +
 	"\vReportProbe\x12\x1f.edgecell.v1.ReportProbeRequest\x1a .edgecell.v1.ReportProbeResponseB\xa2\x01\n" +
 	"\x0fcom.edgecell.v1B\tEdgeProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
@@ -840,46 +955,50 @@ func file_edgecell_v1_edge_proto_rawDescGZIP() []byte {
 	return file_edgecell_v1_edge_proto_rawDescData
 }
 
-var file_edgecell_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_edgecell_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_edgecell_v1_edge_proto_goTypes = []any{
-	(*WatchRequest)(nil),           // 0: edgecell.v1.WatchRequest
-	(*WatchResponse)(nil),          // 1: edgecell.v1.WatchResponse
-	(*ChangeBatch)(nil),            // 2: edgecell.v1.ChangeBatch
-	(*AckRequest)(nil),             // 3: edgecell.v1.AckRequest
-	(*AckResponse)(nil),            // 4: edgecell.v1.AckResponse
-	(*ReportOutcomesRequest)(nil),  // 5: edgecell.v1.ReportOutcomesRequest
-	(*ReportOutcomesResponse)(nil), // 6: edgecell.v1.ReportOutcomesResponse
-	(*ReportHealthRequest)(nil),    // 7: edgecell.v1.ReportHealthRequest
-	(*ReportHealthResponse)(nil),   // 8: edgecell.v1.ReportHealthResponse
-	(*AcquireProbeRequest)(nil),    // 9: edgecell.v1.AcquireProbeRequest
-	(*AcquireProbeResponse)(nil),   // 10: edgecell.v1.AcquireProbeResponse
-	(*ReportProbeRequest)(nil),     // 11: edgecell.v1.ReportProbeRequest
-	(*ReportProbeResponse)(nil),    // 12: edgecell.v1.ReportProbeResponse
-	(*State)(nil),                  // 13: edgecell.v1.State
-	(*Change)(nil),                 // 14: edgecell.v1.Change
-	(*EndpointOutcomes)(nil),       // 15: edgecell.v1.EndpointOutcomes
-	(*EndpointChecks)(nil),         // 16: edgecell.v1.EndpointChecks
+	(*WatchRequest)(nil),            // 0: edgecell.v1.WatchRequest
+	(*WatchResponse)(nil),           // 1: edgecell.v1.WatchResponse
+	(*ChangeBatch)(nil),             // 2: edgecell.v1.ChangeBatch
+	(*AckRequest)(nil),              // 3: edgecell.v1.AckRequest
+	(*AckResponse)(nil),             // 4: edgecell.v1.AckResponse
+	(*ReportOutcomesRequest)(nil),   // 5: edgecell.v1.ReportOutcomesRequest
+	(*ReportOutcomesResponse)(nil),  // 6: edgecell.v1.ReportOutcomesResponse
+	(*ReportHealthRequest)(nil),     // 7: edgecell.v1.ReportHealthRequest
+	(*ReportHealthResponse)(nil),    // 8: edgecell.v1.ReportHealthResponse
+	(*CheckAssignmentRequest)(nil),  // 9: edgecell.v1.CheckAssignmentRequest
+	(*CheckAssignmentResponse)(nil), // 10: edgecell.v1.CheckAssignmentResponse
+	(*AcquireProbeRequest)(nil),     // 11: edgecell.v1.AcquireProbeRequest
+	(*AcquireProbeResponse)(nil),    // 12: edgecell.v1.AcquireProbeResponse
+	(*ReportProbeRequest)(nil),      // 13: edgecell.v1.ReportProbeRequest
+	(*ReportProbeResponse)(nil),     // 14: edgecell.v1.ReportProbeResponse
+	(*State)(nil),                   // 15: edgecell.v1.State
+	(*Change)(nil),                  // 16: edgecell.v1.Change
+	(*EndpointOutcomes)(nil),        // 17: edgecell.v1.EndpointOutcomes
+	(*EndpointChecks)(nil),          // 18: edgecell.v1.EndpointChecks
 }
 var file_edgecell_v1_edge_proto_depIdxs = []int32{
-	13, // 0: edgecell.v1.WatchResponse.reset:type_name -> edgecell.v1.State
+	15, // 0: edgecell.v1.WatchResponse.reset:type_name -> edgecell.v1.State
 	2,  // 1: edgecell.v1.WatchResponse.changes:type_name -> edgecell.v1.ChangeBatch
-	14, // 2: edgecell.v1.ChangeBatch.changes:type_name -> edgecell.v1.Change
-	15, // 3: edgecell.v1.ReportOutcomesRequest.outcomes:type_name -> edgecell.v1.EndpointOutcomes
-	16, // 4: edgecell.v1.ReportHealthRequest.checks:type_name -> edgecell.v1.EndpointChecks
+	16, // 2: edgecell.v1.ChangeBatch.changes:type_name -> edgecell.v1.Change
+	17, // 3: edgecell.v1.ReportOutcomesRequest.outcomes:type_name -> edgecell.v1.EndpointOutcomes
+	18, // 4: edgecell.v1.ReportHealthRequest.checks:type_name -> edgecell.v1.EndpointChecks
 	0,  // 5: edgecell.v1.EdgeService.Watch:input_type -> edgecell.v1.WatchRequest
 	3,  // 6: edgecell.v1.EdgeService.Ack:input_type -> edgecell.v1.AckRequest
 	5,  // 7: edgecell.v1.EdgeService.ReportOutcomes:input_type -> edgecell.v1.ReportOutcomesRequest
 	7,  // 8: edgecell.v1.EdgeService.ReportHealth:input_type -> edgecell.v1.ReportHealthRequest
-	9,  // 9: edgecell.v1.EdgeService.AcquireProbe:input_type -> edgecell.v1.AcquireProbeRequest
-	11, // 10: edgecell.v1.EdgeService.ReportProbe:input_type -> edgecell.v1.ReportProbeRequest
-	1,  // 11: edgecell.v1.EdgeService.Watch:output_type -> edgecell.v1.WatchResponse
-	4,  // 12: edgecell.v1.EdgeService.Ack:output_type -> edgecell.v1.AckResponse
-	6,  // 13: edgecell.v1.EdgeService.ReportOutcomes:output_type -> edgecell.v1.ReportOutcomesResponse
-	8,  // 14: edgecell.v1.EdgeService.ReportHealth:output_type -> edgecell.v1.ReportHealthResponse
-	10, // 15: edgecell.v1.EdgeService.AcquireProbe:output_type -> edgecell.v1.AcquireProbeResponse
-	12, // 16: edgecell.v1.EdgeService.ReportProbe:output_type -> edgecell.v1.ReportProbeResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
+	9,  // 9: edgecell.v1.EdgeService.CheckAssignment:input_type -> edgecell.v1.CheckAssignmentRequest
+	11, // 10: edgecell.v1.EdgeService.AcquireProbe:input_type -> edgecell.v1.AcquireProbeRequest
+	13, // 11: edgecell.v1.EdgeService.ReportProbe:input_type -> edgecell.v1.ReportProbeRequest
+	1,  // 12: edgecell.v1.EdgeService.Watch:output_type -> edgecell.v1.WatchResponse
+	4,  // 13: edgecell.v1.EdgeService.Ack:output_type -> edgecell.v1.AckResponse
+	6,  // 14: edgecell.v1.EdgeService.ReportOutcomes:output_type -> edgecell.v1.ReportOutcomesResponse
+	8,  // 15: edgecell.v1.EdgeService.ReportHealth:output_type -> edgecell.v1.ReportHealthResponse
+	10, // 16: edgecell.v1.EdgeService.CheckAssignment:output_type -> edgecell.v1.CheckAssignmentResponse
+	12, // 17: edgecell.v1.EdgeService.AcquireProbe:output_type -> edgecell.v1.AcquireProbeResponse
+	14, // 18: edgecell.v1.EdgeService.ReportProbe:output_type -> edgecell.v1.ReportProbeResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -903,7 +1022,7 @@ func file_edgecell_v1_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_edge_proto_rawDesc), len(file_edgecell_v1_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

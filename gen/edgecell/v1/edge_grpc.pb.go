@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EdgeService_Watch_FullMethodName          = "/edgecell.v1.EdgeService/Watch"
-	EdgeService_Ack_FullMethodName            = "/edgecell.v1.EdgeService/Ack"
-	EdgeService_ReportOutcomes_FullMethodName = "/edgecell.v1.EdgeService/ReportOutcomes"
-	EdgeService_ReportHealth_FullMethodName   = "/edgecell.v1.EdgeService/ReportHealth"
-	EdgeService_AcquireProbe_FullMethodName   = "/edgecell.v1.EdgeService/AcquireProbe"
-	EdgeService_ReportProbe_FullMethodName    = "/edgecell.v1.EdgeService/ReportProbe"
+	EdgeService_Watch_FullMethodName           = "/edgecell.v1.EdgeService/Watch"
+	EdgeService_Ack_FullMethodName             = "/edgecell.v1.EdgeService/Ack"
+	EdgeService_ReportOutcomes_FullMethodName  = "/edgecell.v1.EdgeService/ReportOutcomes"
+	EdgeService_ReportHealth_FullMethodName    = "/edgecell.v1.EdgeService/ReportHealth"
+	EdgeService_CheckAssignment_FullMethodName = "/edgecell.v1.EdgeService/CheckAssignment"
+	EdgeService_AcquireProbe_FullMethodName    = "/edgecell.v1.EdgeService/AcquireProbe"
+	EdgeService_ReportProbe_FullMethodName     = "/edgecell.v1.EdgeService/ReportProbe"
 )
 
 // EdgeServiceClient is the client API for EdgeService service.
@@ -48,6 +49,11 @@ type EdgeServiceClient interface {
 	// ReportHealth feeds one batch of active health check results. An edge
 	// checks the endpoints internal/health.ChecksFor assigns it.
 	ReportHealth(ctx context.Context, in *ReportHealthRequest, opts ...grpc.CallOption) (*ReportHealthResponse, error)
+	// CheckAssignment tells an edge which regions have edges, which is what
+	// it needs to work out the endpoints it health-checks: those of its own
+	// region, and those of every region with no edge. The answer merges every
+	// reachable member's view and may be a few seconds old.
+	CheckAssignment(ctx context.Context, in *CheckAssignmentRequest, opts ...grpc.CallOption) (*CheckAssignmentResponse, error)
 	// AcquireProbe asks for the probe lease of a half-open endpoint. Exactly one
 	// edge at a time is granted it, for the cell's probe_lease_ms.
 	AcquireProbe(ctx context.Context, in *AcquireProbeRequest, opts ...grpc.CallOption) (*AcquireProbeResponse, error)
@@ -113,6 +119,16 @@ func (c *edgeServiceClient) ReportHealth(ctx context.Context, in *ReportHealthRe
 	return out, nil
 }
 
+func (c *edgeServiceClient) CheckAssignment(ctx context.Context, in *CheckAssignmentRequest, opts ...grpc.CallOption) (*CheckAssignmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckAssignmentResponse)
+	err := c.cc.Invoke(ctx, EdgeService_CheckAssignment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *edgeServiceClient) AcquireProbe(ctx context.Context, in *AcquireProbeRequest, opts ...grpc.CallOption) (*AcquireProbeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AcquireProbeResponse)
@@ -154,6 +170,11 @@ type EdgeServiceServer interface {
 	// ReportHealth feeds one batch of active health check results. An edge
 	// checks the endpoints internal/health.ChecksFor assigns it.
 	ReportHealth(context.Context, *ReportHealthRequest) (*ReportHealthResponse, error)
+	// CheckAssignment tells an edge which regions have edges, which is what
+	// it needs to work out the endpoints it health-checks: those of its own
+	// region, and those of every region with no edge. The answer merges every
+	// reachable member's view and may be a few seconds old.
+	CheckAssignment(context.Context, *CheckAssignmentRequest) (*CheckAssignmentResponse, error)
 	// AcquireProbe asks for the probe lease of a half-open endpoint. Exactly one
 	// edge at a time is granted it, for the cell's probe_lease_ms.
 	AcquireProbe(context.Context, *AcquireProbeRequest) (*AcquireProbeResponse, error)
@@ -181,6 +202,9 @@ func (UnimplementedEdgeServiceServer) ReportOutcomes(context.Context, *ReportOut
 }
 func (UnimplementedEdgeServiceServer) ReportHealth(context.Context, *ReportHealthRequest) (*ReportHealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportHealth not implemented")
+}
+func (UnimplementedEdgeServiceServer) CheckAssignment(context.Context, *CheckAssignmentRequest) (*CheckAssignmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckAssignment not implemented")
 }
 func (UnimplementedEdgeServiceServer) AcquireProbe(context.Context, *AcquireProbeRequest) (*AcquireProbeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AcquireProbe not implemented")
@@ -274,6 +298,24 @@ func _EdgeService_ReportHealth_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EdgeService_CheckAssignment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckAssignmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).CheckAssignment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_CheckAssignment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).CheckAssignment(ctx, req.(*CheckAssignmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _EdgeService_AcquireProbe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AcquireProbeRequest)
 	if err := dec(in); err != nil {
@@ -328,6 +370,10 @@ var EdgeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportHealth",
 			Handler:    _EdgeService_ReportHealth_Handler,
+		},
+		{
+			MethodName: "CheckAssignment",
+			Handler:    _EdgeService_CheckAssignment_Handler,
 		},
 		{
 			MethodName: "AcquireProbe",

@@ -18,6 +18,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/report"
 	"github.com/edgecell/edgecell/edgenode/route"
 	"github.com/edgecell/edgecell/edgenode/watch"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -261,12 +262,25 @@ func (n *Node) AdminAddr() string {
 	return n.adminLn.Addr().String()
 }
 
+// Name and Region are the edge's, as configured.
+func (n *Node) Name() string   { return n.cfg.Name }
+func (n *Node) Region() string { return n.cfg.Region }
+
 // Revision is the revision of the table currently served; 0 before any.
 func (n *Node) Revision() uint64 { return n.table.Load().Revision() }
 
 // Coordinator is the address of the coordinator the edge streams from, or
 // "" while it has none.
 func (n *Node) Coordinator() string { return n.watch.Connected() }
+
+// EndpointStatus returns endpoint id's replicated breaker and health
+// status as the table the edge serves holds them, with that table's
+// revision, all read from one table. A nil status means the coordinators
+// never changed it (closed, unknown).
+func (n *Node) EndpointStatus(id string) (breaker *pb.BreakerStatus, health *pb.HealthStatus, revision uint64) {
+	t := n.table.Load()
+	return t.Breaker(id), t.Health(id), t.Revision()
+}
 
 // HealthChecks returns the ids of the endpoints this edge actively checks
 // now, sorted: those of its region, and those of regions without an edge.

@@ -30,7 +30,9 @@ type CheckerConfig struct {
 	// new, changed or removed checks. Default 1s.
 	Interval time.Duration
 	// AssignmentInterval is how often the edge asks which regions have
-	// edges. Default 10s.
+	// edges. Default 3s: the coordinators answer from a view they refresh
+	// every 2s, so asking often is cheap, and a region losing its last edge
+	// gets checked from elsewhere within seconds.
 	AssignmentInterval time.Duration
 	// RPCTimeout bounds one RPC. Default 2s.
 	RPCTimeout time.Duration
@@ -78,7 +80,7 @@ func NewChecker(cfg CheckerConfig) *Checker {
 		cfg.Interval = time.Second
 	}
 	if cfg.AssignmentInterval <= 0 {
-		cfg.AssignmentInterval = 10 * time.Second
+		cfg.AssignmentInterval = 3 * time.Second
 	}
 	if cfg.RPCTimeout <= 0 {
 		cfg.RPCTimeout = 2 * time.Second

@@ -52,6 +52,9 @@ type Options struct {
 	// EdgeDialer, when set, gives the edge in each region the dialer it reaches
 	// the coordinators with (latency simulation in load tests).
 	EdgeDialer func(region string) func(ctx context.Context, network, addr string) (net.Conn, error)
+	// WrapBackend, when set, wraps each demo backend's handler (to count or
+	// delay requests in tests). id is the backend's endpoint id.
+	WrapBackend func(id string, h http.Handler) http.Handler
 	// Timeout bounds Start's waits (a leader, the config reaching every edge).
 	// Default 60s.
 	Timeout time.Duration
@@ -71,7 +74,7 @@ type Cluster struct {
 	tempDir bool
 
 	backends []Backend
-	servers  []*http.Server
+	servers  map[string]*backendServer // by backend id
 	edges    []*edgenode.Node
 	edgeURL  map[string]string
 	revision uint64
@@ -98,7 +101,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	defer cancel()
 	c := &Cluster{
 		opts: opts, log: opts.Logger, dataDir: opts.DataDir,
-		edgeURL: map[string]string{}, coords: map[string]*coordinator.Coordinator{}, conns: map[string]*grpc.ClientConn{},
+		edgeURL: map[string]string{}, servers: map[string]*backendServer{}, coords: map[string]*coordinator.Coordinator{}, conns: map[string]*grpc.ClientConn{},
 	}
 	if c.dataDir == "" {
 		dir, err := os.MkdirTemp("", "edgecell-dev-")
@@ -169,14 +172,16 @@ func (c *Cluster) startBackends(addrs []string) error {
 		for j := 1; j <= BackendsPerRegion; j++ {
 			idx := i*BackendsPerRegion + j - 1
 			id := region + "-" + strconv.Itoa(j)
-			lis, err := net.Listen("tcp", addrs[idx])
+			var h http.Handler = NewBackendHandler(id, region)
+			if c.opts.WrapBackend != nil {
+				h = c.opts.WrapBackend(id, h)
+			}
+			bs := &backendServer{handler: h}
+			addr, err := bs.listen(addrs[idx])
 			if err != nil {
 				return fmt.Errorf("devcluster: backend %s: %w", id, err)
 			}
-			srv := &http.Server{Handler: NewBackendHandler(id, region), ReadHeaderTimeout: 10 * time.Second}
-			go srv.Serve(lis)
-			c.servers = append(c.servers, srv)
-			addr := lis.Addr().String()
+			c.servers[id] = bs
 			c.backends = append(c.backends, Backend{ID: id, Region: region, Addr: addr, URL: "http://" + addr})
 		}
 	}
@@ -272,6 +277,9 @@ func (c *Cluster) Backends() []Backend { return append([]Backend(nil), c.backend
 // when the dev cluster has no such region.
 func (c *Cluster) EdgeURL(region string) string { return c.edgeURL[region] }
 
+// Edges are the running edges, in region order.
+func (c *Cluster) Edges() []*edgenode.Node { return append([]*edgenode.Node(nil), c.edges...) }
+
 // EdgeURLs maps each region to its edge's base URL.
 func (c *Cluster) EdgeURLs() map[string]string {
 	out := make(map[string]string, len(c.edgeURL))
@@ -325,7 +333,7 @@ func (c *Cluster) Close() error {
 	c.conns = map[string]*grpc.ClientConn{}
 	c.mu.Unlock()
 	for _, s := range c.servers {
-		errs = append(errs, s.Close())
+		errs = append(errs, s.stop())
 	}
 	if c.tempDir {
 		errs = append(errs, os.RemoveAll(c.dataDir))

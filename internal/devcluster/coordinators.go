@@ -144,8 +144,9 @@ func (c *Cluster) anyAdmin() (pb.AdminServiceClient, error) {
 	return nil, ErrNoCoordinator
 }
 
-// WaitLeader blocks until a running coordinator reports a leader, and returns
-// the leader's name.
+// WaitLeader blocks until a running coordinator reports a running leader,
+// and returns the leader's name. Right after KillCoordinator of the leader,
+// survivors still name it for an election timeout; WaitLeader waits past that.
 func (c *Cluster) WaitLeader(ctx context.Context) (string, error) {
 	var leader string
 	err := poll(ctx, func() bool {
@@ -155,7 +156,7 @@ func (c *Cluster) WaitLeader(ctx context.Context) (string, error) {
 				continue
 			}
 			resp, err := a.ClusterStatus(ctx, &pb.ClusterStatusRequest{})
-			if err == nil && resp.GetLeader() != "" {
+			if err == nil && resp.GetLeader() != "" && c.running(resp.GetLeader()) {
 				leader = resp.GetLeader()
 				return true
 			}
@@ -163,6 +164,12 @@ func (c *Cluster) WaitLeader(ctx context.Context) (string, error) {
 		return false
 	}, func() error { return errors.New("devcluster: no leader elected") })
 	return leader, err
+}
+
+func (c *Cluster) running(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.coords[name] != nil
 }
 
 // waitMembers blocks until a leader reports every member healthy and with its

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/testutil"
 )
 
 // TestBreakerAndHealthVerbsAgainstARealCluster: an operator sees a breaker
@@ -22,7 +24,11 @@ func TestBreakerAndHealthVerbsAgainstARealCluster(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := devcluster.Start(ctx, devcluster.Options{})
+	c, err := devcluster.Start(ctx, devcluster.Options{Config: func(bs []devcluster.Backend) *pb.RoutingConfig {
+		cfg := devcluster.SampleConfig(bs)
+		cfg.Cells[1].HealthCheck = &pb.HealthCheckPolicy{IntervalMs: 100, TimeoutMs: 100, HealthyThreshold: 1}
+		return cfg
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +75,26 @@ func TestBreakerAndHealthVerbsAgainstARealCluster(t *testing.T) {
 	if bad := cli(t, addr, "", "breaker", "reset", "no-such-endpoint"); bad.code != 1 || !strings.Contains(bad.err, "no-such-endpoint") {
 		t.Fatalf("resetting an unknown endpoint: %+v", bad)
 	}
-	if h := cli(t, addr, "", "health"); h.code != 0 || !strings.HasPrefix(h.out, "ENDPOINT") {
-		t.Fatalf("health: %+v", h)
-	}
+
+	// cell-2 (us-east-2, eu-west-2) has active health checks: each endpoint
+	// is shown healthy, with the one edge of its region as observer.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		h := cli(t, addr, "", "health")
+		if h.code != 0 || !strings.HasPrefix(h.out, "ENDPOINT") {
+			t.Fatalf("health: %+v", h)
+		}
+		for _, want := range []string{"us-east-2", "eu-west-2"} {
+			if line := lineWith(h.out, want+" "); !strings.Contains(line, "healthy") {
+				return fmt.Errorf("%s not shown healthy yet:\n%s", want, h.out)
+			}
+		}
+		for _, want := range []string{"edge-us-east@us-east", "edge-eu-west@eu-west"} {
+			if line := lineWith(h.out, want); !strings.Contains(line, "healthy") || !strings.Contains(line, "passed: HTTP 200") {
+				return fmt.Errorf("no healthy observation by %s:\n%s", want, h.out)
+			}
+		}
+		return nil
+	})
 }
 
 func lineWith(out, s string) string {

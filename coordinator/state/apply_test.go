@@ -64,6 +64,7 @@ func TestPutCellRefusals(t *testing.T) {
 			"cell.endpoints[0].id", `already used by cell "c2"`},
 		{"bad url", &pb.Cell{Id: "c3", Endpoints: []*pb.Endpoint{{Id: "e", Url: "h:80", Region: "us-east"}}}, "cell.endpoints[0].url", "http"},
 		{"weight", &pb.Cell{Id: "c1", Endpoints: []*pb.Endpoint{{Id: "e", Url: "http://h", Region: "us-east", Weight: 20000}}}, "cell.endpoints[0].weight", "20000"},
+		{"panic threshold over 100", &pb.Cell{Id: "c3", PanicThresholdPercent: 101}, "cell.panic_threshold_percent", "101 is over 100"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,6 +74,28 @@ func TestPutCellRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPanicThresholdChangesTheCell: the panic threshold is part of what a
+// user writes, so changing it (and only it) is a change the edges hear of,
+// and 100 is the largest accepted value.
+func TestPanicThresholdChangesTheCell(t *testing.T) {
+	s := configured(t)
+	cell := func(pct uint32) *pb.Cell {
+		return &pb.Cell{Id: "c3", PanicThresholdPercent: pct, Endpoints: []*pb.Endpoint{{Id: "c3-use", Url: "http://c3", Region: "us-east"}}}
+	}
+	mustChange(t, s, 11, putCellCmd(cell(0)))
+	for i, pct := range []uint32{50, 100, 0} {
+		ch := mustChange(t, s, uint64(12+i), putCellCmd(cell(pct)))
+		wantEvents(t, ch, "put_cell:c3")
+		if got := ch.Events[0].GetPutCell().GetPanicThresholdPercent(); got != pct {
+			t.Fatalf("put_cell event carries panic_threshold_percent %d, want %d", got, pct)
+		}
+		if got, _, _ := s.Cell("c3"); got.GetPanicThresholdPercent() != pct {
+			t.Fatalf("stored cell %v, want panic_threshold_percent %d", got, pct)
+		}
+	}
+	mustNoop(t, s, 15, putCellCmd(cell(0)))
 }
 
 func TestDeleteCell(t *testing.T) {

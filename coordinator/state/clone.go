@@ -19,8 +19,9 @@ func cloneEndpoint(e *pb.Endpoint) *pb.Endpoint {
 func cloneCell(c *pb.Cell) *pb.Cell {
 	out := &pb.Cell{
 		Id: c.GetId(), CreateRevision: c.GetCreateRevision(), ModRevision: c.GetModRevision(),
-		Breaker:     clonePolicy(c.GetBreaker()),
-		HealthCheck: clonePolicy(c.GetHealthCheck()),
+		Breaker:               clonePolicy(c.GetBreaker()),
+		HealthCheck:           clonePolicy(c.GetHealthCheck()),
+		PanicThresholdPercent: c.GetPanicThresholdPercent(),
 	}
 	if len(c.GetEndpoints()) > 0 {
 		out.Endpoints = make([]*pb.Endpoint, len(c.Endpoints))
@@ -64,6 +65,7 @@ func cloneLatencies(ls []*pb.Latency) []*pb.Latency {
 // sameCell compares what a user wrote (id, endpoints, policies), ignoring stamps.
 func sameCell(a, b *pb.Cell) bool {
 	if a.GetId() != b.GetId() || len(a.GetEndpoints()) != len(b.GetEndpoints()) ||
+		a.GetPanicThresholdPercent() != b.GetPanicThresholdPercent() ||
 		!proto.Equal(a.GetBreaker(), b.GetBreaker()) || !proto.Equal(a.GetHealthCheck(), b.GetHealthCheck()) {
 		return false
 	}

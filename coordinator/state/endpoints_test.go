@@ -307,6 +307,7 @@ func TestPolicyValidationNamesTheField(t *testing.T) {
 		{func(c *pb.Cell) { c.Breaker = &pb.BreakerPolicy{WindowMs: 5} }, "cells[0].breaker.window_ms"},
 		{func(c *pb.Cell) { c.HealthCheck = &pb.HealthCheckPolicy{HttpPath: "healthz"} }, "cells[0].health_check.http_path"},
 		{func(c *pb.Cell) { c.HealthCheck = &pb.HealthCheckPolicy{IntervalMs: 1000, TimeoutMs: 2000} }, "cells[0].health_check.timeout_ms"},
+		{func(c *pb.Cell) { c.PanicThresholdPercent = 250 }, "cells[0].panic_threshold_percent"},
 	} {
 		cfg := baseConfig()
 		tc.edit(cfg.Cells[0])

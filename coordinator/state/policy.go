@@ -48,9 +48,17 @@ func policyFieldError(prefix string, err error) *pb.CommandError {
 	return invalid(prefix+field, "%s", reason)
 }
 
-// validatePolicies checks a cell's breaker and health check policies. Fields
-// are relative to the cell ("breaker.max_ejection_ms").
+// MaxPanicThresholdPercent is the largest panic_threshold_percent: with 100
+// a cell panics (routes over every endpoint) as soon as one endpoint is out.
+const MaxPanicThresholdPercent = 100
+
+// validatePolicies checks a cell's breaker and health check policies and its
+// panic threshold. Fields are relative to the cell ("breaker.max_ejection_ms").
 func validatePolicies(c *pb.Cell) *pb.CommandError {
+	if p := c.GetPanicThresholdPercent(); p > MaxPanicThresholdPercent {
+		return invalid("panic_threshold_percent", "panic_threshold_percent %d is over %d; use 0 (off) to %d, a percentage of the cell's endpoints",
+			p, MaxPanicThresholdPercent, MaxPanicThresholdPercent)
+	}
 	if b := c.GetBreaker(); b != nil {
 		if err := BreakerPolicy(b).Validate(); err != nil {
 			return policyFieldError("breaker.", err)

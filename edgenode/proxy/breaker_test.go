@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -36,15 +34,8 @@ func withStatuses(t testing.TB, tb *route.Table, open map[string]pb.BreakerState
 // debugGet sends GET / for key with X-Edge-Debug: 1.
 func (h *harness) debugGet(t testing.TB, c *http.Client, key string) (*http.Response, string) {
 	t.Helper()
-	req := h.request("GET", key, "/", nil)
-	req.Header.Set("X-Edge-Debug", "1")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	resp, body, _ := h.debugDo(t, c, "GET", key, nil)
+	return resp, body
 }
 
 const (
@@ -80,13 +71,11 @@ func TestChoiceSkipsOpenBreakersAndFailsOver(t *testing.T) {
 			c := client(t)
 			for range 10 {
 				resp, body := h.debugGet(t, c, "acme")
-				var eb struct{ Error, Reason string }
-				json.Unmarshal([]byte(body), &eb)
 				if resp.StatusCode != tc.status {
 					t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
 				}
 				if tc.status == 502 {
-					if eb.Error != "no endpoint available" || eb.Reason != tc.route {
+					if eb := decodeError(t, body); eb.Error != "no endpoint available" || eb.Reason != tc.route {
 						t.Fatalf("502 body %+v, want reason %q", eb, tc.route)
 					}
 					if got := resp.Header.Get("X-Edge-Route"); got != "none: "+tc.route {
@@ -143,7 +132,7 @@ func TestLocalTripSendsNextRequestElsewhere(t *testing.T) {
 		resp, _ := h.debugGet(t, c, "acme")
 		return resp.Header.Get("X-Edge-Endpoint"), resp.Header.Get("X-Edge-Route")
 	}
-	if ep, r := debugGet(); ep != "eu@eu-west" || r != "failover us-east->eu-west: 1 endpoint unreachable" {
+	if ep, r := debugGet(); ep != "eu@eu-west" || r != "failover us-east->eu-west: retried after dead unreachable" {
 		t.Fatalf("first request: %s, %q", ep, r)
 	}
 	if n := h.metrics.dialErrors.Load(); n != 1 {
@@ -193,5 +182,103 @@ func TestOutcomesCounted(t *testing.T) {
 		if got := it.Next().Gate.TakeOutcomes(); !proto.Equal(got, tc.want) {
 			t.Errorf("cell %s: outcomes %v, want %v", tc.cell, got, tc.want)
 		}
+	}
+}
+
+// withPanicThreshold returns tb with cell id put again with the given
+// panic_threshold_percent.
+func withPanicThreshold(t testing.TB, tb *route.Table, id string, pct uint32) *route.Table {
+	t.Helper()
+	pc := proto.CloneOf(tb.Cell(id).Source())
+	pc.PanicThresholdPercent = pct
+	nt, err := tb.Apply(&pb.Change{Revision: tb.Revision() + 1, Events: []*pb.Event{{Kind: &pb.Event_PutCell{PutCell: pc}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nt
+}
+
+// TestPanicThreshold: below its panic threshold a cell routes over all of
+// its endpoints, whatever their breakers say, in the usual order.
+func TestPanicThreshold(t *testing.T) {
+	us1, us2, eu := backend(t, "us1"), backend(t, "us2"), backend(t, "eu")
+	allOpen := map[string]pb.BreakerState{"us1": open, "us2": open, "eu": open}
+	tests := []struct {
+		name      string
+		threshold uint32
+		states    map[string]pb.BreakerState
+		status    int
+		endpoints []string // any of them may serve
+		route     string   // X-Edge-Route, or the 502 reason
+		alt       string   // another X-Edge-Route the random pick may give
+		panics    bool
+	}{
+		{"off: all open is 502", 0, allOpen, 502, nil, "3 endpoints breaker-open", "", false},
+		{"50: all open panics", 50, allOpen, 200, []string{"us1@us-east", "us2@us-east"},
+			"panic: 0 of 3 endpoints routable (threshold 50%), routing to all", "", true},
+		{"50: 1 of 3 routable (33%) panics", 50, map[string]pb.BreakerState{"us1": open, "us2": open}, 200, []string{"us1@us-east", "us2@us-east"},
+			"panic: 1 of 3 endpoints routable (threshold 50%), routing to all", "", true},
+		{"50: 2 of 3 routable (67%) skips the bad one", 50, map[string]pb.BreakerState{"us1": open}, 200, []string{"us2@us-east"},
+			"own-region us-east: 1 endpoint breaker-open", "own-region us-east", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"us1=" + us1.URL, "us2=" + us2.URL, "eu@eu-west=" + eu.URL}})
+			h := startProxy(t, withStatuses(t, withPanicThreshold(t, tb, "c1", tc.threshold), tc.states), nil)
+			c := client(t)
+			for range 10 {
+				resp, body := h.debugGet(t, c, "acme")
+				if resp.StatusCode != tc.status {
+					t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tc.status, body)
+				}
+				if tc.status == 502 {
+					if eb := decodeError(t, body); eb.Error != "no endpoint available" || eb.Reason != tc.route {
+						t.Fatalf("502 body %+v, want reason %q", eb, tc.route)
+					}
+					continue
+				}
+				if got := resp.Header.Get("X-Edge-Endpoint"); !slices.Contains(tc.endpoints, got) {
+					t.Fatalf("served by %q, want one of %v", got, tc.endpoints)
+				}
+				if r := resp.Header.Get("X-Edge-Route"); r != tc.route && (tc.alt == "" || r != tc.alt) {
+					t.Fatalf("X-Edge-Route %q, want %q", r, tc.route)
+				}
+			}
+			if want := map[bool]uint64{true: 10}[tc.panics]; h.metrics.panics.Load() != want {
+				t.Fatalf("%d panic requests counted, want %d", h.metrics.panics.Load(), want)
+			}
+		})
+	}
+}
+
+// In panic the retry budget still holds: dead endpoints are tried (their
+// gates are ignored too), one retry, then 502 saying both why.
+func TestPanicWithDeadEndpoints(t *testing.T) {
+	eu := backend(t, "eu")
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{
+		"d1=http://" + closedAddr(t), "eu@eu-west=" + eu.URL,
+	}})
+	tb = withStatuses(t, withPanicThreshold(t, tb, "c1", 100), map[string]pb.BreakerState{"eu": open})
+	h := startProxy(t, tb, nil)
+	resp, _ := h.debugGet(t, client(t), "acme")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Edge-Endpoint") != "eu@eu-west" {
+		t.Fatalf("%d from %q, want the open-breaker endpoint to serve in panic", resp.StatusCode, resp.Header.Get("X-Edge-Endpoint"))
+	}
+	if r := resp.Header.Get("X-Edge-Route"); r != "panic: 1 of 2 endpoints routable (threshold 100%), routing to all; retried after d1 unreachable" {
+		t.Fatalf("X-Edge-Route %q", r)
+	}
+
+	tb = buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{
+		"d1=http://" + closedAddr(t), "d2=http://" + closedAddr(t), "d3@eu-west=http://" + closedAddr(t),
+	}})
+	h.table.Store(withStatuses(t, withPanicThreshold(t, tb, "c1", 50), map[string]pb.BreakerState{"d1": open, "d2": open, "d3": open}))
+	before := h.metrics.dialErrors.Load()
+	resp, body := h.debugGet(t, client(t), "acme")
+	want := "panic: 0 of 3 endpoints routable (threshold 50%), routing to all; upstream unreachable after 2 attempts"
+	if eb := decodeError(t, body); resp.StatusCode != 502 || eb.Error != "no endpoint reachable" || eb.Reason != want {
+		t.Fatalf("%d %+v, want 502 with reason %q", resp.StatusCode, eb, want)
+	}
+	if n := h.metrics.dialErrors.Load() - before; n != 2 {
+		t.Fatalf("%d dials failed, want 2", n)
 	}
 }

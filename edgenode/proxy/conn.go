@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgecell/edgecell/edgenode/route"
 )
 
 // Connection states, for graceful shutdown: only an idle connection (waiting
@@ -50,10 +52,20 @@ type conn struct {
 	rdl, wdl  time.Time // current deadlines, to refresh them lazily
 	shortRead bool      // rdl is the short readiness deadline, not the idle one
 	rw        readWaiter
-	now       time.Time        // when the last response was sent: a clock read saved
-	skips     [numSkips]uint16 // endpoints passed over for the current request, by why
-	whyBuf    []byte           // X-Edge-Route and 502 reasons are built here
+	now       time.Time // when the last response was sent: a clock read saved
+	whyBuf    []byte    // X-Edge-Route and 502 reasons are built here
 	readErr   error
+
+	// How the current request's endpoint was chosen, for X-Edge-Route and
+	// 502 reasons.
+	cell       *route.Cell
+	skips      [route.NumReasons]uint16 // endpoints passed over, by the gate's reason
+	attempts   uint8                    // endpoints the request was sent (or dialled) to in vain
+	failed     uint8                    // 1<<attempt of each failed attempt's outcome
+	retryAfter *route.Endpoint          // the endpoint whose failure led to a retry, or nil
+	retryWhy   attempt                  // how it failed
+	routable   int                      // endpoints the gates allowed, counted when the cell has a panic threshold
+	panicking  bool                     // too few were: every endpoint was a candidate
 }
 
 func (c *conn) attach(nc net.Conn) {

@@ -21,14 +21,32 @@
 // no: replicated breaker open or half-open, health verdict UNHEALTHY, or a
 // local trip after refused connections (the proxy reports connect failures
 // and successes to the gate, so one edge stops using a dead endpoint at
-// once). Each request's outcome (success, connect error, timeout, 5xx) is
-// counted on its endpoint's gate for the report package to send. When
-// nothing is left the client gets 502 with a "reason" ("3 endpoints
-// breaker-open"); a request with X-Edge-Debug: 1 gets X-Edge-Route saying
-// why its endpoint was chosen ("failover us-east->eu-west: 2 endpoints
-// breaker-open").
+// once). A cell with a panic threshold whose routable endpoints fall below
+// it ignores the gates and routes over all its endpoints, as Envoy's
+// healthy_panic_threshold does. Each request's outcome (success, connect
+// error, timeout, 5xx) is counted on its endpoint's gate for the report
+// package to send. When nothing is left the client gets 502 with a
+// "reason" ("3 endpoints breaker-open", "upstream unreachable after 2
+// attempts"); a request with X-Edge-Debug: 1 gets X-Edge-Route saying why
+// its endpoint was chosen ("failover us-east->eu-west: 2 endpoints
+// breaker-open", "own-region us-east: retried after us-east-1
+// unreachable", "panic: 0 of 3 endpoints routable (threshold 50%), routing
+// to all").
 //
-// Retries are safe by construction: another endpoint (or a fresh connection
-// after a stale pooled one) is tried only while the request body has not
-// been read at all, so a body is never sent twice.
+// Retries follow net/http's reasoning (shouldRetryRequest), with a budget
+// of one retry on another endpoint as an Envoy retry policy would set, so
+// that no request reaches upstreams more often than it may:
+//   - A request is sent to at most two endpoints: the first and one retry.
+//     Endpoints skipped by their gate are not attempts.
+//   - A refused connection sent nothing: any request moves on to the next
+//     endpoint.
+//   - A connection that fails before the upstream answered anything is
+//     retried only if none of the request's body was read from the client,
+//     and either nothing of the request was written or its method is
+//     idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE). On a reused
+//     pooled connection (likely closed by the upstream while idle) it goes
+//     again to the same endpoint on a fresh connection; on a fresh one, to
+//     another endpoint. A POST that reached an upstream is never sent twice.
+//   - A response timeout (504), a response cut short, or a request whose
+//     body was sent is never retried.
 package proxy

@@ -7,24 +7,20 @@ import (
 	"github.com/edgecell/edgecell/edgenode/route"
 )
 
-// Why endpoints were passed over for a request: the gate's reasons
-// (route.Reason, except Allowed) plus one for endpoints that were tried and
-// could not be connected to.
-const (
-	skipUnreachable = route.NumReasons
-	numSkips        = route.NumReasons + 1
-)
+// Everything here runs only for a request that asked for X-Edge-Route or
+// that gets a 502, and appends to c.whyBuf: no allocation once it has grown.
 
-// skipWord names c.skips' indexes in X-Edge-Route and 502 reasons.
-func skipWord(i int) string {
-	if i == skipUnreachable {
-		return "unreachable"
+// appendCount appends "1 endpoint" or "3 endpoints".
+func appendCount(b []byte, n int) []byte {
+	b = strconv.AppendUint(b, uint64(n), 10)
+	if n == 1 {
+		return append(b, " endpoint"...)
 	}
-	return route.Reason(i).String()
+	return append(b, " endpoints"...)
 }
 
-// appendSkips appends "2 endpoints breaker-open, 1 endpoint unreachable".
-// It allocates nothing beyond b's growth.
+// appendSkips appends "2 endpoints breaker-open, 1 endpoint unhealthy":
+// the endpoints the gates passed over, nothing when there were none.
 func (c *conn) appendSkips(b []byte) []byte {
 	first := true
 	for i, n := range c.skips {
@@ -35,54 +31,127 @@ func (c *conn) appendSkips(b []byte) []byte {
 			b = append(b, ", "...)
 		}
 		first = false
-		b = strconv.AppendUint(b, uint64(n), 10)
-		if n == 1 {
-			b = append(b, " endpoint "...)
-		} else {
-			b = append(b, " endpoints "...)
-		}
-		b = append(b, skipWord(i)...)
+		b = appendCount(b, int(n))
+		b = append(b, ' ')
+		b = append(b, route.Reason(i).String()...)
 	}
 	return b
 }
 
-// replyNoEndpoint answers 502 when every endpoint of the cell was skipped
-// or unreachable, saying why in the body's "reason" (and X-Edge-Route when
-// asked for): {"error":"no endpoint available","reason":"3 endpoints breaker-open",...}.
+// appendPanic appends "panic: 0 of 3 endpoints routable (threshold 50%),
+// routing to all".
+func (c *conn) appendPanic(b []byte) []byte {
+	b = append(b, "panic: "...)
+	b = strconv.AppendUint(b, uint64(c.routable), 10)
+	b = append(b, " of "...)
+	b = appendCount(b, c.cell.Len())
+	b = append(b, " routable (threshold "...)
+	b = strconv.AppendUint(b, uint64(c.cell.PanicThreshold()), 10)
+	return append(b, "%), routing to all"...)
+}
+
+// appendRetry appends "retried after us-east-1 unreachable".
+func (c *conn) appendRetry(b []byte) []byte {
+	b = append(b, "retried after "...)
+	b = append(b, c.retryAfter.ID...)
+	b = append(b, ' ')
+	return append(b, c.retryWhy.String()...)
+}
+
+// appendAttempts appends "upstream unreachable after 2 attempts" (or
+// "failed before responding", or "failed" when the attempts failed both ways).
+func (c *conn) appendAttempts(b []byte) []byte {
+	b = append(b, "upstream "...)
+	switch c.failed {
+	case 1 << unreachable:
+		b = append(b, unreachable.String()...)
+	case 1 << noResponse:
+		b = append(b, noResponse.String()...)
+	default:
+		b = append(b, "failed"...)
+	}
+	b = append(b, " after "...)
+	b = strconv.AppendUint(b, uint64(c.attempts), 10)
+	if c.attempts == 1 {
+		return append(b, " attempt"...)
+	}
+	return append(b, " attempts"...)
+}
+
+// replyNoEndpoint answers 502 when every endpoint of the cell was skipped,
+// or the attempts the request was allowed failed, saying why in the body's
+// "reason" (and X-Edge-Route when asked for):
+// {"error":"no endpoint available","reason":"3 endpoints breaker-open",...} or
+// {"error":"no endpoint reachable","reason":"1 endpoint unhealthy, upstream unreachable after 2 attempts",...}.
 func (c *conn) replyNoEndpoint() bool {
 	msg := "no endpoint available"
-	if c.skips == ([numSkips]uint16{skipUnreachable: c.skips[skipUnreachable]}) {
-		msg = "no endpoint reachable" // every endpoint was tried
-	}
 	// The reply builds its body in c.scratch; the reason lives after it
 	// until then, in a buffer of its own.
-	why := c.appendSkips(c.whyBuf[:0])
+	why := c.whyBuf[:0]
+	sep := ", "
+	if c.panicking {
+		why, sep = c.appendPanic(why), "; "
+	} else {
+		why = c.appendSkips(why)
+	}
+	if c.attempts > 0 {
+		msg = "upstream failed before responding"
+		if c.failed == 1<<unreachable {
+			msg = "no endpoint reachable"
+		}
+		if len(why) > 0 {
+			why = append(why, sep...)
+		}
+		why = c.appendAttempts(why)
+	}
 	c.whyBuf = why
 	return c.replyWhy(502, msg, why)
 }
 
 // writeRoute writes X-Edge-Route for a request that asked with
-// X-Edge-Debug: 1, e.g. "own-region us-east" or
-// "failover us-east->eu-west: 2 endpoints breaker-open". Only that request
-// pays for it.
+// X-Edge-Debug: 1, e.g. "own-region us-east",
+// "failover us-east->eu-west: 2 endpoints breaker-open",
+// "own-region us-east: retried after us-east-1 unreachable" or
+// "panic: 0 of 3 endpoints routable (threshold 50%), routing to all". Only
+// that request pays for it.
 func (c *conn) writeRoute(w *bufio.Writer, ep *route.Endpoint) {
 	own := c.s.cfg.Region
 	b := append(c.whyBuf[:0], "X-Edge-Route: "...)
-	if ep.Region == own {
-		b = append(b, "own-region "...)
-		b = append(b, own...)
-	} else {
-		b = append(b, "failover "...)
-		b = append(b, own...)
-		b = append(b, "->"...)
-		b = append(b, ep.Region...)
-	}
-	if c.skips != ([numSkips]uint16{}) {
+	switch {
+	case c.panicking:
+		b = c.appendPanic(b)
+		if c.retryAfter != nil {
+			b = append(b, "; "...)
+			b = c.appendRetry(b)
+		}
+	default:
+		if ep.Region == own {
+			b = append(b, "own-region "...)
+			b = append(b, own...)
+		} else {
+			b = append(b, "failover "...)
+			b = append(b, own...)
+			b = append(b, "->"...)
+			b = append(b, ep.Region...)
+		}
+		head := len(b)
 		b = append(b, ": "...)
+		details := len(b)
 		b = c.appendSkips(b)
-	} else if ep.Region != own {
-		b = append(b, ": no endpoint in "...)
-		b = append(b, own...)
+		if c.retryAfter != nil {
+			if len(b) > details {
+				b = append(b, ", "...)
+			}
+			b = c.appendRetry(b)
+		}
+		if len(b) == details {
+			if ep.Region != own {
+				b = append(b, "no endpoint in "...)
+				b = append(b, own...)
+			} else {
+				b = b[:head]
+			}
+		}
 	}
 	b = append(b, "\r\n"...)
 	c.whyBuf = b

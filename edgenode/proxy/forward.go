@@ -11,6 +11,41 @@ import (
 	"github.com/edgecell/edgecell/edgenode/route"
 )
 
+// maxAttempts bounds the endpoints one request is sent to: the first and at
+// most one retry on another endpoint (Envoy's num_retries defaults to 1), so
+// a fleet-wide outage does not multiply the load on what is left. Endpoints
+// skipped by their gate are not attempts; a resend on a fresh connection
+// after a stale pooled one is part of the same attempt.
+const maxAttempts = 2
+
+// attempt is how one try at an endpoint ended.
+type attempt uint8
+
+const (
+	// answered: the client has its answer (possibly a 502 or 504).
+	answered attempt = iota
+	// unreachable: no connection could be made; nothing left the edge.
+	unreachable
+	// noResponse: the connection failed before the upstream answered
+	// anything, and sending the request elsewhere is safe (see
+	// failedBeforeAnswer).
+	noResponse
+	// stale: a reused connection failed the same way; the request goes
+	// again to the same endpoint on a fresh connection. Never leaves forward.
+	stale
+)
+
+// String is the word X-Edge-Route and 502 reasons use for a failed attempt.
+func (a attempt) String() string {
+	switch a {
+	case unreachable:
+		return "unreachable"
+	case noResponse:
+		return "failed before responding"
+	}
+	return "answered"
+}
+
 // serveRequest routes and proxies the request just read and reports
 // whether the connection stays open.
 func (c *conn) serveRequest(start time.Time) bool {
@@ -32,29 +67,50 @@ func (c *conn) serveRequest(start time.Time) bool {
 		return c.reply(502, "cell has no endpoints")
 	}
 	// Endpoints whose gate says no (breaker, health, local trip) are
-	// skipped; the candidate order already fails over region by region.
+	// skipped, unless so few are left that the cell panics; the candidate
+	// order already fails over region by region.
 	now := start.UnixNano()
-	c.skips = [numSkips]uint16{}
+	c.cell = cell
+	c.skips = [route.NumReasons]uint16{}
+	c.attempts, c.failed, c.retryAfter = 0, 0, nil
+	c.routable, c.panicking = cell.Panic(now)
+	if c.panicking && c.s.metrics != nil {
+		c.s.metrics.panics.Add(1)
+	}
 	it := cell.Candidates(rand.Uint64())
 	for ep := it.Next(); ep != nil; ep = it.Next() {
-		if why := ep.Gate.Check(now); why != route.Allowed {
-			c.skips[why]++
-			continue
+		if !c.panicking {
+			if why := ep.Gate.Check(now); why != route.Allowed {
+				c.skips[why]++
+				continue
+			}
 		}
-		if c.forward(ep, start) {
+		if c.attempts > 0 && c.s.metrics != nil {
+			c.s.metrics.retries.Add(1)
+		}
+		a := c.forward(ep, start)
+		if a == answered {
 			return c.keep
 		}
-		c.skips[skipUnreachable]++
+		c.failed |= 1 << a
+		if c.attempts++; c.attempts == maxAttempts {
+			break
+		}
+		c.retryAfter, c.retryWhy = ep, a
 	}
 	return c.replyNoEndpoint()
 }
 
-// forward proxies the request to ep. It returns false only when no
-// connection to ep could be made and nothing was consumed, so the caller
-// may try the next endpoint; otherwise the client has its answer.
-func (c *conn) forward(ep *route.Endpoint, start time.Time) bool {
+// forward proxies the request to ep. Unless it returns answered, the client
+// has no answer yet, the request may go to another endpoint and ep's
+// failure was counted on its gate.
+func (c *conn) forward(ep *route.Endpoint, start time.Time) attempt {
+	// A pooled connection is probed before a request that could not be
+	// resent if the connection turned out closed.
+	probe := c.req.hasBody() || !c.req.idempotent()
+	fresh := false
 	for {
-		uc, err := c.s.ups.get(ep, start, c.req.hasBody())
+		uc, err := c.s.ups.get(ep, start, probe, fresh)
 		if err != nil {
 			if c.s.metrics != nil {
 				c.s.metrics.dialErrors.Add(1)
@@ -66,35 +122,61 @@ func (c *conn) forward(ep *route.Endpoint, start time.Time) bool {
 			}
 			ep.Gate.Record(route.ConnectError)
 			c.s.log.Debug("endpoint unreachable", "endpoint", ep.ID, "addr", ep.Addr, "err", err)
-			return false
+			return unreachable
 		}
 		ep.Gate.ConnectSucceeded()
-		if !c.exchange(uc, ep, start) {
-			// A pooled connection the upstream had closed; nothing of the
-			// request was consumed, so resending it is safe.
-			if c.s.metrics != nil {
-				c.s.metrics.staleRetries.Add(1)
-			}
-			continue
+		a := c.exchange(uc, ep, start)
+		if a != stale {
+			return a
 		}
-		return true
+		// A pooled connection the upstream had closed: once more on a new
+		// one, which cannot be stale, so this loops at most once.
+		if c.s.metrics != nil {
+			c.s.metrics.staleRetries.Add(1)
+		}
+		fresh = true
 	}
 }
 
-// exchange sends the request on uc and relays the response. It returns
-// false when uc was a reused connection that failed before the upstream
-// answered anything and before any of the body was consumed.
-func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
+// failedBeforeAnswer decides what becomes of a request whose connection to
+// ep failed before the upstream answered anything (uc is closed), following
+// net/http's shouldRetryRequest. The request may go again only if that
+// cannot make an upstream act on it twice: nothing of it was written (the
+// write failed), or its method is idempotent; and in both cases none of its
+// body was consumed from the client, which could not be replayed. On a
+// reused connection the likely cause is the upstream closing it while idle,
+// so the request goes again to ep on a fresh connection (stale); on a fresh
+// one the upstream hung up on this very request, so it may go to another
+// endpoint (noResponse), within the request's retry budget. Otherwise the
+// client gets 502 with msg and the request is never resent.
+func (c *conn) failedBeforeAnswer(uc *upConn, ep *route.Endpoint, msg string, err error) attempt {
+	safe := !c.bodyRead && (uc.sent.n == 0 || c.req.idempotent())
+	c.s.log.Debug(msg, "endpoint", ep.ID, "reused", uc.reused, "sent", uc.sent.n, "resend", safe, "err", err)
+	if safe && uc.reused {
+		return stale
+	}
+	ep.Gate.Record(route.ConnectError)
+	if safe {
+		return noResponse
+	}
+	c.keep = c.reply(502, msg)
+	return answered
+}
+
+// exchange sends the request on uc and relays the response. Unless it
+// returns answered, the client has no answer yet (see failedBeforeAnswer).
+func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt {
 	r := &c.req
+	uc.sent.n = 0
 	c.writeRequestHead(uc.bw, ep)
 	streaming := false
+	small := 0 // a body sent with the head, consumed once that write succeeded
 	if r.hasBody() {
 		if !r.chunked && r.contentLength <= int64(c.br.Buffered()) {
 			// The whole body is here: it leaves with the head in one write.
 			b, _ := c.br.Peek(int(r.contentLength))
 			uc.bw.Write(b)
-			c.br.Discard(len(b))
-			c.bodyRead = true
+			small = len(b)
 		} else {
 			streaming = true
 		}
@@ -111,12 +193,11 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 	}
 	if err != nil {
 		uc.close()
-		if uc.reused && !c.bodyRead {
-			return false
-		}
-		ep.Gate.Record(route.ConnectError)
-		c.keep = c.reply(502, "upstream connection failed")
-		return true
+		return c.failedBeforeAnswer(uc, ep, "upstream connection failed", err)
+	}
+	if small > 0 {
+		c.br.Discard(small)
+		c.bodyRead = true
 	}
 	if streaming {
 		if r.expect100 && c.br.Buffered() == 0 {
@@ -142,6 +223,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 	if !waited {
 		armResponse() // also replaces any deadline an earlier exchange left
 	}
+	informed := false // a 1xx came: the upstream is acting on the request
 	for {
 		resp.reset()
 		err := resp.readHead(uc.br, c.s.cfg.MaxHeaderBytes)
@@ -161,29 +243,30 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 			c.s.log.Debug("upstream response timed out", "endpoint", ep.ID, "timeout", c.s.cfg.ResponseTimeout)
 			ep.Gate.Record(route.Timeout)
 			c.keep = c.reply(504, "upstream timed out")
-			return true
+			return answered
 		}
 		if err != nil {
-			nothing := len(resp.buf) == 0
+			nothing := len(resp.buf) == 0 && !informed
 			uc.close()
 			c.waitBody(streaming)
-			if uc.reused && nothing && !c.bodyRead {
-				return false
+			if nothing {
+				return c.failedBeforeAnswer(uc, ep, "upstream failed before responding", err)
 			}
-			c.s.log.Debug("upstream failed before responding", "endpoint", ep.ID, "err", err)
+			c.s.log.Debug("upstream response cut short", "endpoint", ep.ID, "err", err)
 			ep.Gate.Record(route.ConnectError)
 			c.keep = c.reply(502, "upstream failed before responding")
-			return true
+			return answered
 		}
 		if resp.status >= 200 || resp.status == 101 {
 			break
 		}
+		informed = true
 		// 1xx: an HTTP/1.0 client does not understand it.
 		if r.minor >= 1 && c.writeInformational() != nil {
 			uc.close()
 			c.waitBody(streaming)
 			c.keep = false
-			return true
+			return answered
 		}
 	}
 	if resp.status >= 500 {
@@ -202,10 +285,10 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 			uc.close()
 			c.waitBody(streaming)
 			c.keep = c.reply(502, "upstream switched protocols unasked")
-			return true
+			return answered
 		}
 		c.tunnel(uc, ep)
-		return true
+		return answered
 	}
 
 	bk := resp.body(len(r.method) == 4 && string(r.method) == "HEAD")
@@ -244,7 +327,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) bool {
 		c.s.log.Debug("response cut short", "endpoint", ep.ID, "err", err)
 	}
 	c.keep = keep && err == nil && bodySent
-	return true
+	return answered
 }
 
 // sendBody streams the request body upstream while the response is read,

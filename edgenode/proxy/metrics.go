@@ -14,9 +14,11 @@ type Metrics struct {
 	codes        [600]atomic.Uint64
 	dialErrors   atomic.Uint64
 	staleRetries atomic.Uint64
+	retries      atomic.Uint64
+	panics       atomic.Uint64
 	upstreamTime prometheus.Histogram
 
-	requestsDesc, dialDesc, staleDesc *prometheus.Desc
+	requestsDesc, dialDesc, staleDesc, retryDesc, panicDesc *prometheus.Desc
 }
 
 // NewMetrics creates the proxy metrics; register them with Register.
@@ -30,9 +32,13 @@ func NewMetrics() *Metrics {
 		requestsDesc: prometheus.NewDesc("edgecell_edge_requests_total",
 			"Requests answered by the edge, by HTTP status code.", []string{"code"}, nil),
 		dialDesc: prometheus.NewDesc("edgecell_edge_upstream_dial_errors_total",
-			"Connections to endpoints that could not be made (the next endpoint was tried).", nil, nil),
+			"Connections to endpoints that could not be made.", nil, nil),
 		staleDesc: prometheus.NewDesc("edgecell_edge_upstream_stale_retries_total",
 			"Requests resent on a fresh connection after a pooled one turned out closed.", nil, nil),
+		retryDesc: prometheus.NewDesc("edgecell_edge_upstream_retries_total",
+			"Requests sent to another endpoint after the first one could not be reached or failed before responding (at most one retry per request).", nil, nil),
+		panicDesc: prometheus.NewDesc("edgecell_edge_panic_requests_total",
+			"Requests routed over all of their cell's endpoints, ignoring breakers and health, because fewer than the cell's panic threshold were routable.", nil, nil),
 	}
 }
 
@@ -51,6 +57,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.requestsDesc
 	ch <- m.dialDesc
 	ch <- m.staleDesc
+	ch <- m.retryDesc
+	ch <- m.panicDesc
 	m.upstreamTime.Describe(ch)
 }
 
@@ -63,6 +71,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.dialDesc, prometheus.CounterValue, float64(m.dialErrors.Load()))
 	ch <- prometheus.MustNewConstMetric(m.staleDesc, prometheus.CounterValue, float64(m.staleRetries.Load()))
+	ch <- prometheus.MustNewConstMetric(m.retryDesc, prometheus.CounterValue, float64(m.retries.Load()))
+	ch <- prometheus.MustNewConstMetric(m.panicDesc, prometheus.CounterValue, float64(m.panics.Load()))
 	m.upstreamTime.Collect(ch)
 }
 

@@ -10,6 +10,7 @@ var rayRE = regexp.MustCompile(`^[0-9a-f]{16}-us-east$`)
 
 type errBody struct {
 	Error      string `json:"error"`
+	Reason     string `json:"reason"`
 	RoutingKey string `json:"routing_key"`
 	Ray        string `json:"ray"`
 }

@@ -144,3 +144,18 @@ func (r *request) normalizeTarget() error {
 
 // hasBody reports whether a body follows the head.
 func (r *request) hasBody() bool { return r.chunked || r.contentLength > 0 }
+
+// idempotent reports whether the method is idempotent by RFC 9110 (9.2.2):
+// sending such a request twice has the effect of sending it once, so it may
+// be resent after its connection failed with the request possibly
+// delivered. (net/http's isReplayable resends only GET, HEAD, OPTIONS and
+// TRACE; PUT and DELETE are idempotent by the same RFC, and here the
+// cell's endpoints are one service's replicas.) Other methods (POST,
+// PATCH, ...) are never resent once any of them left the edge.
+func (r *request) idempotent() bool {
+	switch string(r.method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}

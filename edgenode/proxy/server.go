@@ -32,7 +32,7 @@ type Config struct {
 	// endpoint); nil uses the system roots.
 	TLSConfig *tls.Config
 	// DialTimeout bounds one connection attempt to an endpoint before the
-	// next endpoint is tried. Default 2s.
+	// next endpoint is tried (one retry per request). Default 2s.
 	DialTimeout time.Duration
 	// ResponseTimeout bounds how long the upstream may take to start its
 	// response (its status line and headers) once the whole request was

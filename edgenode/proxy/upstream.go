@@ -14,16 +14,17 @@ import (
 )
 
 // probeAfter is how long a pooled connection may idle before it is checked
-// for a close by the upstream before reuse. Busy connections are never
-// probed; one that idled may have been closed by the upstream's own idle
-// timeout, and a request with a body sent into it could not be retried.
+// for a close by the upstream before reuse. Busy connections are not
+// probed (except for requests that could not be resent); one that idled may
+// have been closed by the upstream's own idle timeout.
 const probeAfter = time.Second
 
 // upConn is one connection to an upstream with its buffers.
 type upConn struct {
 	nc        net.Conn
 	br        *bufio.Reader
-	bw        *bufio.Writer
+	bw        *bufio.Writer // writes through sent
+	sent      sentCounter
 	pool      *pool
 	idleSince time.Time
 	reused    bool
@@ -33,6 +34,20 @@ type upConn struct {
 }
 
 func (uc *upConn) close() { uc.nc.Close() }
+
+// sentCounter counts the bytes written to a connection, so that a failed
+// exchange knows whether any of the request left the edge: bufio.Writer
+// may have flushed part of a large head before the write that failed.
+type sentCounter struct {
+	nc net.Conn
+	n  int64 // since the current exchange began
+}
+
+func (w *sentCounter) Write(p []byte) (int, error) {
+	n, err := w.nc.Write(p)
+	w.n += int64(n)
+	return n, err
+}
 
 // clearDeadline removes the readiness deadline left armed by the last
 // exchange (left there when the whole response came in the first read).
@@ -101,13 +116,15 @@ func lenOf(m *map[string]*pool) int {
 	return len(*m)
 }
 
-// get returns an idle connection to ep (reused) or dials a new one. A dial
-// error means nothing was sent: the caller may try another endpoint.
-// Before a request with a body, a reused connection is always probed: that
-// request could not be resent if the connection turned out closed.
-func (u *upstreams) get(ep *route.Endpoint, now time.Time, withBody bool) (*upConn, error) {
+// get returns an idle connection to ep (reused) or dials a new one; with
+// fresh it always dials. A dial error means nothing was sent: the caller may
+// try another endpoint. With probe, a reused connection is always checked
+// for a close by the upstream (the caller's request could not be resent if
+// the connection turned out closed); otherwise only one idle for longer
+// than probeAfter is.
+func (u *upstreams) get(ep *route.Endpoint, now time.Time, probe, fresh bool) (*upConn, error) {
 	p := u.pool(ep)
-	for {
+	for !fresh {
 		p.mu.Lock()
 		p.lastUsed = now
 		n := len(p.idle)
@@ -120,7 +137,7 @@ func (u *upstreams) get(ep *route.Endpoint, now time.Time, withBody bool) (*upCo
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		idle := now.Sub(uc.idleSince)
-		if idle > u.idleTimeout || ((withBody || idle > probeAfter) && !alive(uc)) {
+		if idle > u.idleTimeout || ((probe || idle > probeAfter) && !alive(uc)) {
 			uc.close()
 			continue
 		}
@@ -176,9 +193,10 @@ func (u *upstreams) dialConn(ep *route.Endpoint, p *pool) (*upConn, error) {
 	uc := &upConn{
 		nc:   nc,
 		br:   bufio.NewReaderSize(nc, u.bufSize),
-		bw:   bufio.NewWriterSize(nc, u.bufSize),
+		sent: sentCounter{nc: nc},
 		pool: p,
 	}
+	uc.bw = bufio.NewWriterSize(&uc.sent, u.bufSize)
 	uc.rw.init(nc, u.readMode)
 	uc.probe = rawConn(nc)
 	return uc, nil

@@ -88,10 +88,11 @@ func newEndpoint(pe *pb.Endpoint) (*Endpoint, error) {
 // tries them: its own region first, then the others by latency from it, then
 // regions without a latency entry by name. Immutable; shared between tables.
 type Cell struct {
-	id     string
-	source *pb.Cell
-	groups []group
-	count  int
+	id       string
+	source   *pb.Cell
+	groups   []group
+	count    int
+	panicPct uint32 // panic_threshold_percent, at most 100; 0: off
 }
 
 // group holds the endpoints of one region, with cumulative weights so a
@@ -129,6 +130,33 @@ func (c *Cell) Source() *pb.Cell { return c.source }
 
 // Len is the number of endpoints of the cell.
 func (c *Cell) Len() int { return c.count }
+
+// PanicThreshold is the cell's panic_threshold_percent: 0 when panic
+// routing is off, else at most 100 (larger configured values count as 100).
+func (c *Cell) PanicThreshold() uint32 { return c.panicPct }
+
+// Panic reports whether the cell is in panic at nowUnixNano: its panic
+// threshold is set and fewer than that percentage of its endpoints (all
+// regions) are routable, routable*100 < threshold*Len(). In panic the
+// caller routes over every endpoint in candidate order, ignoring what the
+// gates say, as Envoy does below its healthy_panic_threshold: a cell whose
+// endpoints all look bad is better served by trying them than by refusing
+// everything. routable is the number of endpoints whose gate allows a
+// request; it is counted (one Gate.Check per endpoint, no allocation) only
+// when a threshold is set, and is 0 otherwise.
+func (c *Cell) Panic(nowUnixNano int64) (routable int, panicking bool) {
+	if c.panicPct == 0 {
+		return 0, false
+	}
+	for i := range c.groups {
+		for _, ep := range c.groups[i].eps {
+			if ep.Gate.Check(nowUnixNano) == Allowed {
+				routable++
+			}
+		}
+	}
+	return routable, uint64(routable)*100 < uint64(c.panicPct)*uint64(c.count)
+}
 
 // Regions lists the regions of the cell's endpoints in the order this edge
 // tries them. It allocates; it is meant for tests and diagnostics.
@@ -230,7 +258,8 @@ func buildCell(pc *pb.Cell, o *order, prev *Cell, gs *gates, created *[]*Gate) (
 		g.cum = append(g.cum, sum+uint64(ep.Weight))
 	}
 	slices.SortFunc(groups, func(a, b *group) int { return o.compare(a.region, b.region) })
-	c := &Cell{id: pc.GetId(), source: pc, groups: make([]group, len(groups)), count: len(pc.GetEndpoints())}
+	c := &Cell{id: pc.GetId(), source: pc, groups: make([]group, len(groups)), count: len(pc.GetEndpoints()),
+		panicPct: min(pc.GetPanicThresholdPercent(), 100)}
 	for i, g := range groups {
 		c.groups[i] = *g
 	}

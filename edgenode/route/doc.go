@@ -19,5 +19,7 @@
 // config: the breaker.RequestPath with its local trip, the health verdict,
 // and the outcome counters not yet reported. Finishing a table tells the
 // gates the statuses that changed; the proxy reads them with atomic loads
-// through Endpoint.Gate, with no map lookup on the request path.
+// through Endpoint.Gate, with no map lookup on the request path. A cell with
+// a panic threshold (Cell.Panic) tells the proxy when so few of its
+// endpoints are routable that it should ignore the gates and try them all.
 package route

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/breaker"
 )
@@ -223,4 +225,73 @@ func BenchmarkGateParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPanicThreshold: a cell panics when routable*100 < threshold*endpoints,
+// counting every region's endpoints, and never when the threshold is 0.
+func TestPanicThreshold(t *testing.T) {
+	const open = pb.BreakerState_BREAKER_STATE_OPEN
+	sick := pb.HealthVerdict_HEALTH_VERDICT_UNHEALTHY
+	tests := []struct {
+		name      string
+		threshold uint32
+		out       []*pb.Event // of endpoints a (us-east), b (us-east), c (eu-west)
+		routable  int
+		panicking bool
+	}{
+		{"off, all open", 0, []*pb.Event{putBreaker("a", open, 8), putBreaker("b", open, 8), putBreaker("c", open, 8)}, 0, false},
+		{"50, all out", 50, []*pb.Event{putBreaker("a", open, 8), putHealth("b", sick, 8), putBreaker("c", open, 8)}, 0, true},
+		{"50, 1 of 3 routable (33%)", 50, []*pb.Event{putBreaker("a", open, 8), putBreaker("c", open, 8)}, 1, true},
+		{"50, 2 of 3 routable (67%)", 50, []*pb.Event{putBreaker("a", open, 8)}, 2, false},
+		{"50, none out", 50, nil, 3, false},
+		{"100, one out", 100, []*pb.Event{putHealth("c", sick, 8)}, 2, true},
+		{"100, none out", 100, nil, 3, false},
+		{"over 100 counts as 100", 250, []*pb.Event{putHealth("c", sick, 8)}, 2, true},
+	}
+	now := time.Now().UnixNano()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &pb.State{Revision: 7, Config: &pb.RoutingConfig{Cells: []*pb.Cell{{
+				Id: "c1", PanicThresholdPercent: tc.threshold,
+				Endpoints: []*pb.Endpoint{ep("a", "us-east", 1), ep("b", "us-east", 1), ep("c", "eu-west", 1)},
+			}}}}
+			tb := mustApply(t, mustBuild(t, "us-east", st), 8, tc.out...)
+			c := tb.Cell("c1")
+			if want := min(tc.threshold, 100); c.PanicThreshold() != want {
+				t.Fatalf("PanicThreshold() = %d, want %d", c.PanicThreshold(), want)
+			}
+			routable, panicking := c.Panic(now)
+			if panicking != tc.panicking || (tc.threshold != 0 && routable != tc.routable) {
+				t.Fatalf("Panic() = %d, %v; want %d, %v", routable, panicking, tc.routable, tc.panicking)
+			}
+			// A cell put again with only its threshold changed takes the new
+			// one and keeps its endpoints' gates (and so their states).
+			pc := proto.CloneOf(st.Config.Cells[0])
+			pc.PanicThresholdPercent = 0
+			nt := mustApply(t, tb, 9, putCell(pc))
+			if _, p := nt.Cell("c1").Panic(now); p || nt.Cell("c1").PanicThreshold() != 0 {
+				t.Fatal("threshold 0 put again: still panicking")
+			}
+			if gateOf(t, nt, "a") != gateOf(t, tb, "a") {
+				t.Fatal("changing the threshold replaced a gate")
+			}
+		})
+	}
+}
+
+// BenchmarkPanicCheck is what a cell with a panic threshold adds per request:
+// a gate check of each of its endpoints.
+func BenchmarkPanicCheck(b *testing.B) {
+	st := &pb.State{Revision: 1, Config: &pb.RoutingConfig{Cells: []*pb.Cell{{
+		Id: "c1", PanicThresholdPercent: 50,
+		Endpoints: []*pb.Endpoint{ep("a", "us-east", 1), ep("b", "us-east", 1), ep("c", "eu-west", 1), ep("d", "ap-south", 1)},
+	}}}}
+	c := mustBuild(b, "us-east", st).Cell("c1")
+	now := time.Now().UnixNano()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, p := c.Panic(now); p {
+			b.Fatal("panicking with every endpoint routable")
+		}
+	}
 }

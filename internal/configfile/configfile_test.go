@@ -48,6 +48,9 @@ func TestExampleFileLoads(t *testing.T) {
 	if cfg.GetDefaultCell() != "cell-1" {
 		t.Errorf("default_cell = %q", cfg.GetDefaultCell())
 	}
+	if a, b := cfg.GetCells()[0].GetPanicThresholdPercent(), cfg.GetCells()[1].GetPanicThresholdPercent(); a != 0 || b != 50 {
+		t.Errorf("panic_threshold_percent = %d, %d; want 0 (absent) and 50", a, b)
+	}
 	if p := cfg.GetPlacements()[3]; p.GetKey() != "42" {
 		t.Errorf("quoted numeric key = %q", p.GetKey())
 	}
@@ -124,6 +127,38 @@ func TestLoadAcceptsJSONAndCamelCase(t *testing.T) {
 	}
 	if cfg.GetDefaultCell() != "c" || cfg.GetLatencies()[0].GetOneWayMs() != 1 || cfg.GetPlacements()[0].GetKey() != "7" {
 		t.Errorf("got %v", cfg)
+	}
+}
+
+// TestPanicThresholdField: a cell's panic threshold is read under both
+// spellings, printed back by Marshal, and a value that is not a percentage's
+// shape is refused naming the field (the coordinators refuse values over 100).
+func TestPanicThresholdField(t *testing.T) {
+	for _, doc := range []string{
+		"cells:\n  - id: c\n    panic_threshold_percent: 30\n",
+		"cells:\n  - id: c\n    panicThresholdPercent: \"30\"\n",
+	} {
+		cfg, err := Load(strings.NewReader(doc))
+		if err != nil {
+			t.Fatalf("Load(%q): %v", doc, err)
+		}
+		if got := cfg.GetCells()[0].GetPanicThresholdPercent(); got != 30 {
+			t.Fatalf("Load(%q): panic_threshold_percent = %d, want 30", doc, got)
+		}
+		out, err := Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(out, []byte("panic_threshold_percent: 30")) {
+			t.Errorf("Marshal output lacks the threshold:\n%s", out)
+		}
+	}
+	for _, bad := range []string{"-5", "half", "[50]"} {
+		_, err := Load(strings.NewReader("cells:\n  - id: c\n    panic_threshold_percent: " + bad + "\n"))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Line != 3 || !strings.Contains(err.Error(), "cells[0].panic_threshold_percent") {
+			t.Errorf("panic_threshold_percent: %s: error %v, want one naming line 3 and the field", bad, err)
+		}
 	}
 }
 

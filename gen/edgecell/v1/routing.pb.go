@@ -235,9 +235,19 @@ type Cell struct {
 	Breaker *BreakerPolicy `protobuf:"bytes,5,opt,name=breaker,proto3" json:"breaker,omitempty"`
 	// Active health checks of the cell's endpoints; absent: none (the verdict
 	// stays unknown, which routes).
-	HealthCheck   *HealthCheckPolicy `protobuf:"bytes,6,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HealthCheck *HealthCheckPolicy `protobuf:"bytes,6,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// Panic threshold, like Envoy's healthy_panic_threshold: 0 (the default)
+	// is off. Otherwise, when fewer than this percentage of the cell's
+	// endpoints (all regions) are routable (breaker closed, health not
+	// UNHEALTHY, not tripped locally), precisely when
+	// routable * 100 < panic_threshold_percent * endpoints, an edge ignores
+	// breakers, health verdicts and local trips for the cell and routes over
+	// all of its endpoints in the usual order (own region first). With 50 and
+	// 4 endpoints, 1 routable panics and 2 do not; 100 panics as soon as one
+	// endpoint is out. At most 100.
+	PanicThresholdPercent uint32 `protobuf:"varint,7,opt,name=panic_threshold_percent,json=panicThresholdPercent,proto3" json:"panic_threshold_percent,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Cell) Reset() {
@@ -310,6 +320,13 @@ func (x *Cell) GetHealthCheck() *HealthCheckPolicy {
 		return x.HealthCheck
 	}
 	return nil
+}
+
+func (x *Cell) GetPanicThresholdPercent() uint32 {
+	if x != nil {
+		return x.PanicThresholdPercent
+	}
+	return 0
 }
 
 // Endpoint is one upstream of a cell. Endpoint ids are unique across all cells.
@@ -933,14 +950,15 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1c\n" +
 	"\n" +
 	"one_way_ms\x18\x03 \x01(\rR\boneWayMs\x12\x1b\n" +
-	"\tjitter_ms\x18\x04 \x01(\rR\bjitterMs\"\x90\x02\n" +
+	"\tjitter_ms\x18\x04 \x01(\rR\bjitterMs\"\xc8\x02\n" +
 	"\x04Cell\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\tendpoints\x18\x02 \x03(\v2\x15.edgecell.v1.EndpointR\tendpoints\x12'\n" +
 	"\x0fcreate_revision\x18\x03 \x01(\x04R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x124\n" +
 	"\abreaker\x18\x05 \x01(\v2\x1a.edgecell.v1.BreakerPolicyR\abreaker\x12A\n" +
-	"\fhealth_check\x18\x06 \x01(\v2\x1e.edgecell.v1.HealthCheckPolicyR\vhealthCheck\"\\\n" +
+	"\fhealth_check\x18\x06 \x01(\v2\x1e.edgecell.v1.HealthCheckPolicyR\vhealthCheck\x126\n" +
+	"\x17panic_threshold_percent\x18\a \x01(\rR\x15panicThresholdPercent\"\\\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +

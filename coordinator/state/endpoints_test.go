@@ -314,3 +314,20 @@ func TestPolicyValidationNamesTheField(t *testing.T) {
 		mustRefuse(t, s, 1, applyConfigCmd(cfg), pb.CommandError_CODE_INVALID_ARGUMENT, tc.field)
 	}
 }
+
+// An edge sends an endpoint twice in one batch when failures followed the
+// batch's last success: entries apply in order, so those failures start a
+// run, and a second batch's failures complete it.
+func TestTrailingFailuresOfABatchStartARun(t *testing.T) {
+	s := withBreakers(t) // 3 consecutive failures open c1-use
+	mustQuiet(t, s, 11, at(0, outcomesCmd("e1",
+		&pb.EndpointOutcomes{Endpoint: "c1-use", Successes: 5, Status_5Xx: 4},
+		&pb.EndpointOutcomes{Endpoint: "c1-use", Status_5Xx: 2})))
+	if b := breakerOf(t, s, "c1-use"); b.GetState() != pb.BreakerState_BREAKER_STATE_CLOSED && b.GetState() != pb.BreakerState_BREAKER_STATE_UNSPECIFIED {
+		t.Fatalf("opened by 2 trailing failures under a threshold of 3: %v", b)
+	}
+	mustChange(t, s, 12, at(1, outcomesCmd("e2", connectErrors("c1-use", 1))))
+	if b := breakerOf(t, s, "c1-use"); b.GetState() != pb.BreakerState_BREAKER_STATE_OPEN {
+		t.Fatalf("2 trailing failures then 1 more did not open it: %v", b)
+	}
+}

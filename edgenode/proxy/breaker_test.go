@@ -179,7 +179,7 @@ func TestOutcomesCounted(t *testing.T) {
 		{"c3", &pb.EndpointOutcomes{Endpoint: "sick", Status_5Xx: 2}},
 	} {
 		it := tb.Cell(tc.cell).Candidates(0)
-		if got := it.Next().Gate.TakeOutcomes(); !proto.Equal(got, tc.want) {
+		if got := it.Next().Gate.TakeOutcomes(); len(got) != 1 || !proto.Equal(got[0], tc.want) {
 			t.Errorf("cell %s: outcomes %v, want %v", tc.cell, got, tc.want)
 		}
 	}

@@ -79,6 +79,7 @@ func New(cfg Config) *Reporter {
 func (r *Reporter) Run(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	wake := r.cfg.Table.Load().Wake()
 	for {
 		select {
 		case <-ctx.Done():
@@ -90,6 +91,11 @@ func (r *Reporter) Run(ctx context.Context) error {
 		case <-t.C:
 			r.SendOutcomes(ctx)
 			r.StartProbes(ctx)
+		case <-wake:
+			// An endpoint tripped locally or reached its failure threshold:
+			// the replicated breaker should hear of it now. At most one
+			// urgent batch per trip or run, so this cannot flood.
+			r.SendOutcomes(ctx)
 		}
 	}
 }
@@ -102,7 +108,7 @@ func (r *Reporter) SendOutcomes(ctx context.Context) error {
 	var gates []*route.Gate
 	var batch []*pb.EndpointOutcomes
 	for _, cg := range r.cfg.Table.Load().Gates() {
-		if o := cg.Endpoint.Gate.TakeOutcomes(); o != nil {
+		for _, o := range cg.Endpoint.Gate.TakeOutcomes() {
 			gates = append(gates, cg.Endpoint.Gate)
 			batch = append(batch, o)
 		}

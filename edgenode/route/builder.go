@@ -34,7 +34,7 @@ type Builder struct {
 
 // NewBuilder starts an empty table for an edge in region.
 func NewBuilder(region string) *Builder {
-	return newBuilder(region, &gates{m: map[string]*Gate{}})
+	return newBuilder(region, newGates())
 }
 
 func newBuilder(region string, gs *gates) *Builder {

@@ -76,13 +76,28 @@ type Gate struct {
 	// own, they do not slow the reads of Check on other cores.
 	_      [64]byte
 	counts [4]atomic.Uint32 // by Outcome
-	_      [64]byte
+	// trail counts, by failure Outcome, the failures since this edge's
+	// last success, so a report can say which failures of its batch came
+	// after the batch's successes (see TakeOutcomes).
+	trail [4]atomic.Uint32
+	_     [64]byte
+	// wake is the lineage's urgent-report signal (Table.Wake).
+	wake chan struct{}
 	// probeAt is when the prober last asked for this endpoint's lease (unix ns).
 	probeAt atomic.Int64
 }
 
-func newGate(id string, p breaker.Policy) *Gate {
-	return &Gate{id: id, policy: p, path: breaker.NewRequestPath(p)}
+func newGate(id string, p breaker.Policy, wake chan struct{}) *Gate {
+	return &Gate{id: id, policy: p, path: breaker.NewRequestPath(p), wake: wake}
+}
+
+// urgent asks the reporter to send outcomes now rather than at its next
+// tick; it never blocks.
+func (g *Gate) urgent() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
 }
 
 // ID is the endpoint id.
@@ -99,8 +114,14 @@ func (g *Gate) Check(nowUnixNano int64) Reason {
 
 // ConnectFailed records a failed connection attempt; enough of them in a row
 // trip the endpoint on this edge at once (see breaker.RequestPath).
+// A trip also asks for an urgent report, so the other edges learn of the
+// failures without waiting for the next report tick.
 func (g *Gate) ConnectFailed(nowUnixNano int64) (tripped bool) {
-	return g.path.ConnectFailed(nowUnixNano)
+	tripped = g.path.ConnectFailed(nowUnixNano)
+	if tripped {
+		g.urgent()
+	}
+	return tripped
 }
 
 // ConnectSucceeded ends a run of connection failures.
@@ -112,13 +133,35 @@ func (g *Gate) Global() (breaker.State, uint64) { return g.path.Global() }
 // Healthy reports whether the replicated verdict is anything but UNHEALTHY.
 func (g *Gate) Healthy() bool { return g.health.Load()&1 == 0 }
 
-// Record counts one outcome for the next report: one atomic add.
-func (g *Gate) Record(o Outcome) { g.counts[o].Add(1) }
+// Record counts one outcome for the next report: one atomic add, plus a
+// load on success and an add on failure to keep the run of failures. The
+// failure that makes this edge's own run reach the breaker's
+// consecutive-failure threshold asks for an urgent report: the replicated
+// breaker can open at once instead of at the next report tick.
+func (g *Gate) Record(o Outcome) {
+	g.counts[o].Add(1)
+	if o == Success {
+		for i := ConnectError; i <= Status5xx; i++ {
+			if g.trail[i].Load() != 0 {
+				g.trail[i].Store(0)
+			}
+		}
+		return
+	}
+	g.trail[o].Add(1)
+	if g.trail[ConnectError].Load()+g.trail[Timeout].Load()+g.trail[Status5xx].Load() == g.policy.ConsecutiveFailures {
+		g.urgent()
+	}
+}
 
 // TakeOutcomes returns the counts recorded since the last call and zeroes
-// them; nil when there are none. Give them back with ReturnOutcomes when
-// they could not be reported.
-func (g *Gate) TakeOutcomes() *pb.EndpointOutcomes {
+// them; nil when there are none. When failures followed the batch's last
+// success, they come as a second entry for the same endpoint, after the
+// first: the coordinators apply entries in order, so the breaker counts them
+// as the start of a run of consecutive failures instead of letting the
+// batch's successes hide them. Give the entries back with ReturnOutcomes
+// when they could not be reported.
+func (g *Gate) TakeOutcomes() []*pb.EndpointOutcomes {
 	var c [4]uint32
 	any := false
 	for i := range g.counts {
@@ -130,7 +173,21 @@ func (g *Gate) TakeOutcomes() *pb.EndpointOutcomes {
 	if !any {
 		return nil
 	}
-	return &pb.EndpointOutcomes{Endpoint: g.id, Successes: c[Success], ConnectErrors: c[ConnectError], Timeouts: c[Timeout], Status_5Xx: c[Status5xx]}
+	head := &pb.EndpointOutcomes{Endpoint: g.id, Successes: c[Success], ConnectErrors: c[ConnectError], Timeouts: c[Timeout], Status_5Xx: c[Status5xx]}
+	if c[Success] == 0 {
+		return []*pb.EndpointOutcomes{head}
+	}
+	var t [4]uint32
+	for i := ConnectError; i <= Status5xx; i++ {
+		t[i] = min(g.trail[i].Load(), c[i])
+	}
+	if t == [4]uint32{} {
+		return []*pb.EndpointOutcomes{head}
+	}
+	head.ConnectErrors -= t[ConnectError]
+	head.Timeouts -= t[Timeout]
+	head.Status_5Xx -= t[Status5xx]
+	return []*pb.EndpointOutcomes{head, {Endpoint: g.id, ConnectErrors: t[ConnectError], Timeouts: t[Timeout], Status_5Xx: t[Status5xx]}}
 }
 
 // ReturnOutcomes adds back counts TakeOutcomes handed out and that could not
@@ -212,7 +269,11 @@ func breakerState(s pb.BreakerState) breaker.State {
 type gates struct {
 	mu sync.Mutex
 	m  map[string]*Gate
+	// wake carries urgent-report requests from every gate (capacity 1).
+	wake chan struct{}
 }
+
+func newGates() *gates { return &gates{m: map[string]*Gate{}, wake: make(chan struct{}, 1)} }
 
 // get returns id's gate, creating it (or replacing it when the cell's local
 // trip policy changed) as needed. created reports a new gate, which must be
@@ -223,7 +284,7 @@ func (gs *gates) get(id string, p breaker.Policy) (g *Gate, created bool) {
 	if g = gs.m[id]; g != nil && g.policy == p {
 		return g, false
 	}
-	g = newGate(id, p)
+	g = newGate(id, p, gs.wake)
 	gs.m[id] = g
 	return g, true
 }

@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -137,32 +138,111 @@ func TestBuildAppliesStatuses(t *testing.T) {
 }
 
 func TestOutcomeCountsTakeAndReturn(t *testing.T) {
-	g := newGate("e1", breaker.DefaultPolicy())
+	g := newGate("e1", breaker.DefaultPolicy(), make(chan struct{}, 1))
 	if g.TakeOutcomes() != nil {
 		t.Fatal("outcomes from nothing")
 	}
+	g.Record(Timeout)
 	for range 3 {
 		g.Record(Success)
 	}
-	g.Record(Timeout)
 	g.Record(Status5xx)
-	o := g.TakeOutcomes()
-	if o.GetEndpoint() != "e1" || o.GetSuccesses() != 3 || o.GetTimeouts() != 1 || o.GetStatus_5Xx() != 1 || o.GetConnectErrors() != 0 {
-		t.Fatalf("took %v", o)
+	got := g.TakeOutcomes()
+	want := []*pb.EndpointOutcomes{{Endpoint: "e1", Successes: 3, Timeouts: 1}, {Endpoint: "e1", Status_5Xx: 1}}
+	if !equalOutcomes(got, want) {
+		t.Fatalf("took %v, want %v", got, want)
 	}
 	if g.TakeOutcomes() != nil {
 		t.Fatal("counts not zeroed by Take")
 	}
 	g.Record(ConnectError)
-	g.ReturnOutcomes(o)
-	if o2 := g.TakeOutcomes(); o2.GetSuccesses() != 3 || o2.GetConnectErrors() != 1 {
-		t.Fatalf("after a failed report: %v", o2)
+	for _, o := range got {
+		g.ReturnOutcomes(o)
+	}
+	// Returned counts merge; the failure run (5xx, then connect) still
+	// follows the last success.
+	want = []*pb.EndpointOutcomes{{Endpoint: "e1", Successes: 3, Timeouts: 1}, {Endpoint: "e1", ConnectErrors: 1, Status_5Xx: 1}}
+	if got := g.TakeOutcomes(); !equalOutcomes(got, want) {
+		t.Fatalf("after a failed report: %v, want %v", got, want)
 	}
 	g.ReturnOutcomes(&pb.EndpointOutcomes{Successes: 1<<32 - 1})
 	g.ReturnOutcomes(&pb.EndpointOutcomes{Successes: 1<<32 - 1})
-	if got := g.TakeOutcomes().GetSuccesses(); got != maxPending {
-		t.Fatalf("kept %d successes, want the cap %d", got, maxPending)
+	if got := g.TakeOutcomes(); len(got) != 1 || got[0].GetSuccesses() != maxPending {
+		t.Fatalf("kept %v, want one entry with the cap %d successes", got, maxPending)
 	}
+}
+
+// The order of outcomes within a batch matters only in one way: failures
+// after the batch's last success are reported apart, after the rest.
+func TestOutcomeOrderWithinABatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seq  []Outcome
+		want []*pb.EndpointOutcomes
+	}{
+		{"only successes", []Outcome{Success, Success}, []*pb.EndpointOutcomes{{Endpoint: "e1", Successes: 2}}},
+		{"only failures", []Outcome{ConnectError, Timeout, Status5xx},
+			[]*pb.EndpointOutcomes{{Endpoint: "e1", ConnectErrors: 1, Timeouts: 1, Status_5Xx: 1}}},
+		{"failures then a success", []Outcome{Status5xx, Status5xx, Success},
+			[]*pb.EndpointOutcomes{{Endpoint: "e1", Successes: 1, Status_5Xx: 2}}},
+		{"a success then failures", []Outcome{Success, ConnectError, Status5xx, Status5xx},
+			[]*pb.EndpointOutcomes{{Endpoint: "e1", Successes: 1}, {Endpoint: "e1", ConnectErrors: 1, Status_5Xx: 2}}},
+		{"interleaved", []Outcome{Status5xx, Success, Status5xx, Success, Timeout},
+			[]*pb.EndpointOutcomes{{Endpoint: "e1", Successes: 2, Status_5Xx: 2}, {Endpoint: "e1", Timeouts: 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGate("e1", breaker.DefaultPolicy(), make(chan struct{}, 1))
+			for _, o := range tc.seq {
+				g.Record(o)
+			}
+			if got := g.TakeOutcomes(); !equalOutcomes(got, tc.want) {
+				t.Fatalf("took %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A run of failures reaching the threshold, and a local trip, each ask
+// once for an urgent report.
+func TestUrgentReport(t *testing.T) {
+	p := breaker.DefaultPolicy()
+	p.ConsecutiveFailures = 3
+	wake := make(chan struct{}, 1)
+	g := newGate("e1", p, wake)
+	woken := func() bool {
+		select {
+		case <-wake:
+			return true
+		default:
+			return false
+		}
+	}
+	g.Record(Status5xx)
+	g.Record(Status5xx)
+	g.Record(Success) // the run starts over
+	g.Record(Status5xx)
+	g.Record(Timeout)
+	if woken() {
+		t.Fatal("woken before the run reached the threshold")
+	}
+	g.Record(ConnectError)
+	if !woken() {
+		t.Fatal("not woken when the run reached the threshold")
+	}
+	g.Record(Status5xx)
+	if woken() {
+		t.Fatal("woken again by the same run")
+	}
+	now := time.Now().UnixNano()
+	for !g.ConnectFailed(now) {
+	}
+	if !woken() {
+		t.Fatal("not woken by a local trip")
+	}
+}
+
+func equalOutcomes(a, b []*pb.EndpointOutcomes) bool {
+	return slices.EqualFunc(a, b, func(x, y *pb.EndpointOutcomes) bool { return proto.Equal(x, y) })
 }
 
 // BenchmarkGateCheck is the breaker check on the request path: the gate of
@@ -214,7 +294,7 @@ func BenchmarkRouteWithGate(b *testing.B) {
 // BenchmarkGateParallel is what the proxy does to a gate per request, on
 // every core at once for one endpoint: check, connect succeeded, count.
 func BenchmarkGateParallel(b *testing.B) {
-	g := newGate("e1", breaker.DefaultPolicy())
+	g := newGate("e1", breaker.DefaultPolicy(), make(chan struct{}, 1))
 	now := time.Now().UnixNano()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

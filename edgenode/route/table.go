@@ -190,6 +190,12 @@ func (t *Table) Gates() []CellGate {
 	return out
 }
 
+// Wake delivers a value when some endpoint's outcomes should be reported
+// now rather than at the next tick: this edge just tripped it locally, or
+// its run of failures reached the breaker's threshold. One channel serves
+// every table of the lineage; several requests may arrive as one.
+func (t *Table) Wake() <-chan struct{} { return t.gates.wake }
+
 // CellGate is one endpoint with its cell, as Table.Gates lists them.
 type CellGate struct {
 	Cell     *Cell

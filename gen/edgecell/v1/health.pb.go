@@ -719,7 +719,10 @@ func (x *EndpointHealthReport) GetObservations() []*HealthObservation {
 }
 
 // EndpointOutcomes is one edge's count of proxy outcomes for one endpoint
-// since its previous report.
+// since its previous report. Entries apply in order, and an entry with any
+// success ends the breaker's run of consecutive failures before counting
+// its own: so when failures followed the batch's last success, an edge sends
+// them as a second entry for the same endpoint, to start a run.
 type EndpointOutcomes struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Endpoint      string                 `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`

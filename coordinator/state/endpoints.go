@@ -89,12 +89,16 @@ func (tx *txn) reportOutcomes(op *pb.ReportOutcomesOp) ([]*pb.Event, *pb.Command
 		return nil, e
 	}
 	var events []*pb.Event
-	for i, o := range op.GetOutcomes() {
+	outs := op.GetOutcomes()
+	for i, o := range outs {
 		e := tx.stateOf(o.GetEndpoint(), cells[i])
 		before := e.breaker.Status()
+		// An edge sends the failures that followed its last success as a
+		// second entry for the endpoint (see EndpointOutcomes).
+		follow := i+1 < len(outs) && outs[i+1].GetEndpoint() == o.GetEndpoint() && outs[i+1].GetSuccesses() == 0
 		e.breaker.Observe(tx.now, breaker.Outcomes{
 			Successes: o.GetSuccesses(), ConnectErrors: o.GetConnectErrors(), Timeouts: o.GetTimeouts(),
-			Status5xx: o.GetStatus_5Xx(), Edge: op.GetEdge(),
+			Status5xx: o.GetStatus_5Xx(), Edge: op.GetEdge(), FailuresFollow: follow,
 		})
 		events = append(events, tx.put(o.GetEndpoint(), e, before, false)...)
 	}

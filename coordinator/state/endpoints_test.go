@@ -316,18 +316,29 @@ func TestPolicyValidationNamesTheField(t *testing.T) {
 }
 
 // An edge sends an endpoint twice in one batch when failures followed the
-// batch's last success: entries apply in order, so those failures start a
-// run, and a second batch's failures complete it.
-func TestTrailingFailuresOfABatchStartARun(t *testing.T) {
+// batch's last success: those failures extend the run, and the successes
+// before them, old news, do not end it, even when another edge's run started
+// it. (A batch ending with a success still ends the run.)
+func TestTrailingFailuresOfABatchExtendTheRun(t *testing.T) {
 	s := withBreakers(t) // 3 consecutive failures open c1-use
 	mustQuiet(t, s, 11, at(0, outcomesCmd("e1",
 		&pb.EndpointOutcomes{Endpoint: "c1-use", Successes: 5, Status_5Xx: 4},
-		&pb.EndpointOutcomes{Endpoint: "c1-use", Status_5Xx: 2})))
-	if b := breakerOf(t, s, "c1-use"); b.GetState() != pb.BreakerState_BREAKER_STATE_CLOSED && b.GetState() != pb.BreakerState_BREAKER_STATE_UNSPECIFIED {
+		&pb.EndpointOutcomes{Endpoint: "c1-use", ConnectErrors: 2})))
+	if b := breakerOf(t, s, "c1-use"); b.GetState() == pb.BreakerState_BREAKER_STATE_OPEN {
 		t.Fatalf("opened by 2 trailing failures under a threshold of 3: %v", b)
 	}
-	mustChange(t, s, 12, at(1, outcomesCmd("e2", connectErrors("c1-use", 1))))
+	mustChange(t, s, 12, at(1, outcomesCmd("e2",
+		&pb.EndpointOutcomes{Endpoint: "c1-use", Successes: 40},
+		&pb.EndpointOutcomes{Endpoint: "c1-use", ConnectErrors: 1})))
 	if b := breakerOf(t, s, "c1-use"); b.GetState() != pb.BreakerState_BREAKER_STATE_OPEN {
-		t.Fatalf("2 trailing failures then 1 more did not open it: %v", b)
+		t.Fatalf("2 trailing failures from e1, then e2's successes followed by 1 failure, did not open it: %v", b)
+	}
+
+	s = withBreakers(t)
+	mustQuiet(t, s, 11, at(0, outcomesCmd("e1", connectErrors("c1-use", 2))))
+	mustQuiet(t, s, 12, at(1, outcomesCmd("e2", &pb.EndpointOutcomes{Endpoint: "c1-use", Successes: 1, ConnectErrors: 1})))
+	mustQuiet(t, s, 13, at(2, outcomesCmd("e1", connectErrors("c1-use", 2))))
+	if b := breakerOf(t, s, "c1-use"); b.GetState() == pb.BreakerState_BREAKER_STATE_OPEN {
+		t.Fatalf("a batch ending in success did not end the run: %v", b)
 	}
 }

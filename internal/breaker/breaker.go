@@ -96,9 +96,12 @@ func (b *Breaker) Observe(now time.Time, o Outcomes) (Transition, bool) {
 	}
 	b.decay(t)
 	p := &b.s.Policy
-	if o.Successes > 0 {
+	switch {
+	case o.Successes > 0 && o.FailuresFollow:
+		// Neither ends nor extends the run: see Outcomes.FailuresFollow.
+	case o.Successes > 0:
 		b.s.Run = run{}
-	} else {
+	default:
 		b.s.Run.Connect += uint64(o.ConnectErrors)
 		b.s.Run.Timeout += uint64(o.Timeouts)
 		b.s.Run.Status5xx += uint64(o.Status5xx)

@@ -49,6 +49,16 @@ func TestBreakerTransitions(t *testing.T) {
 			state: Closed,
 		},
 		{
+			name: "successes followed by failures in the same report neither end nor extend the run",
+			steps: []step{
+				{0, observe(connects(3, "edge-a")), false},
+				{100 * ms, observe(Outcomes{Successes: 9, Status5xx: 7, Edge: "edge-b", FailuresFollow: true}), false},
+				{100 * ms, observe(Outcomes{Status5xx: 2, Edge: "edge-b"}), true},
+			},
+			state: Open, trips: 1, until: 5100 * ms,
+			reason: "opened: 5 consecutive failures (3 connect errors, 2 5xx), last from edge-b; ejected for 5s (trip 1)",
+		},
+		{
 			name: "a batch with a success ends the run: order inside a batch is unknown",
 			steps: []step{
 				{0, observe(Outcomes{Status5xx: 4}), false},

@@ -42,6 +42,11 @@ type Outcomes struct {
 	Successes, ConnectErrors, Timeouts, Status5xx uint32
 	// Edge is the reporting edge's id; it only appears in reasons.
 	Edge string
+	// FailuresFollow says that the same report goes on with failures the
+	// edge saw after these outcomes (its next Observe, with no success).
+	// Then these successes are old news and do not end the run, and these
+	// failures, followed by a success, do not extend it.
+	FailuresFollow bool
 }
 
 func (o Outcomes) failures() uint64 {

@@ -719,10 +719,11 @@ func (x *EndpointHealthReport) GetObservations() []*HealthObservation {
 }
 
 // EndpointOutcomes is one edge's count of proxy outcomes for one endpoint
-// since its previous report. Entries apply in order, and an entry with any
-// success ends the breaker's run of consecutive failures before counting
-// its own: so when failures followed the batch's last success, an edge sends
-// them as a second entry for the same endpoint, to start a run.
+// since its previous report. An entry with any success ends the breaker's
+// run of consecutive failures, unless the next entry is for the same
+// endpoint and has no success: an edge sends the failures that followed its
+// batch's last success that way, and they extend the run instead (the
+// successes before them are old news).
 type EndpointOutcomes struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Endpoint      string                 `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`

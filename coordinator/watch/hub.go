@@ -55,7 +55,7 @@ type Hub struct {
 	n     int           // changes held
 	base  uint64        // every change with revision > base is in ring (or not yet published)
 	rev   uint64        // latest published or reset revision
-	epoch uint64        // bumped by Reset: every watcher then starts over
+	epoch uint64        // bumped by Reset: a cached reset state from before it is stale
 	wake  chan struct{} // closed and replaced by Publish and Reset
 
 	watchers atomic.Int64

@@ -10,7 +10,6 @@ import (
 // cursor is where one stream stands.
 type cursor struct {
 	pos   uint64 // the revision the watcher holds: its from_revision, then the last one sent
-	epoch uint64 // the hub epoch the cursor was last checked against
 	reset bool   // the next message must be a reset
 }
 
@@ -20,8 +19,11 @@ type cursor struct {
 // Publish or other streams.
 //
 // What the watcher receives:
-//   - from == 0, a from older than the buffer covers, or a Reset of the hub:
-//     a reset carrying the whole state, then the changes after it;
+//   - from == 0, or a from older than the buffer covers (after a Reset of
+//     the hub, anything below the revision it reset to): a reset carrying
+//     the whole state, then the changes after it. Revisions name the same
+//     raft history on every member, so a watcher at or above the revision
+//     a Reset moved to needs no reset;
 //   - otherwise the buffered changes after from, in order, at most MaxBatch
 //     per message, then each new change as it is published;
 //   - from above the hub's revision (the edge got ahead through another,
@@ -39,9 +41,6 @@ func (h *Hub) Serve(ctx context.Context, fromRevision uint64, send func(*pb.Watc
 	defer h.watchers.Add(-1)
 
 	c := &cursor{pos: fromRevision, reset: fromRevision == 0}
-	h.mu.Lock()
-	c.epoch = h.epoch
-	h.mu.Unlock()
 
 	progress := time.NewTimer(h.opts.ProgressInterval)
 	defer progress.Stop()
@@ -102,10 +101,6 @@ func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
 func (h *Hub) poll(c *cursor) ([]*pb.Change, <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if c.epoch != h.epoch {
-		c.epoch = h.epoch
-		c.reset = true
-	}
 	if c.pos < h.base {
 		c.reset = true
 	}

@@ -25,6 +25,7 @@ const (
 	hForwardedHost
 	hEdgeRay
 	hEdgeEndpoint
+	hEdgeRoute
 	hKeepAlive       // hop-by-hop
 	hProxyConnection // hop-by-hop
 	hProxyAuth       // Proxy-Authenticate, Proxy-Authorization: hop-by-hop
@@ -62,6 +63,10 @@ func classify(name []byte) hkind {
 		}
 		if eqFold(name, "x-edge-ray") {
 			return hEdgeRay
+		}
+	case 12:
+		if eqFold(name, "x-edge-route") {
+			return hEdgeRoute
 		}
 	case 13:
 		if eqFold(name, "x-routing-key") {

@@ -18,6 +18,8 @@ func echoHeaders(t *testing.T) *httptest.Server {
 		w.Header().Set("X-Upstream-Private", "secret")
 		w.Header().Set("Keep-Alive", "timeout=5")
 		w.Header().Set("X-Edge-Ray", "forged")
+		w.Header().Set("X-Edge-Route", "forged")
+		w.Header().Set("X-Edge-Endpoint", "forged")
 		w.Header().Set("X-Upstream", "visible")
 		json.NewEncoder(w).Encode(map[string]any{"host": r.Host, "uri": r.RequestURI, "header": r.Header})
 	}))
@@ -85,7 +87,8 @@ func TestRequestAndResponseHeaders(t *testing.T) {
 		{"response X-Upstream", resp.Header.Get("X-Upstream"), "visible"},
 		{"response X-Upstream-Private (named by Connection)", resp.Header.Get("X-Upstream-Private"), ""},
 		{"response Keep-Alive", resp.Header.Get("Keep-Alive"), ""},
-		{"response X-Edge-Endpoint", resp.Header.Get("X-Edge-Endpoint"), "e1@us-east"},
+		{"response X-Edge-Endpoint", strings.Join(resp.Header.Values("X-Edge-Endpoint"), ","), "e1@us-east"},
+		{"upstream's X-Edge-Route (no X-Edge-Debug)", resp.Header.Get("X-Edge-Route"), ""},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

@@ -211,7 +211,7 @@ func (c *conn) writeResponseFields(rawChunks bool) {
 	for i := range r.fields {
 		f := &r.fields[i]
 		switch f.kind {
-		case hConnection, hKeepAlive, hProxyConnection, hTransferEncoding, hEdgeRay, hEdgeEndpoint, hProxyAuth:
+		case hConnection, hKeepAlive, hProxyConnection, hTransferEncoding, hEdgeRay, hEdgeEndpoint, hEdgeRoute, hProxyAuth:
 			continue
 		case hContentLength:
 			if r.chunked {

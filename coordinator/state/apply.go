@@ -45,7 +45,7 @@ func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Cha
 			s.master = tx.t
 			s.publish(cur.revision, tx.topo)
 		}
-		return &pb.CommandResult{Revision: cur.revision, ProbeGranted: tx.granted}, nil
+		return &pb.CommandResult{Revision: cur.revision, ProbeGranted: tx.granted, Fresh: tx.fresh}, nil
 	}
 	s.master = tx.t
 	s.publish(index, tx.topo)
@@ -64,6 +64,8 @@ type txn struct {
 	dirty bool
 	// granted: a GrantProbeOp's answer.
 	granted bool
+	// fresh: a CheckNoncesOp's answers.
+	fresh []bool
 }
 
 func (tx *txn) do(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
@@ -89,7 +91,16 @@ func (tx *txn) do(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
 	case *pb.Command_ReportHealth:
 		return tx.reportHealth(op.ReportHealth)
 	case *pb.Command_Tick:
+		tx.reapNonces()
 		return tx.tick(), nil
+	case *pb.Command_CreateKey:
+		return tx.createKey(op.CreateKey)
+	case *pb.Command_RevokeKey:
+		return tx.revokeKey(op.RevokeKey)
+	case *pb.Command_RotateKey:
+		return tx.rotateKey(op.RotateKey)
+	case *pb.Command_CheckNonces:
+		return tx.checkNonces(op.CheckNonces)
 	case *pb.Command_GrantProbe:
 		return tx.grantProbe(op.GrantProbe)
 	case *pb.Command_ProbeResult:

@@ -22,6 +22,7 @@ func cloneCell(c *pb.Cell) *pb.Cell {
 		Breaker:               clonePolicy(c.GetBreaker()),
 		HealthCheck:           clonePolicy(c.GetHealthCheck()),
 		PanicThresholdPercent: c.GetPanicThresholdPercent(),
+		Auth:                  clonePolicy(c.GetAuth()),
 	}
 	if len(c.GetEndpoints()) > 0 {
 		out.Endpoints = make([]*pb.Endpoint, len(c.Endpoints))
@@ -66,7 +67,8 @@ func cloneLatencies(ls []*pb.Latency) []*pb.Latency {
 func sameCell(a, b *pb.Cell) bool {
 	if a.GetId() != b.GetId() || len(a.GetEndpoints()) != len(b.GetEndpoints()) ||
 		a.GetPanicThresholdPercent() != b.GetPanicThresholdPercent() ||
-		!proto.Equal(a.GetBreaker(), b.GetBreaker()) || !proto.Equal(a.GetHealthCheck(), b.GetHealthCheck()) {
+		!proto.Equal(a.GetBreaker(), b.GetBreaker()) || !proto.Equal(a.GetHealthCheck(), b.GetHealthCheck()) ||
+		!proto.Equal(a.GetAuth(), b.GetAuth()) {
 		return false
 	}
 	for i, x := range a.GetEndpoints() {

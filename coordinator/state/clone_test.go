@@ -28,12 +28,20 @@ func fill(t *testing.T, m protoreflect.Message, seed int) {
 			fill(t, m.Mutable(f).Message(), n)
 		case f.Kind() == protoreflect.DoubleKind:
 			m.Set(f, protoreflect.ValueOfFloat64(float64(n)/100))
+		case f.IsList() && f.Kind() == protoreflect.StringKind:
+			m.Mutable(f).List().Append(protoreflect.ValueOfString(string(f.Name()) + string(rune('a'+n%26))))
 		case f.Kind() == protoreflect.StringKind:
 			m.Set(f, protoreflect.ValueOfString(string(f.Name())+string(rune('a'+n%26))))
 		case f.Kind() == protoreflect.Uint32Kind:
 			m.Set(f, protoreflect.ValueOfUint32(uint32(n)))
 		case f.Kind() == protoreflect.Uint64Kind:
 			m.Set(f, protoreflect.ValueOfUint64(uint64(n)))
+		case f.Kind() == protoreflect.Int64Kind:
+			m.Set(f, protoreflect.ValueOfInt64(int64(n)))
+		case f.Kind() == protoreflect.BoolKind:
+			m.Set(f, protoreflect.ValueOfBool(true))
+		case f.Kind() == protoreflect.EnumKind:
+			m.Set(f, protoreflect.ValueOfEnum(1))
 		default:
 			t.Fatalf("%s.%s: unexpected field kind %v; update clone.go and this test", m.Descriptor().Name(), f.Name(), f.Kind())
 		}
@@ -64,6 +72,7 @@ func TestCopiedFieldsAreComplete(t *testing.T) {
 			func(a, b proto.Message) bool {
 				return sameLatencies([]*pb.Latency{a.(*pb.Latency)}, []*pb.Latency{b.(*pb.Latency)})
 			}, nil},
+		{&pb.ApiKey{}, func(m proto.Message) proto.Message { return cloneKey(m.(*pb.ApiKey)) }, nil, nil},
 		{&pb.Topology{}, func(m proto.Message) proto.Message {
 			tp := m.(*pb.Topology)
 			return newTopology(tp.Regions, tp.Latencies, tp.DefaultCell).proto()
@@ -91,6 +100,16 @@ func TestCopiedFieldsAreComplete(t *testing.T) {
 				fields := m.Descriptor().Fields()
 				for i := 0; i < fields.Len(); i++ {
 					f := fields.Get(i)
+					if f.IsList() && f.Kind() != protoreflect.MessageKind {
+						l := m.Mutable(f).List()
+						old := l.Get(0)
+						l.Set(0, protoreflect.ValueOfString(old.String()+"!"))
+						if got := tc.same(full, c); got != tc.ignore[f.Name()] {
+							t.Errorf("same() = %v after changing %s%s", got, path, f.Name())
+						}
+						l.Set(0, old)
+						continue
+					}
 					if f.IsList() {
 						walk(m.Get(f).List().Get(0).Message(), path+string(f.Name())+".")
 						continue
@@ -109,6 +128,12 @@ func TestCopiedFieldsAreComplete(t *testing.T) {
 						m.Set(f, protoreflect.ValueOfUint64(old.Uint()+100))
 					case protoreflect.DoubleKind:
 						m.Set(f, protoreflect.ValueOfFloat64(old.Float()+1))
+					case protoreflect.Int64Kind:
+						m.Set(f, protoreflect.ValueOfInt64(old.Int()+100))
+					case protoreflect.BoolKind:
+						m.Set(f, protoreflect.ValueOfBool(!old.Bool()))
+					case protoreflect.EnumKind:
+						m.Set(f, protoreflect.ValueOfEnum(old.Enum()+1))
 					}
 					if got := tc.same(full, c); got != tc.ignore[f.Name()] {
 						t.Errorf("same() = %v after changing %s%s", got, path, f.Name())

@@ -55,6 +55,9 @@ const MaxPanicThresholdPercent = 100
 // validatePolicies checks a cell's breaker and health check policies and its
 // panic threshold. Fields are relative to the cell ("breaker.max_ejection_ms").
 func validatePolicies(c *pb.Cell) *pb.CommandError {
+	if e := validateAuth(c); e != nil {
+		return e
+	}
 	if p := c.GetPanicThresholdPercent(); p > MaxPanicThresholdPercent {
 		return invalid("panic_threshold_percent", "panic_threshold_percent %d is over %d; use 0 (off) to %d, a percentage of the cell's endpoints",
 			p, MaxPanicThresholdPercent, MaxPanicThresholdPercent)

@@ -106,6 +106,9 @@ func FromState(st *pb.State) (*Store, error) {
 		}
 		s.master.members.Set(m.GetName(), cloneMember(m))
 	}
+	if err := s.master.restoreAuth(st.GetKeys(), nil, rev); err != nil {
+		return nil, err
+	}
 	s.publish(rev, newTopology(cfg.GetRegions(), cfg.GetLatencies(), cfg.GetDefaultCell()))
 	return s, nil
 }
@@ -121,6 +124,9 @@ func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
 	}
 	v := s.cur.Load()
 	if err := s.master.restoreEndpointStates(snap.GetEndpointStates(), v.revision); err != nil {
+		return nil, err
+	}
+	if err := s.master.restoreAuth(nil, snap.GetNonces(), v.revision); err != nil {
 		return nil, err
 	}
 	s.publish(v.revision, v.topo)
@@ -162,7 +168,7 @@ func (f Frozen) Revision() uint64 { return f.v.revision }
 // changed, by endpoint. It is what a watch reset sends.
 func (f Frozen) State() *pb.State {
 	bs, hs := f.v.statuses()
-	return &pb.State{Revision: f.v.revision, Config: f.v.config(), Members: f.v.members(), Breakers: bs, Health: hs}
+	return &pb.State{Revision: f.v.revision, Config: f.v.config(), Members: f.v.members(), Breakers: bs, Health: hs, Keys: f.v.keys()}
 }
 
 // Snapshot returns the raft snapshot payload: State plus the complete
@@ -174,7 +180,7 @@ func (f Frozen) Snapshot(applied uint64) (*pb.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pb.Snapshot{AppliedIndex: applied, State: f.State(), EndpointStates: eps}, nil
+	return &pb.Snapshot{AppliedIndex: applied, State: f.State(), EndpointStates: eps, Nonces: f.v.nonceRecords()}, nil
 }
 
 // Snapshot returns a deep copy of the whole state at one revision, suitable

@@ -25,6 +25,10 @@ type tables struct {
 	byCell     *btree.Map[string, struct{}]      // cell id + byCellSep + key, for "who uses this cell"
 	members    *btree.Map[string, *pb.Member]    // name -> member
 	epStates   *btree.Map[string, endpointState] // endpoint id -> breaker and health, once reported on
+	keys       *btree.Map[string, *pb.ApiKey]    // key id -> API key
+	nonces     *btree.Map[string, nonceEntry]    // nonceKey(key id, nonce) -> entry
+	// nonceExpiry indexes nonces by expiry: expiryKey(expires, nonceKey) -> nothing.
+	nonceExpiry *btree.Map[string, struct{}]
 }
 
 func newTables() tables {
@@ -35,6 +39,11 @@ func newTables() tables {
 		byCell:     btree.NewMap[string, struct{}](btreeDegree),
 		members:    btree.NewMap[string, *pb.Member](btreeDegree),
 		epStates:   btree.NewMap[string, endpointState](btreeDegree),
+		keys:       btree.NewMap[string, *pb.ApiKey](btreeDegree),
+		// Nonces come and go by the tens of thousands a second: wider nodes
+		// mean fewer levels to copy per insert.
+		nonces:      btree.NewMap[string, nonceEntry](64),
+		nonceExpiry: btree.NewMap[string, struct{}](64),
 	}
 }
 
@@ -49,6 +58,9 @@ func (t tables) isoCopy() tables {
 		byCell:     t.byCell.IsoCopy(),
 		members:    t.members.IsoCopy(),
 		epStates:   t.epStates.IsoCopy(),
+		keys:       t.keys.IsoCopy(),
+		nonces:      t.nonces.IsoCopy(),
+		nonceExpiry: t.nonceExpiry.IsoCopy(),
 	}
 }
 

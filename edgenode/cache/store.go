@@ -18,7 +18,7 @@ import (
 
 // formatVersion changes whenever the layout below changes; a file of another
 // version is treated as empty and rewritten by the next reset.
-const formatVersion = "1"
+const formatVersion = "2"
 
 var (
 	bucketMeta       = []byte("meta")
@@ -28,12 +28,13 @@ var (
 	bucketMembers    = []byte("members")
 	bucketBreakers   = []byte("breakers")
 	bucketHealth     = []byte("health")
+	bucketKeys       = []byte("keys")
 	keyFormat        = []byte("format")
 	keyRevision      = []byte("revision")
 	keyTopology      = []byte("topology")
 )
 
-var dataBuckets = [][]byte{bucketTopology, bucketCells, bucketPlacements, bucketMembers, bucketBreakers, bucketHealth}
+var dataBuckets = [][]byte{bucketTopology, bucketCells, bucketPlacements, bucketMembers, bucketBreakers, bucketHealth, bucketKeys}
 
 // statusBuckets were added to format 1 later: a file written before them
 // lacks them, which reads as "no statuses" (every breaker closed) and gets
@@ -85,6 +86,7 @@ type Loader interface {
 	PutMember(*pb.Member) error
 	PutBreaker(*pb.BreakerStatus) error
 	PutHealth(*pb.HealthStatus) error
+	PutKey(*pb.ApiKey) error
 }
 
 // Load feeds the stored state to l and returns its revision; 0 (and no call
@@ -122,7 +124,10 @@ func (s *Store) Load(l Loader) (uint64, error) {
 		if err := forEachMessage(tx, bucketBreakers, "breaker", func(m *pb.BreakerStatus) error { return l.PutBreaker(m) }); err != nil {
 			return err
 		}
-		return forEachMessage(tx, bucketHealth, "health", func(m *pb.HealthStatus) error { return l.PutHealth(m) })
+		if err := forEachMessage(tx, bucketHealth, "health", func(m *pb.HealthStatus) error { return l.PutHealth(m) }); err != nil {
+			return err
+		}
+		return forEachMessage(tx, bucketKeys, "key", func(m *pb.ApiKey) error { return l.PutKey(m) })
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s: %w", ErrCorrupt, s.db.Path(), err)
@@ -253,6 +258,11 @@ func putState(tx *bolt.Tx, st *pb.State) error {
 			return err
 		}
 	}
+	for _, k := range st.GetKeys() {
+		if err := putMessage(tx.Bucket(bucketKeys), []byte(k.GetId()), k); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -276,6 +286,8 @@ func putEvent(tx *bolt.Tx, ev *pb.Event) error {
 		return putMessage(tx.Bucket(bucketBreakers), []byte(k.PutBreaker.GetEndpoint()), k.PutBreaker)
 	case *pb.Event_PutHealth:
 		return putMessage(tx.Bucket(bucketHealth), []byte(k.PutHealth.GetEndpoint()), k.PutHealth)
+	case *pb.Event_PutKey:
+		return putMessage(tx.Bucket(bucketKeys), []byte(k.PutKey.GetId()), k.PutKey)
 	default:
 		return fmt.Errorf("event of unknown kind %T", k)
 	}

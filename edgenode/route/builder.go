@@ -25,6 +25,7 @@ type Builder struct {
 	topoChanged bool
 	ownBreakers bool
 	ownHealth   bool
+	ownKeys     bool
 	reset       bool                // a whole state: reconcile every gate in Finish
 	cellsGone   bool                // a cell was deleted: prune gates and statuses
 	puts        map[string]*pb.Cell // cells put in this edit, built in Finish
@@ -39,15 +40,17 @@ func NewBuilder(region string) *Builder {
 
 func newBuilder(region string, gs *gates) *Builder {
 	b := &Builder{t: Table{
-		gates:    gs,
-		breakers: map[string]*pb.BreakerStatus{},
-		health:   map[string]*pb.HealthStatus{},
-		region:   region,
-		seed:     maphash.MakeSeed(),
-		buckets:  new(buckets),
-		cells:    map[string]*Cell{},
-		refs:     map[string]int32{},
-		topology: &pb.Topology{},
+		gates:      gs,
+		breakers:   map[string]*pb.BreakerStatus{},
+		health:     map[string]*pb.HealthStatus{},
+		keys:       map[string]*Key{},
+		keySources: map[string]*pb.ApiKey{},
+		region:     region,
+		seed:       maphash.MakeSeed(),
+		buckets:    new(buckets),
+		cells:      map[string]*Cell{},
+		refs:       map[string]int32{},
+		topology:   &pb.Topology{},
 	}}
 	b.t.order = newOrder(region, nil)
 	b.own()
@@ -62,7 +65,7 @@ func (t *Table) Edit() *Builder {
 // own marks every part as belonging to the builder (a brand new table).
 func (b *Builder) own() {
 	b.ownArray, b.ownCells, b.ownRefs, b.ownMembers = true, true, true, true
-	b.ownBreakers, b.ownHealth = true, true
+	b.ownBreakers, b.ownHealth, b.ownKeys = true, true, true
 	for i := range b.owned {
 		b.owned[i] = ^uint64(0)
 	}
@@ -97,6 +100,11 @@ func (b *Builder) LoadState(st *pb.State) error {
 			return err
 		}
 	}
+	for _, k := range st.GetKeys() {
+		if err := b.PutKey(k); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -122,6 +130,8 @@ func (b *Builder) Apply(ev *pb.Event) error {
 		return b.PutBreaker(k.PutBreaker)
 	case *pb.Event_PutHealth:
 		return b.PutHealth(k.PutHealth)
+	case *pb.Event_PutKey:
+		return b.PutKey(k.PutKey)
 	default:
 		return fmt.Errorf("%w: event of unknown kind %T", ErrInvalidEvent, k)
 	}

@@ -35,6 +35,8 @@ type Table struct {
 	gates       *gates                       // shared by every table of the lineage
 	breakers    map[string]*pb.BreakerStatus // endpoint id -> replicated breaker; absent: closed
 	health      map[string]*pb.HealthStatus  // endpoint id -> replicated verdict; absent: unknown
+	keys        map[string]*Key              // API key id -> key, revoked ones included
+	keySources  map[string]*pb.ApiKey        // the same keys as received
 }
 
 // Empty returns a table at revision 0 with nothing in it, for an edge in region.

@@ -77,3 +77,49 @@ func HealthCheck(p *pb.HealthCheckPolicy) Check {
 	c.Timeout = min(c.Timeout, c.Interval)
 	return c
 }
+
+// Defaults and bounds of a cell's AuthPolicy.
+const (
+	DefaultTimestampWindow = 300 * time.Second
+	MaxTimestampWindow     = time.Hour
+	DefaultMaxBodyBytes    = 1 << 20
+	MaxMaxBodyBytes        = 64 << 20
+)
+
+// Auth is a cell's authentication policy as an edge applies it, defaults
+// filled in. Mode is AUTH_MODE_UNSPECIFIED for a cell without one.
+type Auth struct {
+	Mode pb.AuthMode
+	// Window is how far X-Timestamp may be from the edge's clock.
+	Window time.Duration
+	// MaxBody is the largest signed body buffered for hashing.
+	MaxBody int64
+	// Issuer, Audience and JWKSURL are the JWT policy's.
+	Issuer, Audience, JWKSURL string
+}
+
+// HMAC reports whether requests may be HMAC-signed; JWT whether they may
+// carry a bearer token.
+func (a Auth) HMAC() bool {
+	return a.Mode == pb.AuthMode_AUTH_MODE_HMAC || a.Mode == pb.AuthMode_AUTH_MODE_HMAC_OR_JWT
+}
+
+// JWT reports whether requests may carry a bearer token.
+func (a Auth) JWT() bool {
+	return a.Mode == pb.AuthMode_AUTH_MODE_JWT || a.Mode == pb.AuthMode_AUTH_MODE_HMAC_OR_JWT
+}
+
+// AuthOf converts a cell's auth policy (nil: none).
+func AuthOf(p *pb.AuthPolicy) Auth {
+	a := Auth{
+		Mode: p.GetMode(), Window: time.Duration(p.GetTimestampWindowS()) * time.Second, MaxBody: int64(p.GetMaxBodyBytes()),
+		Issuer: p.GetJwt().GetIssuer(), Audience: p.GetJwt().GetAudience(), JWKSURL: p.GetJwt().GetJwksUrl(),
+	}
+	if a.Window <= 0 {
+		a.Window = DefaultTimestampWindow
+	}
+	if a.MaxBody <= 0 {
+		a.MaxBody = DefaultMaxBodyBytes
+	}
+	return a
+}

@@ -2099,11 +2099,519 @@ func (x *ListHealthResponse) GetRevision() uint64 {
 	return 0
 }
 
+type CreateKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A name for operators; required, at most 128 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Cells the key may reach; empty: every cell. Each must exist.
+	Cells         []string `protobuf:"bytes,2,rep,name=cells,proto3" json:"cells,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateKeyRequest) Reset() {
+	*x = CreateKeyRequest{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateKeyRequest) ProtoMessage() {}
+
+func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CreateKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateKeyRequest) GetCells() []string {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
+type CreateKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key, with its one secret.
+	Key           *ApiKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Revision      uint64  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateKeyResponse) Reset() {
+	*x = CreateKeyResponse{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateKeyResponse) ProtoMessage() {}
+
+func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CreateKeyResponse) GetKey() *ApiKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *CreateKeyResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=edgecell.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysRequest) Reset() {
+	*x = ListKeysRequest{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysRequest) ProtoMessage() {}
+
+func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListKeysRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListKeysRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+// KeyInfo is an API key without its secrets.
+type KeyInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Cells         []string               `protobuf:"bytes,3,rep,name=cells,proto3" json:"cells,omitempty"`
+	Revoked       bool                   `protobuf:"varint,4,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	RevokedUnixMs int64                  `protobuf:"varint,6,opt,name=revoked_unix_ms,json=revokedUnixMs,proto3" json:"revoked_unix_ms,omitempty"`
+	// Secrets valid now, and when the oldest rotated one stops (0: none does).
+	Secrets            uint32 `protobuf:"varint,7,opt,name=secrets,proto3" json:"secrets,omitempty"`
+	RotationEndsUnixMs int64  `protobuf:"varint,8,opt,name=rotation_ends_unix_ms,json=rotationEndsUnixMs,proto3" json:"rotation_ends_unix_ms,omitempty"`
+	ModRevision        uint64 `protobuf:"varint,9,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *KeyInfo) Reset() {
+	*x = KeyInfo{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyInfo) ProtoMessage() {}
+
+func (x *KeyInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyInfo.ProtoReflect.Descriptor instead.
+func (*KeyInfo) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *KeyInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *KeyInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *KeyInfo) GetCells() []string {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
+func (x *KeyInfo) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *KeyInfo) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *KeyInfo) GetRevokedUnixMs() int64 {
+	if x != nil {
+		return x.RevokedUnixMs
+	}
+	return 0
+}
+
+func (x *KeyInfo) GetSecrets() uint32 {
+	if x != nil {
+		return x.Secrets
+	}
+	return 0
+}
+
+func (x *KeyInfo) GetRotationEndsUnixMs() int64 {
+	if x != nil {
+		return x.RotationEndsUnixMs
+	}
+	return 0
+}
+
+func (x *KeyInfo) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+type ListKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*KeyInfo             `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysResponse) Reset() {
+	*x = ListKeysResponse{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysResponse) ProtoMessage() {}
+
+func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListKeysResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListKeysResponse) GetKeys() []*KeyInfo {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ListKeysResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type RevokeKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeKeyRequest) Reset() {
+	*x = RevokeKeyRequest{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeKeyRequest) ProtoMessage() {}
+
+func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RevokeKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeKeyResponse) Reset() {
+	*x = RevokeKeyResponse{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeKeyResponse) ProtoMessage() {}
+
+func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeKeyResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RevokeKeyResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type RotateKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How long the previous secrets stay valid, in seconds. Default 0: the
+	// old secrets stop at once. At most 604800 (a week).
+	GraceSeconds  uint32 `protobuf:"varint,2,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyRequest) Reset() {
+	*x = RotateKeyRequest{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyRequest) ProtoMessage() {}
+
+func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RotateKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RotateKeyRequest) GetGraceSeconds() uint32 {
+	if x != nil {
+		return x.GraceSeconds
+	}
+	return 0
+}
+
+type RotateKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key with its secrets (the new one first).
+	Key           *ApiKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Revision      uint64  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyResponse) Reset() {
+	*x = RotateKeyResponse{}
+	mi := &file_edgecell_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyResponse) ProtoMessage() {}
+
+func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RotateKeyResponse) GetKey() *ApiKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RotateKeyResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_edgecell_v1_admin_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17edgecell/v1/admin.proto\x12\vedgecell.v1\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"q\n" +
+	"\x17edgecell/v1/admin.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"q\n" +
 	"\x12ApplyConfigRequest\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\x12'\n" +
 	"\x0fexpect_revision\x18\x02 \x01(\x04R\x0eexpectRevision\"1\n" +
@@ -2227,12 +2735,43 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x18.edgecell.v1.ConsistencyR\vconsistency\"q\n" +
 	"\x12ListHealthResponse\x12?\n" +
 	"\tendpoints\x18\x01 \x03(\v2!.edgecell.v1.EndpointHealthReportR\tendpoints\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"<\n" +
+	"\x10CreateKeyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05cells\x18\x02 \x03(\tR\x05cells\"V\n" +
+	"\x11CreateKeyResponse\x12%\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.edgecell.v1.ApiKeyR\x03key\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"M\n" +
+	"\x0fListKeysRequest\x12:\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x18.edgecell.v1.ConsistencyR\vconsistency\"\x9d\x02\n" +
+	"\aKeyInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05cells\x18\x03 \x03(\tR\x05cells\x12\x18\n" +
+	"\arevoked\x18\x04 \x01(\bR\arevoked\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12&\n" +
+	"\x0frevoked_unix_ms\x18\x06 \x01(\x03R\rrevokedUnixMs\x12\x18\n" +
+	"\asecrets\x18\a \x01(\rR\asecrets\x121\n" +
+	"\x15rotation_ends_unix_ms\x18\b \x01(\x03R\x12rotationEndsUnixMs\x12!\n" +
+	"\fmod_revision\x18\t \x01(\x04R\vmodRevision\"X\n" +
+	"\x10ListKeysResponse\x12(\n" +
+	"\x04keys\x18\x01 \x03(\v2\x14.edgecell.v1.KeyInfoR\x04keys\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\"\n" +
+	"\x10RevokeKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"/\n" +
+	"\x11RevokeKeyResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"G\n" +
+	"\x10RotateKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
+	"\rgrace_seconds\x18\x02 \x01(\rR\fgraceSeconds\"V\n" +
+	"\x11RotateKeyResponse\x12%\n" +
+	"\x03key\x18\x01 \x01(\v2\x13.edgecell.v1.ApiKeyR\x03key\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision*w\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CONSISTENCY_STALE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x02\x12\x1c\n" +
-	"\x18CONSISTENCY_LINEARIZABLE\x10\x032\xdb\v\n" +
+	"\x18CONSISTENCY_LINEARIZABLE\x10\x032\x88\x0e\n" +
 	"\fAdminService\x12P\n" +
 	"\vApplyConfig\x12\x1f.edgecell.v1.ApplyConfigRequest\x1a .edgecell.v1.ApplyConfigResponse\x12J\n" +
 	"\tGetConfig\x12\x1d.edgecell.v1.GetConfigRequest\x1a\x1e.edgecell.v1.GetConfigResponse\x12D\n" +
@@ -2253,7 +2792,11 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\fListBreakers\x12 .edgecell.v1.ListBreakersRequest\x1a!.edgecell.v1.ListBreakersResponse\x12S\n" +
 	"\fResetBreaker\x12 .edgecell.v1.ResetBreakerRequest\x1a!.edgecell.v1.ResetBreakerResponse\x12M\n" +
 	"\n" +
-	"ListHealth\x12\x1e.edgecell.v1.ListHealthRequest\x1a\x1f.edgecell.v1.ListHealthResponseB\xa3\x01\n" +
+	"ListHealth\x12\x1e.edgecell.v1.ListHealthRequest\x1a\x1f.edgecell.v1.ListHealthResponse\x12J\n" +
+	"\tCreateKey\x12\x1d.edgecell.v1.CreateKeyRequest\x1a\x1e.edgecell.v1.CreateKeyResponse\x12G\n" +
+	"\bListKeys\x12\x1c.edgecell.v1.ListKeysRequest\x1a\x1d.edgecell.v1.ListKeysResponse\x12J\n" +
+	"\tRevokeKey\x12\x1d.edgecell.v1.RevokeKeyRequest\x1a\x1e.edgecell.v1.RevokeKeyResponse\x12J\n" +
+	"\tRotateKey\x12\x1d.edgecell.v1.RotateKeyRequest\x1a\x1e.edgecell.v1.RotateKeyResponseB\xa3\x01\n" +
 	"\x0fcom.edgecell.v1B\n" +
 	"AdminProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
 
@@ -2270,7 +2813,7 @@ func file_edgecell_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_edgecell_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edgecell_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_edgecell_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_edgecell_v1_admin_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: edgecell.v1.Consistency
 	(*ApplyConfigRequest)(nil),         // 1: edgecell.v1.ApplyConfigRequest
@@ -2311,75 +2854,97 @@ var file_edgecell_v1_admin_proto_goTypes = []any{
 	(*ResetBreakerResponse)(nil),       // 36: edgecell.v1.ResetBreakerResponse
 	(*ListHealthRequest)(nil),          // 37: edgecell.v1.ListHealthRequest
 	(*ListHealthResponse)(nil),         // 38: edgecell.v1.ListHealthResponse
-	(*RoutingConfig)(nil),              // 39: edgecell.v1.RoutingConfig
-	(*Cell)(nil),                       // 40: edgecell.v1.Cell
-	(*Placement)(nil),                  // 41: edgecell.v1.Placement
-	(*Member)(nil),                     // 42: edgecell.v1.Member
-	(*BreakerStatus)(nil),              // 43: edgecell.v1.BreakerStatus
-	(*EndpointHealthReport)(nil),       // 44: edgecell.v1.EndpointHealthReport
+	(*CreateKeyRequest)(nil),           // 39: edgecell.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),          // 40: edgecell.v1.CreateKeyResponse
+	(*ListKeysRequest)(nil),            // 41: edgecell.v1.ListKeysRequest
+	(*KeyInfo)(nil),                    // 42: edgecell.v1.KeyInfo
+	(*ListKeysResponse)(nil),           // 43: edgecell.v1.ListKeysResponse
+	(*RevokeKeyRequest)(nil),           // 44: edgecell.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),          // 45: edgecell.v1.RevokeKeyResponse
+	(*RotateKeyRequest)(nil),           // 46: edgecell.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),          // 47: edgecell.v1.RotateKeyResponse
+	(*RoutingConfig)(nil),              // 48: edgecell.v1.RoutingConfig
+	(*Cell)(nil),                       // 49: edgecell.v1.Cell
+	(*Placement)(nil),                  // 50: edgecell.v1.Placement
+	(*Member)(nil),                     // 51: edgecell.v1.Member
+	(*BreakerStatus)(nil),              // 52: edgecell.v1.BreakerStatus
+	(*EndpointHealthReport)(nil),       // 53: edgecell.v1.EndpointHealthReport
+	(*ApiKey)(nil),                     // 54: edgecell.v1.ApiKey
 }
 var file_edgecell_v1_admin_proto_depIdxs = []int32{
-	39, // 0: edgecell.v1.ApplyConfigRequest.config:type_name -> edgecell.v1.RoutingConfig
+	48, // 0: edgecell.v1.ApplyConfigRequest.config:type_name -> edgecell.v1.RoutingConfig
 	0,  // 1: edgecell.v1.GetConfigRequest.consistency:type_name -> edgecell.v1.Consistency
-	39, // 2: edgecell.v1.GetConfigResponse.config:type_name -> edgecell.v1.RoutingConfig
-	40, // 3: edgecell.v1.PutCellRequest.cell:type_name -> edgecell.v1.Cell
+	48, // 2: edgecell.v1.GetConfigResponse.config:type_name -> edgecell.v1.RoutingConfig
+	49, // 3: edgecell.v1.PutCellRequest.cell:type_name -> edgecell.v1.Cell
 	0,  // 4: edgecell.v1.GetCellRequest.consistency:type_name -> edgecell.v1.Consistency
-	40, // 5: edgecell.v1.GetCellResponse.cell:type_name -> edgecell.v1.Cell
+	49, // 5: edgecell.v1.GetCellResponse.cell:type_name -> edgecell.v1.Cell
 	0,  // 6: edgecell.v1.ListCellsRequest.consistency:type_name -> edgecell.v1.Consistency
-	40, // 7: edgecell.v1.ListCellsResponse.cells:type_name -> edgecell.v1.Cell
-	41, // 8: edgecell.v1.PutPlacementRequest.placement:type_name -> edgecell.v1.Placement
+	49, // 7: edgecell.v1.ListCellsResponse.cells:type_name -> edgecell.v1.Cell
+	50, // 8: edgecell.v1.PutPlacementRequest.placement:type_name -> edgecell.v1.Placement
 	0,  // 9: edgecell.v1.GetPlacementRequest.consistency:type_name -> edgecell.v1.Consistency
-	41, // 10: edgecell.v1.GetPlacementResponse.placement:type_name -> edgecell.v1.Placement
+	50, // 10: edgecell.v1.GetPlacementResponse.placement:type_name -> edgecell.v1.Placement
 	0,  // 11: edgecell.v1.ListPlacementsRequest.consistency:type_name -> edgecell.v1.Consistency
-	41, // 12: edgecell.v1.ListPlacementsResponse.placements:type_name -> edgecell.v1.Placement
+	50, // 12: edgecell.v1.ListPlacementsResponse.placements:type_name -> edgecell.v1.Placement
 	22, // 13: edgecell.v1.ListEdgesResponse.edges:type_name -> edgecell.v1.EdgeStatus
 	25, // 14: edgecell.v1.ClusterStatusResponse.members:type_name -> edgecell.v1.MemberStatus
-	42, // 15: edgecell.v1.AddMemberRequest.member:type_name -> edgecell.v1.Member
+	51, // 15: edgecell.v1.AddMemberRequest.member:type_name -> edgecell.v1.Member
 	0,  // 16: edgecell.v1.ListBreakersRequest.consistency:type_name -> edgecell.v1.Consistency
-	43, // 17: edgecell.v1.ListBreakersResponse.breakers:type_name -> edgecell.v1.BreakerStatus
+	52, // 17: edgecell.v1.ListBreakersResponse.breakers:type_name -> edgecell.v1.BreakerStatus
 	0,  // 18: edgecell.v1.ListHealthRequest.consistency:type_name -> edgecell.v1.Consistency
-	44, // 19: edgecell.v1.ListHealthResponse.endpoints:type_name -> edgecell.v1.EndpointHealthReport
-	1,  // 20: edgecell.v1.AdminService.ApplyConfig:input_type -> edgecell.v1.ApplyConfigRequest
-	3,  // 21: edgecell.v1.AdminService.GetConfig:input_type -> edgecell.v1.GetConfigRequest
-	5,  // 22: edgecell.v1.AdminService.PutCell:input_type -> edgecell.v1.PutCellRequest
-	7,  // 23: edgecell.v1.AdminService.GetCell:input_type -> edgecell.v1.GetCellRequest
-	9,  // 24: edgecell.v1.AdminService.ListCells:input_type -> edgecell.v1.ListCellsRequest
-	11, // 25: edgecell.v1.AdminService.DeleteCell:input_type -> edgecell.v1.DeleteCellRequest
-	13, // 26: edgecell.v1.AdminService.PutPlacement:input_type -> edgecell.v1.PutPlacementRequest
-	15, // 27: edgecell.v1.AdminService.GetPlacement:input_type -> edgecell.v1.GetPlacementRequest
-	17, // 28: edgecell.v1.AdminService.ListPlacements:input_type -> edgecell.v1.ListPlacementsRequest
-	19, // 29: edgecell.v1.AdminService.DeletePlacement:input_type -> edgecell.v1.DeletePlacementRequest
-	21, // 30: edgecell.v1.AdminService.ListEdges:input_type -> edgecell.v1.ListEdgesRequest
-	24, // 31: edgecell.v1.AdminService.ClusterStatus:input_type -> edgecell.v1.ClusterStatusRequest
-	27, // 32: edgecell.v1.AdminService.AddMember:input_type -> edgecell.v1.AddMemberRequest
-	29, // 33: edgecell.v1.AdminService.RemoveMember:input_type -> edgecell.v1.RemoveMemberRequest
-	31, // 34: edgecell.v1.AdminService.TransferLeadership:input_type -> edgecell.v1.TransferLeadershipRequest
-	33, // 35: edgecell.v1.AdminService.ListBreakers:input_type -> edgecell.v1.ListBreakersRequest
-	35, // 36: edgecell.v1.AdminService.ResetBreaker:input_type -> edgecell.v1.ResetBreakerRequest
-	37, // 37: edgecell.v1.AdminService.ListHealth:input_type -> edgecell.v1.ListHealthRequest
-	2,  // 38: edgecell.v1.AdminService.ApplyConfig:output_type -> edgecell.v1.ApplyConfigResponse
-	4,  // 39: edgecell.v1.AdminService.GetConfig:output_type -> edgecell.v1.GetConfigResponse
-	6,  // 40: edgecell.v1.AdminService.PutCell:output_type -> edgecell.v1.PutCellResponse
-	8,  // 41: edgecell.v1.AdminService.GetCell:output_type -> edgecell.v1.GetCellResponse
-	10, // 42: edgecell.v1.AdminService.ListCells:output_type -> edgecell.v1.ListCellsResponse
-	12, // 43: edgecell.v1.AdminService.DeleteCell:output_type -> edgecell.v1.DeleteCellResponse
-	14, // 44: edgecell.v1.AdminService.PutPlacement:output_type -> edgecell.v1.PutPlacementResponse
-	16, // 45: edgecell.v1.AdminService.GetPlacement:output_type -> edgecell.v1.GetPlacementResponse
-	18, // 46: edgecell.v1.AdminService.ListPlacements:output_type -> edgecell.v1.ListPlacementsResponse
-	20, // 47: edgecell.v1.AdminService.DeletePlacement:output_type -> edgecell.v1.DeletePlacementResponse
-	23, // 48: edgecell.v1.AdminService.ListEdges:output_type -> edgecell.v1.ListEdgesResponse
-	26, // 49: edgecell.v1.AdminService.ClusterStatus:output_type -> edgecell.v1.ClusterStatusResponse
-	28, // 50: edgecell.v1.AdminService.AddMember:output_type -> edgecell.v1.AddMemberResponse
-	30, // 51: edgecell.v1.AdminService.RemoveMember:output_type -> edgecell.v1.RemoveMemberResponse
-	32, // 52: edgecell.v1.AdminService.TransferLeadership:output_type -> edgecell.v1.TransferLeadershipResponse
-	34, // 53: edgecell.v1.AdminService.ListBreakers:output_type -> edgecell.v1.ListBreakersResponse
-	36, // 54: edgecell.v1.AdminService.ResetBreaker:output_type -> edgecell.v1.ResetBreakerResponse
-	38, // 55: edgecell.v1.AdminService.ListHealth:output_type -> edgecell.v1.ListHealthResponse
-	38, // [38:56] is the sub-list for method output_type
-	20, // [20:38] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	53, // 19: edgecell.v1.ListHealthResponse.endpoints:type_name -> edgecell.v1.EndpointHealthReport
+	54, // 20: edgecell.v1.CreateKeyResponse.key:type_name -> edgecell.v1.ApiKey
+	0,  // 21: edgecell.v1.ListKeysRequest.consistency:type_name -> edgecell.v1.Consistency
+	42, // 22: edgecell.v1.ListKeysResponse.keys:type_name -> edgecell.v1.KeyInfo
+	54, // 23: edgecell.v1.RotateKeyResponse.key:type_name -> edgecell.v1.ApiKey
+	1,  // 24: edgecell.v1.AdminService.ApplyConfig:input_type -> edgecell.v1.ApplyConfigRequest
+	3,  // 25: edgecell.v1.AdminService.GetConfig:input_type -> edgecell.v1.GetConfigRequest
+	5,  // 26: edgecell.v1.AdminService.PutCell:input_type -> edgecell.v1.PutCellRequest
+	7,  // 27: edgecell.v1.AdminService.GetCell:input_type -> edgecell.v1.GetCellRequest
+	9,  // 28: edgecell.v1.AdminService.ListCells:input_type -> edgecell.v1.ListCellsRequest
+	11, // 29: edgecell.v1.AdminService.DeleteCell:input_type -> edgecell.v1.DeleteCellRequest
+	13, // 30: edgecell.v1.AdminService.PutPlacement:input_type -> edgecell.v1.PutPlacementRequest
+	15, // 31: edgecell.v1.AdminService.GetPlacement:input_type -> edgecell.v1.GetPlacementRequest
+	17, // 32: edgecell.v1.AdminService.ListPlacements:input_type -> edgecell.v1.ListPlacementsRequest
+	19, // 33: edgecell.v1.AdminService.DeletePlacement:input_type -> edgecell.v1.DeletePlacementRequest
+	21, // 34: edgecell.v1.AdminService.ListEdges:input_type -> edgecell.v1.ListEdgesRequest
+	24, // 35: edgecell.v1.AdminService.ClusterStatus:input_type -> edgecell.v1.ClusterStatusRequest
+	27, // 36: edgecell.v1.AdminService.AddMember:input_type -> edgecell.v1.AddMemberRequest
+	29, // 37: edgecell.v1.AdminService.RemoveMember:input_type -> edgecell.v1.RemoveMemberRequest
+	31, // 38: edgecell.v1.AdminService.TransferLeadership:input_type -> edgecell.v1.TransferLeadershipRequest
+	33, // 39: edgecell.v1.AdminService.ListBreakers:input_type -> edgecell.v1.ListBreakersRequest
+	35, // 40: edgecell.v1.AdminService.ResetBreaker:input_type -> edgecell.v1.ResetBreakerRequest
+	37, // 41: edgecell.v1.AdminService.ListHealth:input_type -> edgecell.v1.ListHealthRequest
+	39, // 42: edgecell.v1.AdminService.CreateKey:input_type -> edgecell.v1.CreateKeyRequest
+	41, // 43: edgecell.v1.AdminService.ListKeys:input_type -> edgecell.v1.ListKeysRequest
+	44, // 44: edgecell.v1.AdminService.RevokeKey:input_type -> edgecell.v1.RevokeKeyRequest
+	46, // 45: edgecell.v1.AdminService.RotateKey:input_type -> edgecell.v1.RotateKeyRequest
+	2,  // 46: edgecell.v1.AdminService.ApplyConfig:output_type -> edgecell.v1.ApplyConfigResponse
+	4,  // 47: edgecell.v1.AdminService.GetConfig:output_type -> edgecell.v1.GetConfigResponse
+	6,  // 48: edgecell.v1.AdminService.PutCell:output_type -> edgecell.v1.PutCellResponse
+	8,  // 49: edgecell.v1.AdminService.GetCell:output_type -> edgecell.v1.GetCellResponse
+	10, // 50: edgecell.v1.AdminService.ListCells:output_type -> edgecell.v1.ListCellsResponse
+	12, // 51: edgecell.v1.AdminService.DeleteCell:output_type -> edgecell.v1.DeleteCellResponse
+	14, // 52: edgecell.v1.AdminService.PutPlacement:output_type -> edgecell.v1.PutPlacementResponse
+	16, // 53: edgecell.v1.AdminService.GetPlacement:output_type -> edgecell.v1.GetPlacementResponse
+	18, // 54: edgecell.v1.AdminService.ListPlacements:output_type -> edgecell.v1.ListPlacementsResponse
+	20, // 55: edgecell.v1.AdminService.DeletePlacement:output_type -> edgecell.v1.DeletePlacementResponse
+	23, // 56: edgecell.v1.AdminService.ListEdges:output_type -> edgecell.v1.ListEdgesResponse
+	26, // 57: edgecell.v1.AdminService.ClusterStatus:output_type -> edgecell.v1.ClusterStatusResponse
+	28, // 58: edgecell.v1.AdminService.AddMember:output_type -> edgecell.v1.AddMemberResponse
+	30, // 59: edgecell.v1.AdminService.RemoveMember:output_type -> edgecell.v1.RemoveMemberResponse
+	32, // 60: edgecell.v1.AdminService.TransferLeadership:output_type -> edgecell.v1.TransferLeadershipResponse
+	34, // 61: edgecell.v1.AdminService.ListBreakers:output_type -> edgecell.v1.ListBreakersResponse
+	36, // 62: edgecell.v1.AdminService.ResetBreaker:output_type -> edgecell.v1.ResetBreakerResponse
+	38, // 63: edgecell.v1.AdminService.ListHealth:output_type -> edgecell.v1.ListHealthResponse
+	40, // 64: edgecell.v1.AdminService.CreateKey:output_type -> edgecell.v1.CreateKeyResponse
+	43, // 65: edgecell.v1.AdminService.ListKeys:output_type -> edgecell.v1.ListKeysResponse
+	45, // 66: edgecell.v1.AdminService.RevokeKey:output_type -> edgecell.v1.RevokeKeyResponse
+	47, // 67: edgecell.v1.AdminService.RotateKey:output_type -> edgecell.v1.RotateKeyResponse
+	46, // [46:68] is the sub-list for method output_type
+	24, // [24:46] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_admin_proto_init() }
@@ -2387,6 +2952,7 @@ func file_edgecell_v1_admin_proto_init() {
 	if File_edgecell_v1_admin_proto != nil {
 		return
 	}
+	file_edgecell_v1_auth_proto_init()
 	file_edgecell_v1_health_proto_init()
 	file_edgecell_v1_routing_proto_init()
 	type x struct{}
@@ -2395,7 +2961,7 @@ func file_edgecell_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_admin_proto_rawDesc), len(file_edgecell_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

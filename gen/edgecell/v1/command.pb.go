@@ -77,7 +77,7 @@ func (x CommandError_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandError_Code.Descriptor instead.
 func (CommandError_Code) EnumDescriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16, 0}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{20, 0}
 }
 
 // Command is the raft log entry: exactly one operation. Decoding failure of a
@@ -108,6 +108,10 @@ type Command struct {
 	//	*Command_GrantProbe
 	//	*Command_ProbeResult
 	//	*Command_ResetBreaker
+	//	*Command_CreateKey
+	//	*Command_RevokeKey
+	//	*Command_RotateKey
+	//	*Command_CheckNonces
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -281,6 +285,42 @@ func (x *Command) GetResetBreaker() *ResetBreakerOp {
 	return nil
 }
 
+func (x *Command) GetCreateKey() *CreateKeyOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateKey); ok {
+			return x.CreateKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeKey() *RevokeKeyOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RevokeKey); ok {
+			return x.RevokeKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRotateKey() *RotateKeyOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RotateKey); ok {
+			return x.RotateKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCheckNonces() *CheckNoncesOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CheckNonces); ok {
+			return x.CheckNonces
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -337,6 +377,22 @@ type Command_ResetBreaker struct {
 	ResetBreaker *ResetBreakerOp `protobuf:"bytes,22,opt,name=reset_breaker,json=resetBreaker,proto3,oneof"`
 }
 
+type Command_CreateKey struct {
+	CreateKey *CreateKeyOp `protobuf:"bytes,23,opt,name=create_key,json=createKey,proto3,oneof"`
+}
+
+type Command_RevokeKey struct {
+	RevokeKey *RevokeKeyOp `protobuf:"bytes,24,opt,name=revoke_key,json=revokeKey,proto3,oneof"`
+}
+
+type Command_RotateKey struct {
+	RotateKey *RotateKeyOp `protobuf:"bytes,25,opt,name=rotate_key,json=rotateKey,proto3,oneof"`
+}
+
+type Command_CheckNonces struct {
+	CheckNonces *CheckNoncesOp `protobuf:"bytes,26,opt,name=check_nonces,json=checkNonces,proto3,oneof"`
+}
+
 func (*Command_ApplyConfig) isCommand_Op() {}
 
 func (*Command_PutCell) isCommand_Op() {}
@@ -362,6 +418,14 @@ func (*Command_GrantProbe) isCommand_Op() {}
 func (*Command_ProbeResult) isCommand_Op() {}
 
 func (*Command_ResetBreaker) isCommand_Op() {}
+
+func (*Command_CreateKey) isCommand_Op() {}
+
+func (*Command_RevokeKey) isCommand_Op() {}
+
+func (*Command_RotateKey) isCommand_Op() {}
+
+func (*Command_CheckNonces) isCommand_Op() {}
 
 // ApplyConfigOp replaces the whole routing config.
 type ApplyConfigOp struct {
@@ -998,6 +1062,229 @@ func (x *ResetBreakerOp) GetEndpoint() string {
 	return ""
 }
 
+// CreateKeyOp creates an API key. The proposing coordinator draws the id
+// and secret (apply must not be random); the leader's time stamps it.
+type CreateKeyOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Cells         []string               `protobuf:"bytes,3,rep,name=cells,proto3" json:"cells,omitempty"`
+	Secret        string                 `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateKeyOp) Reset() {
+	*x = CreateKeyOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateKeyOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateKeyOp) ProtoMessage() {}
+
+func (x *CreateKeyOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateKeyOp.ProtoReflect.Descriptor instead.
+func (*CreateKeyOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CreateKeyOp) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CreateKeyOp) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateKeyOp) GetCells() []string {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
+func (x *CreateKeyOp) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// RevokeKeyOp revokes a key: its secrets are dropped, and every edge refuses it.
+type RevokeKeyOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeKeyOp) Reset() {
+	*x = RevokeKeyOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeKeyOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeKeyOp) ProtoMessage() {}
+
+func (x *RevokeKeyOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeKeyOp.ProtoReflect.Descriptor instead.
+func (*RevokeKeyOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevokeKeyOp) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RotateKeyOp gives a key a new secret; the secrets it had stay valid for
+// grace_ms more (0: they stop at once).
+type RotateKeyOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Secret        string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	GraceMs       uint32                 `protobuf:"varint,3,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyOp) Reset() {
+	*x = RotateKeyOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyOp) ProtoMessage() {}
+
+func (x *RotateKeyOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyOp.ProtoReflect.Descriptor instead.
+func (*RotateKeyOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RotateKeyOp) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RotateKeyOp) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *RotateKeyOp) GetGraceMs() uint32 {
+	if x != nil {
+		return x.GraceMs
+	}
+	return 0
+}
+
+// CheckNoncesOp checks and stores many nonces in one raft entry (group
+// commit); CommandResult.fresh answers each, in order.
+type CheckNoncesOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checks        []*NonceCheck          `protobuf:"bytes,1,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckNoncesOp) Reset() {
+	*x = CheckNoncesOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckNoncesOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckNoncesOp) ProtoMessage() {}
+
+func (x *CheckNoncesOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckNoncesOp.ProtoReflect.Descriptor instead.
+func (*CheckNoncesOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CheckNoncesOp) GetChecks() []*NonceCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
 // EndpointHealthState is the complete breaker and health state of one
 // endpoint, as raft snapshots carry it (opaque encodings of the
 // internal/breaker and internal/health values) with the revisions of the
@@ -1017,7 +1304,7 @@ type EndpointHealthState struct {
 
 func (x *EndpointHealthState) Reset() {
 	*x = EndpointHealthState{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	mi := &file_edgecell_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1316,7 @@ func (x *EndpointHealthState) String() string {
 func (*EndpointHealthState) ProtoMessage() {}
 
 func (x *EndpointHealthState) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	mi := &file_edgecell_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1329,7 @@ func (x *EndpointHealthState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointHealthState.ProtoReflect.Descriptor instead.
 func (*EndpointHealthState) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EndpointHealthState) GetEndpoint() string {
@@ -1089,14 +1376,16 @@ type CommandResult struct {
 	// Set when the command was refused; the state is unchanged.
 	Error *CommandError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// GrantProbeOp: whether the asking edge holds the probe lease.
-	ProbeGranted  bool `protobuf:"varint,3,opt,name=probe_granted,json=probeGranted,proto3" json:"probe_granted,omitempty"`
+	ProbeGranted bool `protobuf:"varint,3,opt,name=probe_granted,json=probeGranted,proto3" json:"probe_granted,omitempty"`
+	// CheckNoncesOp: for each check in order, whether the nonce was fresh.
+	Fresh         []bool `protobuf:"varint,4,rep,packed,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[15]
+	mi := &file_edgecell_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1397,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[15]
+	mi := &file_edgecell_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1410,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommandResult) GetRevision() uint64 {
@@ -1145,6 +1434,13 @@ func (x *CommandResult) GetProbeGranted() bool {
 	return false
 }
 
+func (x *CommandResult) GetFresh() []bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return nil
+}
+
 // CommandError is a refused command.
 type CommandError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1158,7 +1454,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[16]
+	mi := &file_edgecell_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1466,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[16]
+	mi := &file_edgecell_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1479,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CommandError) GetCode() CommandError_Code {
@@ -1217,13 +1513,15 @@ type Snapshot struct {
 	State        *State `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	// Breaker and health state of every endpoint that has any, by endpoint.
 	EndpointStates []*EndpointHealthState `protobuf:"bytes,3,rep,name=endpoint_states,json=endpointStates,proto3" json:"endpoint_states,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Nonces not yet reaped, by key id then nonce.
+	Nonces        []*NonceRecord `protobuf:"bytes,4,rep,name=nonces,proto3" json:"nonces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[17]
+	mi := &file_edgecell_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1533,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[17]
+	mi := &file_edgecell_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1546,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Snapshot) GetAppliedIndex() uint64 {
@@ -1272,11 +1570,18 @@ func (x *Snapshot) GetEndpointStates() []*EndpointHealthState {
 	return nil
 }
 
+func (x *Snapshot) GetNonces() []*NonceRecord {
+	if x != nil {
+		return x.Nonces
+	}
+	return nil
+}
+
 var File_edgecell_v1_command_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\x9c\a\n" +
+	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\x8e\t\n" +
 	"\aCommand\x12'\n" +
 	"\x0fexpect_revision\x18\x01 \x01(\x04R\x0eexpectRevision\x12\"\n" +
 	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12?\n" +
@@ -1296,7 +1601,14 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\vgrant_probe\x18\x14 \x01(\v2\x19.edgecell.v1.GrantProbeOpH\x00R\n" +
 	"grantProbe\x12?\n" +
 	"\fprobe_result\x18\x15 \x01(\v2\x1a.edgecell.v1.ProbeResultOpH\x00R\vprobeResult\x12B\n" +
-	"\rreset_breaker\x18\x16 \x01(\v2\x1b.edgecell.v1.ResetBreakerOpH\x00R\fresetBreakerB\x04\n" +
+	"\rreset_breaker\x18\x16 \x01(\v2\x1b.edgecell.v1.ResetBreakerOpH\x00R\fresetBreaker\x129\n" +
+	"\n" +
+	"create_key\x18\x17 \x01(\v2\x18.edgecell.v1.CreateKeyOpH\x00R\tcreateKey\x129\n" +
+	"\n" +
+	"revoke_key\x18\x18 \x01(\v2\x18.edgecell.v1.RevokeKeyOpH\x00R\trevokeKey\x129\n" +
+	"\n" +
+	"rotate_key\x18\x19 \x01(\v2\x18.edgecell.v1.RotateKeyOpH\x00R\trotateKey\x12?\n" +
+	"\fcheck_nonces\x18\x1a \x01(\v2\x1a.edgecell.v1.CheckNoncesOpH\x00R\vcheckNoncesB\x04\n" +
 	"\x02op\"C\n" +
 	"\rApplyConfigOp\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\"2\n" +
@@ -1329,17 +1641,31 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\",\n" +
 	"\x0eResetBreakerOp\x12\x1a\n" +
-	"\bendpoint\x18\x01 \x01(\tR\bendpoint\"\xc5\x01\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\"_\n" +
+	"\vCreateKeyOp\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05cells\x18\x03 \x03(\tR\x05cells\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\tR\x06secret\"\x1d\n" +
+	"\vRevokeKeyOp\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
+	"\vRotateKeyOp\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\x12\x19\n" +
+	"\bgrace_ms\x18\x03 \x01(\rR\agraceMs\"@\n" +
+	"\rCheckNoncesOp\x12/\n" +
+	"\x06checks\x18\x01 \x03(\v2\x17.edgecell.v1.NonceCheckR\x06checks\"\xc5\x01\n" +
 	"\x13EndpointHealthState\x12\x1a\n" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x18\n" +
 	"\abreaker\x18\x02 \x01(\fR\abreaker\x12\x16\n" +
 	"\x06health\x18\x03 \x01(\fR\x06health\x120\n" +
 	"\x14breaker_mod_revision\x18\x04 \x01(\x04R\x12breakerModRevision\x12.\n" +
-	"\x13health_mod_revision\x18\x05 \x01(\x04R\x11healthModRevision\"\x81\x01\n" +
+	"\x13health_mod_revision\x18\x05 \x01(\x04R\x11healthModRevision\"\x97\x01\n" +
 	"\rCommandResult\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12/\n" +
 	"\x05error\x18\x02 \x01(\v2\x19.edgecell.v1.CommandErrorR\x05error\x12#\n" +
-	"\rprobe_granted\x18\x03 \x01(\bR\fprobeGranted\"\xfa\x01\n" +
+	"\rprobe_granted\x18\x03 \x01(\bR\fprobeGranted\x12\x14\n" +
+	"\x05fresh\x18\x04 \x03(\bR\x05fresh\"\xfa\x01\n" +
 	"\fCommandError\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.edgecell.v1.CommandError.CodeR\x04code\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
@@ -1349,11 +1675,12 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\x15CODE_INVALID_ARGUMENT\x10\x01\x12\x1a\n" +
 	"\x16CODE_REVISION_MISMATCH\x10\x02\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x03\x12\x1c\n" +
-	"\x18CODE_FAILED_PRECONDITION\x10\x04\"\xa4\x01\n" +
+	"\x18CODE_FAILED_PRECONDITION\x10\x04\"\xd6\x01\n" +
 	"\bSnapshot\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12(\n" +
 	"\x05state\x18\x02 \x01(\v2\x12.edgecell.v1.StateR\x05state\x12I\n" +
-	"\x0fendpoint_states\x18\x03 \x03(\v2 .edgecell.v1.EndpointHealthStateR\x0eendpointStatesB\xa5\x01\n" +
+	"\x0fendpoint_states\x18\x03 \x03(\v2 .edgecell.v1.EndpointHealthStateR\x0eendpointStates\x120\n" +
+	"\x06nonces\x18\x04 \x03(\v2\x18.edgecell.v1.NonceRecordR\x06noncesB\xa5\x01\n" +
 	"\x0fcom.edgecell.v1B\fCommandProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
 
 var (
@@ -1369,7 +1696,7 @@ func file_edgecell_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_edgecell_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_edgecell_v1_command_proto_goTypes = []any{
 	(CommandError_Code)(0),      // 0: edgecell.v1.CommandError.Code
 	(*Command)(nil),             // 1: edgecell.v1.Command
@@ -1386,17 +1713,23 @@ var file_edgecell_v1_command_proto_goTypes = []any{
 	(*GrantProbeOp)(nil),        // 12: edgecell.v1.GrantProbeOp
 	(*ProbeResultOp)(nil),       // 13: edgecell.v1.ProbeResultOp
 	(*ResetBreakerOp)(nil),      // 14: edgecell.v1.ResetBreakerOp
-	(*EndpointHealthState)(nil), // 15: edgecell.v1.EndpointHealthState
-	(*CommandResult)(nil),       // 16: edgecell.v1.CommandResult
-	(*CommandError)(nil),        // 17: edgecell.v1.CommandError
-	(*Snapshot)(nil),            // 18: edgecell.v1.Snapshot
-	(*RoutingConfig)(nil),       // 19: edgecell.v1.RoutingConfig
-	(*Cell)(nil),                // 20: edgecell.v1.Cell
-	(*Placement)(nil),           // 21: edgecell.v1.Placement
-	(*Member)(nil),              // 22: edgecell.v1.Member
-	(*EndpointOutcomes)(nil),    // 23: edgecell.v1.EndpointOutcomes
-	(*EndpointChecks)(nil),      // 24: edgecell.v1.EndpointChecks
-	(*State)(nil),               // 25: edgecell.v1.State
+	(*CreateKeyOp)(nil),         // 15: edgecell.v1.CreateKeyOp
+	(*RevokeKeyOp)(nil),         // 16: edgecell.v1.RevokeKeyOp
+	(*RotateKeyOp)(nil),         // 17: edgecell.v1.RotateKeyOp
+	(*CheckNoncesOp)(nil),       // 18: edgecell.v1.CheckNoncesOp
+	(*EndpointHealthState)(nil), // 19: edgecell.v1.EndpointHealthState
+	(*CommandResult)(nil),       // 20: edgecell.v1.CommandResult
+	(*CommandError)(nil),        // 21: edgecell.v1.CommandError
+	(*Snapshot)(nil),            // 22: edgecell.v1.Snapshot
+	(*RoutingConfig)(nil),       // 23: edgecell.v1.RoutingConfig
+	(*Cell)(nil),                // 24: edgecell.v1.Cell
+	(*Placement)(nil),           // 25: edgecell.v1.Placement
+	(*Member)(nil),              // 26: edgecell.v1.Member
+	(*EndpointOutcomes)(nil),    // 27: edgecell.v1.EndpointOutcomes
+	(*EndpointChecks)(nil),      // 28: edgecell.v1.EndpointChecks
+	(*NonceCheck)(nil),          // 29: edgecell.v1.NonceCheck
+	(*State)(nil),               // 30: edgecell.v1.State
+	(*NonceRecord)(nil),         // 31: edgecell.v1.NonceRecord
 }
 var file_edgecell_v1_command_proto_depIdxs = []int32{
 	2,  // 0: edgecell.v1.Command.apply_config:type_name -> edgecell.v1.ApplyConfigOp
@@ -1412,21 +1745,27 @@ var file_edgecell_v1_command_proto_depIdxs = []int32{
 	12, // 10: edgecell.v1.Command.grant_probe:type_name -> edgecell.v1.GrantProbeOp
 	13, // 11: edgecell.v1.Command.probe_result:type_name -> edgecell.v1.ProbeResultOp
 	14, // 12: edgecell.v1.Command.reset_breaker:type_name -> edgecell.v1.ResetBreakerOp
-	19, // 13: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
-	20, // 14: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
-	21, // 15: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
-	22, // 16: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
-	23, // 17: edgecell.v1.ReportOutcomesOp.outcomes:type_name -> edgecell.v1.EndpointOutcomes
-	24, // 18: edgecell.v1.ReportHealthOp.checks:type_name -> edgecell.v1.EndpointChecks
-	17, // 19: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
-	0,  // 20: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
-	25, // 21: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
-	15, // 22: edgecell.v1.Snapshot.endpoint_states:type_name -> edgecell.v1.EndpointHealthState
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 13: edgecell.v1.Command.create_key:type_name -> edgecell.v1.CreateKeyOp
+	16, // 14: edgecell.v1.Command.revoke_key:type_name -> edgecell.v1.RevokeKeyOp
+	17, // 15: edgecell.v1.Command.rotate_key:type_name -> edgecell.v1.RotateKeyOp
+	18, // 16: edgecell.v1.Command.check_nonces:type_name -> edgecell.v1.CheckNoncesOp
+	23, // 17: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
+	24, // 18: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
+	25, // 19: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
+	26, // 20: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
+	27, // 21: edgecell.v1.ReportOutcomesOp.outcomes:type_name -> edgecell.v1.EndpointOutcomes
+	28, // 22: edgecell.v1.ReportHealthOp.checks:type_name -> edgecell.v1.EndpointChecks
+	29, // 23: edgecell.v1.CheckNoncesOp.checks:type_name -> edgecell.v1.NonceCheck
+	21, // 24: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
+	0,  // 25: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
+	30, // 26: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
+	19, // 27: edgecell.v1.Snapshot.endpoint_states:type_name -> edgecell.v1.EndpointHealthState
+	31, // 28: edgecell.v1.Snapshot.nonces:type_name -> edgecell.v1.NonceRecord
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_command_proto_init() }
@@ -1434,6 +1773,7 @@ func file_edgecell_v1_command_proto_init() {
 	if File_edgecell_v1_command_proto != nil {
 		return
 	}
+	file_edgecell_v1_auth_proto_init()
 	file_edgecell_v1_health_proto_init()
 	file_edgecell_v1_routing_proto_init()
 	file_edgecell_v1_command_proto_msgTypes[0].OneofWrappers = []any{
@@ -1450,6 +1790,10 @@ func file_edgecell_v1_command_proto_init() {
 		(*Command_GrantProbe)(nil),
 		(*Command_ProbeResult)(nil),
 		(*Command_ResetBreaker)(nil),
+		(*Command_CreateKey)(nil),
+		(*Command_RevokeKey)(nil),
+		(*Command_RotateKey)(nil),
+		(*Command_CheckNonces)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1457,7 +1801,7 @@ func file_edgecell_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_command_proto_rawDesc), len(file_edgecell_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -878,11 +878,108 @@ func (x *ReportProbeResponse) GetRevision() uint64 {
 	return 0
 }
 
+type CheckNoncesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Checks        []*NonceCheck          `protobuf:"bytes,2,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckNoncesRequest) Reset() {
+	*x = CheckNoncesRequest{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckNoncesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckNoncesRequest) ProtoMessage() {}
+
+func (x *CheckNoncesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckNoncesRequest.ProtoReflect.Descriptor instead.
+func (*CheckNoncesRequest) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CheckNoncesRequest) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *CheckNoncesRequest) GetChecks() []*NonceCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+type CheckNoncesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per check, in order.
+	Fresh         []bool `protobuf:"varint,1,rep,packed,name=fresh,proto3" json:"fresh,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckNoncesResponse) Reset() {
+	*x = CheckNoncesResponse{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckNoncesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckNoncesResponse) ProtoMessage() {}
+
+func (x *CheckNoncesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckNoncesResponse.ProtoReflect.Descriptor instead.
+func (*CheckNoncesResponse) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CheckNoncesResponse) GetFresh() []bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return nil
+}
+
 var File_edgecell_v1_edge_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\n" +
-	"\x16edgecell/v1/edge.proto\x12\vedgecell.v1\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"_\n" +
+	"\x16edgecell/v1/edge.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"_\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12#\n" +
@@ -932,13 +1029,19 @@ const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\"1\n" +
 	"\x13ReportProbeResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision2\xbe\x04\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"Y\n" +
+	"\x12CheckNoncesRequest\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x12/\n" +
+	"\x06checks\x18\x02 \x03(\v2\x17.edgecell.v1.NonceCheckR\x06checks\"+\n" +
+	"\x13CheckNoncesResponse\x12\x14\n" +
+	"\x05fresh\x18\x01 \x03(\bR\x05fresh2\x90\x05\n" +
 	"\vEdgeService\x12@\n" +
 	"\x05Watch\x12\x19.edgecell.v1.WatchRequest\x1a\x1a.edgecell.v1.WatchResponse0\x01\x128\n" +
 	"\x03Ack\x12\x17.edgecell.v1.AckRequest\x1a\x18.edgecell.v1.AckResponse\x12Y\n" +
 	"\x0eReportOutcomes\x12\".edgecell.v1.ReportOutcomesRequest\x1a#.edgecell.v1.ReportOutcomesResponse\x12S\n" +
 	"\fReportHealth\x12 .edgecell.v1.ReportHealthRequest\x1a!.edgecell.v1.ReportHealthResponse\x12\\\n" +
-	"\x0fCheckAssignment\x12#.edgecell.v1.CheckAssignmentRequest\x1a$.edgecell.v1.CheckAssignmentResponse\x12S\n" +
+	"\x0fCheckAssignment\x12#.edgecell.v1.CheckAssignmentRequest\x1a$.edgecell.v1.CheckAssignmentResponse\x12P\n" +
+	"\vCheckNonces\x12\x1f.edgecell.v1.CheckNoncesRequest\x1a .edgecell.v1.CheckNoncesResponse\x12S\n" +
 	"\fAcquireProbe\x12 .edgecell.v1.AcquireProbeRequest\x1a!.edgecell.v1.AcquireProbeResponse\x12P\n" +
 	"\vReportProbe\x12\x1f.edgecell.v1.ReportProbeRequest\x1a .edgecell.v1.ReportProbeResponseB\xa2\x01\n" +
 	"\x0fcom.edgecell.v1B\tEdgeProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
@@ -955,7 +1058,7 @@ func file_edgecell_v1_edge_proto_rawDescGZIP() []byte {
 	return file_edgecell_v1_edge_proto_rawDescData
 }
 
-var file_edgecell_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_edgecell_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_edgecell_v1_edge_proto_goTypes = []any{
 	(*WatchRequest)(nil),            // 0: edgecell.v1.WatchRequest
 	(*WatchResponse)(nil),           // 1: edgecell.v1.WatchResponse
@@ -972,36 +1075,42 @@ var file_edgecell_v1_edge_proto_goTypes = []any{
 	(*AcquireProbeResponse)(nil),    // 12: edgecell.v1.AcquireProbeResponse
 	(*ReportProbeRequest)(nil),      // 13: edgecell.v1.ReportProbeRequest
 	(*ReportProbeResponse)(nil),     // 14: edgecell.v1.ReportProbeResponse
-	(*State)(nil),                   // 15: edgecell.v1.State
-	(*Change)(nil),                  // 16: edgecell.v1.Change
-	(*EndpointOutcomes)(nil),        // 17: edgecell.v1.EndpointOutcomes
-	(*EndpointChecks)(nil),          // 18: edgecell.v1.EndpointChecks
+	(*CheckNoncesRequest)(nil),      // 15: edgecell.v1.CheckNoncesRequest
+	(*CheckNoncesResponse)(nil),     // 16: edgecell.v1.CheckNoncesResponse
+	(*State)(nil),                   // 17: edgecell.v1.State
+	(*Change)(nil),                  // 18: edgecell.v1.Change
+	(*EndpointOutcomes)(nil),        // 19: edgecell.v1.EndpointOutcomes
+	(*EndpointChecks)(nil),          // 20: edgecell.v1.EndpointChecks
+	(*NonceCheck)(nil),              // 21: edgecell.v1.NonceCheck
 }
 var file_edgecell_v1_edge_proto_depIdxs = []int32{
-	15, // 0: edgecell.v1.WatchResponse.reset:type_name -> edgecell.v1.State
+	17, // 0: edgecell.v1.WatchResponse.reset:type_name -> edgecell.v1.State
 	2,  // 1: edgecell.v1.WatchResponse.changes:type_name -> edgecell.v1.ChangeBatch
-	16, // 2: edgecell.v1.ChangeBatch.changes:type_name -> edgecell.v1.Change
-	17, // 3: edgecell.v1.ReportOutcomesRequest.outcomes:type_name -> edgecell.v1.EndpointOutcomes
-	18, // 4: edgecell.v1.ReportHealthRequest.checks:type_name -> edgecell.v1.EndpointChecks
-	0,  // 5: edgecell.v1.EdgeService.Watch:input_type -> edgecell.v1.WatchRequest
-	3,  // 6: edgecell.v1.EdgeService.Ack:input_type -> edgecell.v1.AckRequest
-	5,  // 7: edgecell.v1.EdgeService.ReportOutcomes:input_type -> edgecell.v1.ReportOutcomesRequest
-	7,  // 8: edgecell.v1.EdgeService.ReportHealth:input_type -> edgecell.v1.ReportHealthRequest
-	9,  // 9: edgecell.v1.EdgeService.CheckAssignment:input_type -> edgecell.v1.CheckAssignmentRequest
-	11, // 10: edgecell.v1.EdgeService.AcquireProbe:input_type -> edgecell.v1.AcquireProbeRequest
-	13, // 11: edgecell.v1.EdgeService.ReportProbe:input_type -> edgecell.v1.ReportProbeRequest
-	1,  // 12: edgecell.v1.EdgeService.Watch:output_type -> edgecell.v1.WatchResponse
-	4,  // 13: edgecell.v1.EdgeService.Ack:output_type -> edgecell.v1.AckResponse
-	6,  // 14: edgecell.v1.EdgeService.ReportOutcomes:output_type -> edgecell.v1.ReportOutcomesResponse
-	8,  // 15: edgecell.v1.EdgeService.ReportHealth:output_type -> edgecell.v1.ReportHealthResponse
-	10, // 16: edgecell.v1.EdgeService.CheckAssignment:output_type -> edgecell.v1.CheckAssignmentResponse
-	12, // 17: edgecell.v1.EdgeService.AcquireProbe:output_type -> edgecell.v1.AcquireProbeResponse
-	14, // 18: edgecell.v1.EdgeService.ReportProbe:output_type -> edgecell.v1.ReportProbeResponse
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	18, // 2: edgecell.v1.ChangeBatch.changes:type_name -> edgecell.v1.Change
+	19, // 3: edgecell.v1.ReportOutcomesRequest.outcomes:type_name -> edgecell.v1.EndpointOutcomes
+	20, // 4: edgecell.v1.ReportHealthRequest.checks:type_name -> edgecell.v1.EndpointChecks
+	21, // 5: edgecell.v1.CheckNoncesRequest.checks:type_name -> edgecell.v1.NonceCheck
+	0,  // 6: edgecell.v1.EdgeService.Watch:input_type -> edgecell.v1.WatchRequest
+	3,  // 7: edgecell.v1.EdgeService.Ack:input_type -> edgecell.v1.AckRequest
+	5,  // 8: edgecell.v1.EdgeService.ReportOutcomes:input_type -> edgecell.v1.ReportOutcomesRequest
+	7,  // 9: edgecell.v1.EdgeService.ReportHealth:input_type -> edgecell.v1.ReportHealthRequest
+	9,  // 10: edgecell.v1.EdgeService.CheckAssignment:input_type -> edgecell.v1.CheckAssignmentRequest
+	15, // 11: edgecell.v1.EdgeService.CheckNonces:input_type -> edgecell.v1.CheckNoncesRequest
+	11, // 12: edgecell.v1.EdgeService.AcquireProbe:input_type -> edgecell.v1.AcquireProbeRequest
+	13, // 13: edgecell.v1.EdgeService.ReportProbe:input_type -> edgecell.v1.ReportProbeRequest
+	1,  // 14: edgecell.v1.EdgeService.Watch:output_type -> edgecell.v1.WatchResponse
+	4,  // 15: edgecell.v1.EdgeService.Ack:output_type -> edgecell.v1.AckResponse
+	6,  // 16: edgecell.v1.EdgeService.ReportOutcomes:output_type -> edgecell.v1.ReportOutcomesResponse
+	8,  // 17: edgecell.v1.EdgeService.ReportHealth:output_type -> edgecell.v1.ReportHealthResponse
+	10, // 18: edgecell.v1.EdgeService.CheckAssignment:output_type -> edgecell.v1.CheckAssignmentResponse
+	16, // 19: edgecell.v1.EdgeService.CheckNonces:output_type -> edgecell.v1.CheckNoncesResponse
+	12, // 20: edgecell.v1.EdgeService.AcquireProbe:output_type -> edgecell.v1.AcquireProbeResponse
+	14, // 21: edgecell.v1.EdgeService.ReportProbe:output_type -> edgecell.v1.ReportProbeResponse
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_edge_proto_init() }
@@ -1009,6 +1118,7 @@ func file_edgecell_v1_edge_proto_init() {
 	if File_edgecell_v1_edge_proto != nil {
 		return
 	}
+	file_edgecell_v1_auth_proto_init()
 	file_edgecell_v1_health_proto_init()
 	file_edgecell_v1_routing_proto_init()
 	file_edgecell_v1_edge_proto_msgTypes[1].OneofWrappers = []any{
@@ -1022,7 +1132,7 @@ func file_edgecell_v1_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_edge_proto_rawDesc), len(file_edgecell_v1_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	EdgeService_ReportOutcomes_FullMethodName  = "/edgecell.v1.EdgeService/ReportOutcomes"
 	EdgeService_ReportHealth_FullMethodName    = "/edgecell.v1.EdgeService/ReportHealth"
 	EdgeService_CheckAssignment_FullMethodName = "/edgecell.v1.EdgeService/CheckAssignment"
+	EdgeService_CheckNonces_FullMethodName     = "/edgecell.v1.EdgeService/CheckNonces"
 	EdgeService_AcquireProbe_FullMethodName    = "/edgecell.v1.EdgeService/AcquireProbe"
 	EdgeService_ReportProbe_FullMethodName     = "/edgecell.v1.EdgeService/ReportProbe"
 )
@@ -54,6 +55,12 @@ type EdgeServiceClient interface {
 	// region, and those of every region with no edge. The answer merges every
 	// reachable member's view and may be a few seconds old.
 	CheckAssignment(ctx context.Context, in *CheckAssignmentRequest, opts ...grpc.CallOption) (*CheckAssignmentResponse, error)
+	// CheckNonces checks and stores nonces: fresh[i] is true for exactly one
+	// check ever made with checks[i]'s (key_id, nonce), and for every retry of
+	// that check (same check_id). Linearizable: the leader answers through raft,
+	// many concurrent checks sharing one entry. Without a quorum it fails
+	// (UNAVAILABLE); it never answers fresh without one.
+	CheckNonces(ctx context.Context, in *CheckNoncesRequest, opts ...grpc.CallOption) (*CheckNoncesResponse, error)
 	// AcquireProbe asks for the probe lease of a half-open endpoint. Exactly one
 	// edge at a time is granted it, for the cell's probe_lease_ms.
 	AcquireProbe(ctx context.Context, in *AcquireProbeRequest, opts ...grpc.CallOption) (*AcquireProbeResponse, error)
@@ -129,6 +136,16 @@ func (c *edgeServiceClient) CheckAssignment(ctx context.Context, in *CheckAssign
 	return out, nil
 }
 
+func (c *edgeServiceClient) CheckNonces(ctx context.Context, in *CheckNoncesRequest, opts ...grpc.CallOption) (*CheckNoncesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckNoncesResponse)
+	err := c.cc.Invoke(ctx, EdgeService_CheckNonces_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *edgeServiceClient) AcquireProbe(ctx context.Context, in *AcquireProbeRequest, opts ...grpc.CallOption) (*AcquireProbeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AcquireProbeResponse)
@@ -175,6 +192,12 @@ type EdgeServiceServer interface {
 	// region, and those of every region with no edge. The answer merges every
 	// reachable member's view and may be a few seconds old.
 	CheckAssignment(context.Context, *CheckAssignmentRequest) (*CheckAssignmentResponse, error)
+	// CheckNonces checks and stores nonces: fresh[i] is true for exactly one
+	// check ever made with checks[i]'s (key_id, nonce), and for every retry of
+	// that check (same check_id). Linearizable: the leader answers through raft,
+	// many concurrent checks sharing one entry. Without a quorum it fails
+	// (UNAVAILABLE); it never answers fresh without one.
+	CheckNonces(context.Context, *CheckNoncesRequest) (*CheckNoncesResponse, error)
 	// AcquireProbe asks for the probe lease of a half-open endpoint. Exactly one
 	// edge at a time is granted it, for the cell's probe_lease_ms.
 	AcquireProbe(context.Context, *AcquireProbeRequest) (*AcquireProbeResponse, error)
@@ -205,6 +228,9 @@ func (UnimplementedEdgeServiceServer) ReportHealth(context.Context, *ReportHealt
 }
 func (UnimplementedEdgeServiceServer) CheckAssignment(context.Context, *CheckAssignmentRequest) (*CheckAssignmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckAssignment not implemented")
+}
+func (UnimplementedEdgeServiceServer) CheckNonces(context.Context, *CheckNoncesRequest) (*CheckNoncesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckNonces not implemented")
 }
 func (UnimplementedEdgeServiceServer) AcquireProbe(context.Context, *AcquireProbeRequest) (*AcquireProbeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AcquireProbe not implemented")
@@ -316,6 +342,24 @@ func _EdgeService_CheckAssignment_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EdgeService_CheckNonces_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckNoncesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).CheckNonces(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_CheckNonces_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).CheckNonces(ctx, req.(*CheckNoncesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _EdgeService_AcquireProbe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AcquireProbeRequest)
 	if err := dec(in); err != nil {
@@ -374,6 +418,10 @@ var EdgeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckAssignment",
 			Handler:    _EdgeService_CheckAssignment_Handler,
+		},
+		{
+			MethodName: "CheckNonces",
+			Handler:    _EdgeService_CheckNonces_Handler,
 		},
 		{
 			MethodName: "AcquireProbe",

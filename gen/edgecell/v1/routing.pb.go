@@ -246,8 +246,10 @@ type Cell struct {
 	// 4 endpoints, 1 routable panics and 2 do not; 100 panics as soon as one
 	// endpoint is out. At most 100.
 	PanicThresholdPercent uint32 `protobuf:"varint,7,opt,name=panic_threshold_percent,json=panicThresholdPercent,proto3" json:"panic_threshold_percent,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Authentication of requests to the cell; absent: none.
+	Auth          *AuthPolicy `protobuf:"bytes,8,opt,name=auth,proto3" json:"auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cell) Reset() {
@@ -327,6 +329,13 @@ func (x *Cell) GetPanicThresholdPercent() uint32 {
 		return x.PanicThresholdPercent
 	}
 	return 0
+}
+
+func (x *Cell) GetAuth() *AuthPolicy {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
 }
 
 // Endpoint is one upstream of a cell. Endpoint ids are unique across all cells.
@@ -547,7 +556,9 @@ type State struct {
 	// Breakers that ever changed, by endpoint; an endpoint not listed is closed.
 	Breakers []*BreakerStatus `protobuf:"bytes,4,rep,name=breakers,proto3" json:"breakers,omitempty"`
 	// Health verdicts that ever changed, by endpoint; an endpoint not listed is unknown.
-	Health        []*HealthStatus `protobuf:"bytes,5,rep,name=health,proto3" json:"health,omitempty"`
+	Health []*HealthStatus `protobuf:"bytes,5,rep,name=health,proto3" json:"health,omitempty"`
+	// API keys, revoked ones included, by id, with their secrets.
+	Keys          []*ApiKey `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +624,13 @@ func (x *State) GetBreakers() []*BreakerStatus {
 func (x *State) GetHealth() []*HealthStatus {
 	if x != nil {
 		return x.Health
+	}
+	return nil
+}
+
+func (x *State) GetKeys() []*ApiKey {
+	if x != nil {
+		return x.Keys
 	}
 	return nil
 }
@@ -692,6 +710,7 @@ type Event struct {
 	//	*Event_DeleteMember
 	//	*Event_PutBreaker
 	//	*Event_PutHealth
+	//	*Event_PutKey
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -815,6 +834,15 @@ func (x *Event) GetPutHealth() *HealthStatus {
 	return nil
 }
 
+func (x *Event) GetPutKey() *ApiKey {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_PutKey); ok {
+			return x.PutKey
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -859,6 +887,11 @@ type Event_PutHealth struct {
 	PutHealth *HealthStatus `protobuf:"bytes,9,opt,name=put_health,json=putHealth,proto3,oneof"`
 }
 
+type Event_PutKey struct {
+	// An API key was created, rotated or revoked (then without secrets).
+	PutKey *ApiKey `protobuf:"bytes,10,opt,name=put_key,json=putKey,proto3,oneof"`
+}
+
 func (*Event_PutCell) isEvent_Kind() {}
 
 func (*Event_DeleteCell) isEvent_Kind() {}
@@ -876,6 +909,8 @@ func (*Event_DeleteMember) isEvent_Kind() {}
 func (*Event_PutBreaker) isEvent_Kind() {}
 
 func (*Event_PutHealth) isEvent_Kind() {}
+
+func (*Event_PutKey) isEvent_Kind() {}
 
 // Change is every event of one committed revision.
 type Change struct {
@@ -934,7 +969,7 @@ var File_edgecell_v1_routing_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\n" +
-	"\x19edgecell/v1/routing.proto\x12\vedgecell.v1\x1a\x18edgecell/v1/health.proto\"\xf6\x01\n" +
+	"\x19edgecell/v1/routing.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\"\xf6\x01\n" +
 	"\rRoutingConfig\x12-\n" +
 	"\aregions\x18\x01 \x03(\v2\x13.edgecell.v1.RegionR\aregions\x122\n" +
 	"\tlatencies\x18\x02 \x03(\v2\x14.edgecell.v1.LatencyR\tlatencies\x12'\n" +
@@ -950,7 +985,7 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1c\n" +
 	"\n" +
 	"one_way_ms\x18\x03 \x01(\rR\boneWayMs\x12\x1b\n" +
-	"\tjitter_ms\x18\x04 \x01(\rR\bjitterMs\"\xc8\x02\n" +
+	"\tjitter_ms\x18\x04 \x01(\rR\bjitterMs\"\xf5\x02\n" +
 	"\x04Cell\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\tendpoints\x18\x02 \x03(\v2\x15.edgecell.v1.EndpointR\tendpoints\x12'\n" +
@@ -958,7 +993,8 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x124\n" +
 	"\abreaker\x18\x05 \x01(\v2\x1a.edgecell.v1.BreakerPolicyR\abreaker\x12A\n" +
 	"\fhealth_check\x18\x06 \x01(\v2\x1e.edgecell.v1.HealthCheckPolicyR\vhealthCheck\x126\n" +
-	"\x17panic_threshold_percent\x18\a \x01(\rR\x15panicThresholdPercent\"\\\n" +
+	"\x17panic_threshold_percent\x18\a \x01(\rR\x15panicThresholdPercent\x12+\n" +
+	"\x04auth\x18\b \x01(\v2\x17.edgecell.v1.AuthPolicyR\x04auth\"\\\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
@@ -973,17 +1009,18 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +
 	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x1b\n" +
-	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\"\xf1\x01\n" +
+	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\"\x9a\x02\n" +
 	"\x05State\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\x12-\n" +
 	"\amembers\x18\x03 \x03(\v2\x13.edgecell.v1.MemberR\amembers\x126\n" +
 	"\bbreakers\x18\x04 \x03(\v2\x1a.edgecell.v1.BreakerStatusR\bbreakers\x121\n" +
-	"\x06health\x18\x05 \x03(\v2\x19.edgecell.v1.HealthStatusR\x06health\"\x90\x01\n" +
+	"\x06health\x18\x05 \x03(\v2\x19.edgecell.v1.HealthStatusR\x06health\x12'\n" +
+	"\x04keys\x18\x06 \x03(\v2\x13.edgecell.v1.ApiKeyR\x04keys\"\x90\x01\n" +
 	"\bTopology\x12-\n" +
 	"\aregions\x18\x01 \x03(\v2\x13.edgecell.v1.RegionR\aregions\x122\n" +
 	"\tlatencies\x18\x02 \x03(\v2\x14.edgecell.v1.LatencyR\tlatencies\x12!\n" +
-	"\fdefault_cell\x18\x03 \x01(\tR\vdefaultCell\"\xe2\x03\n" +
+	"\fdefault_cell\x18\x03 \x01(\tR\vdefaultCell\"\x92\x04\n" +
 	"\x05Event\x12.\n" +
 	"\bput_cell\x18\x01 \x01(\v2\x11.edgecell.v1.CellH\x00R\aputCell\x12!\n" +
 	"\vdelete_cell\x18\x02 \x01(\tH\x00R\n" +
@@ -997,7 +1034,9 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\vput_breaker\x18\b \x01(\v2\x1a.edgecell.v1.BreakerStatusH\x00R\n" +
 	"putBreaker\x12:\n" +
 	"\n" +
-	"put_health\x18\t \x01(\v2\x19.edgecell.v1.HealthStatusH\x00R\tputHealthB\x06\n" +
+	"put_health\x18\t \x01(\v2\x19.edgecell.v1.HealthStatusH\x00R\tputHealth\x12.\n" +
+	"\aput_key\x18\n" +
+	" \x01(\v2\x13.edgecell.v1.ApiKeyH\x00R\x06putKeyB\x06\n" +
 	"\x04kind\"P\n" +
 	"\x06Change\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12*\n" +
@@ -1031,8 +1070,10 @@ var file_edgecell_v1_routing_proto_goTypes = []any{
 	(*Change)(nil),            // 10: edgecell.v1.Change
 	(*BreakerPolicy)(nil),     // 11: edgecell.v1.BreakerPolicy
 	(*HealthCheckPolicy)(nil), // 12: edgecell.v1.HealthCheckPolicy
-	(*BreakerStatus)(nil),     // 13: edgecell.v1.BreakerStatus
-	(*HealthStatus)(nil),      // 14: edgecell.v1.HealthStatus
+	(*AuthPolicy)(nil),        // 13: edgecell.v1.AuthPolicy
+	(*BreakerStatus)(nil),     // 14: edgecell.v1.BreakerStatus
+	(*HealthStatus)(nil),      // 15: edgecell.v1.HealthStatus
+	(*ApiKey)(nil),            // 16: edgecell.v1.ApiKey
 }
 var file_edgecell_v1_routing_proto_depIdxs = []int32{
 	1,  // 0: edgecell.v1.RoutingConfig.regions:type_name -> edgecell.v1.Region
@@ -1042,24 +1083,27 @@ var file_edgecell_v1_routing_proto_depIdxs = []int32{
 	4,  // 4: edgecell.v1.Cell.endpoints:type_name -> edgecell.v1.Endpoint
 	11, // 5: edgecell.v1.Cell.breaker:type_name -> edgecell.v1.BreakerPolicy
 	12, // 6: edgecell.v1.Cell.health_check:type_name -> edgecell.v1.HealthCheckPolicy
-	0,  // 7: edgecell.v1.State.config:type_name -> edgecell.v1.RoutingConfig
-	6,  // 8: edgecell.v1.State.members:type_name -> edgecell.v1.Member
-	13, // 9: edgecell.v1.State.breakers:type_name -> edgecell.v1.BreakerStatus
-	14, // 10: edgecell.v1.State.health:type_name -> edgecell.v1.HealthStatus
-	1,  // 11: edgecell.v1.Topology.regions:type_name -> edgecell.v1.Region
-	2,  // 12: edgecell.v1.Topology.latencies:type_name -> edgecell.v1.Latency
-	3,  // 13: edgecell.v1.Event.put_cell:type_name -> edgecell.v1.Cell
-	5,  // 14: edgecell.v1.Event.put_placement:type_name -> edgecell.v1.Placement
-	8,  // 15: edgecell.v1.Event.set_topology:type_name -> edgecell.v1.Topology
-	6,  // 16: edgecell.v1.Event.put_member:type_name -> edgecell.v1.Member
-	13, // 17: edgecell.v1.Event.put_breaker:type_name -> edgecell.v1.BreakerStatus
-	14, // 18: edgecell.v1.Event.put_health:type_name -> edgecell.v1.HealthStatus
-	9,  // 19: edgecell.v1.Change.events:type_name -> edgecell.v1.Event
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	13, // 7: edgecell.v1.Cell.auth:type_name -> edgecell.v1.AuthPolicy
+	0,  // 8: edgecell.v1.State.config:type_name -> edgecell.v1.RoutingConfig
+	6,  // 9: edgecell.v1.State.members:type_name -> edgecell.v1.Member
+	14, // 10: edgecell.v1.State.breakers:type_name -> edgecell.v1.BreakerStatus
+	15, // 11: edgecell.v1.State.health:type_name -> edgecell.v1.HealthStatus
+	16, // 12: edgecell.v1.State.keys:type_name -> edgecell.v1.ApiKey
+	1,  // 13: edgecell.v1.Topology.regions:type_name -> edgecell.v1.Region
+	2,  // 14: edgecell.v1.Topology.latencies:type_name -> edgecell.v1.Latency
+	3,  // 15: edgecell.v1.Event.put_cell:type_name -> edgecell.v1.Cell
+	5,  // 16: edgecell.v1.Event.put_placement:type_name -> edgecell.v1.Placement
+	8,  // 17: edgecell.v1.Event.set_topology:type_name -> edgecell.v1.Topology
+	6,  // 18: edgecell.v1.Event.put_member:type_name -> edgecell.v1.Member
+	14, // 19: edgecell.v1.Event.put_breaker:type_name -> edgecell.v1.BreakerStatus
+	15, // 20: edgecell.v1.Event.put_health:type_name -> edgecell.v1.HealthStatus
+	16, // 21: edgecell.v1.Event.put_key:type_name -> edgecell.v1.ApiKey
+	9,  // 22: edgecell.v1.Change.events:type_name -> edgecell.v1.Event
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_routing_proto_init() }
@@ -1067,6 +1111,7 @@ func file_edgecell_v1_routing_proto_init() {
 	if File_edgecell_v1_routing_proto != nil {
 		return
 	}
+	file_edgecell_v1_auth_proto_init()
 	file_edgecell_v1_health_proto_init()
 	file_edgecell_v1_routing_proto_msgTypes[9].OneofWrappers = []any{
 		(*Event_PutCell)(nil),
@@ -1078,6 +1123,7 @@ func file_edgecell_v1_routing_proto_init() {
 		(*Event_DeleteMember)(nil),
 		(*Event_PutBreaker)(nil),
 		(*Event_PutHealth)(nil),
+		(*Event_PutKey)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1,0 +1,312 @@
+package state
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/policy"
+)
+
+// API keys and the nonce store.
+//
+// Keys are ordinary replicated objects: stamped, published to watchers
+// (with their secrets: edges verify signatures), listed without secrets.
+// Nonces are not published: a check is answered to its caller only, and
+// does not move the revision. Each nonce is kept until its expiry plus
+// NonceExpiryMargin, then reaped by the leader's Tick.
+
+const (
+	// NonceExpiryMargin is added to every nonce's expiry, so that edges
+	// whose clocks run ahead of the leader's by up to this much still find
+	// a nonce stored for as long as they would accept its timestamp.
+	NonceExpiryMargin = time.Minute
+	// MaxNonceLifetime caps how far past the leader's clock a check may ask
+	// for its nonce to be kept.
+	MaxNonceLifetime = time.Hour
+	// MaxReapPerTick bounds the nonces one Tick deletes, so that a tick's
+	// apply stays short; the next tick takes the rest.
+	MaxReapPerTick = 50_000
+	// MaxKeyNameLen bounds a key's name.
+	MaxKeyNameLen = 128
+	// MaxRotationGrace bounds how long rotated-out secrets stay valid.
+	MaxRotationGrace = 7 * 24 * time.Hour
+)
+
+// nonceEntry is a stored nonce: who stored it, until when.
+type nonceEntry struct {
+	expires int64 // unix ms, margin included
+	checkID string
+}
+
+func nonceKey(keyID, nonce string) string { return keyID + "\x00" + nonce }
+
+// expiryKey orders nonces by expiry for reaping: 16 hex digits of the
+// expiry, then the nonce key.
+func expiryKey(expires int64, nk string) string { return fmt.Sprintf("%016x\x00%s", uint64(expires), nk) }
+
+// validateAuth checks a cell's auth policy; fields are relative to the cell.
+func validateAuth(c *pb.Cell) *pb.CommandError {
+	a := c.GetAuth()
+	if a == nil {
+		return nil
+	}
+	if _, ok := pb.AuthMode_name[int32(a.GetMode())]; !ok {
+		return invalid("auth.mode", "mode %d is not one of NONE, HMAC, JWT, HMAC_OR_JWT", a.GetMode())
+	}
+	if w := time.Duration(a.GetTimestampWindowS()) * time.Second; w > policy.MaxTimestampWindow {
+		return invalid("auth.timestamp_window_s", "timestamp_window_s %d is over %d", a.GetTimestampWindowS(), int(policy.MaxTimestampWindow/time.Second))
+	}
+	if a.GetMaxBodyBytes() > policy.MaxMaxBodyBytes {
+		return invalid("auth.max_body_bytes", "max_body_bytes %d is over %d", a.GetMaxBodyBytes(), policy.MaxMaxBodyBytes)
+	}
+	p := policy.AuthOf(a)
+	if !p.JWT() {
+		if a.GetJwt() != nil {
+			return invalid("auth.jwt", "a jwt policy needs mode JWT or HMAC_OR_JWT (mode is %s)", a.GetMode())
+		}
+		return nil
+	}
+	j := a.GetJwt()
+	for _, f := range []struct{ name, v string }{{"issuer", j.GetIssuer()}, {"audience", j.GetAudience()}, {"jwks_url", j.GetJwksUrl()}} {
+		if f.v == "" {
+			return invalid("auth.jwt."+f.name, "%s is required for mode %s", f.name, a.GetMode())
+		}
+	}
+	if u, err := url.Parse(j.GetJwksUrl()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid("auth.jwt.jwks_url", "jwks_url %q must be an absolute http or https URL", j.GetJwksUrl())
+	}
+	return nil
+}
+
+func (tx *txn) createKey(op *pb.CreateKeyOp) ([]*pb.Event, *pb.CommandError) {
+	switch {
+	case op.GetId() == "":
+		return nil, invalid("id", "the key id is required (the coordinator draws it)")
+	case op.GetName() == "":
+		return nil, invalid("name", "a key needs a name, for operators")
+	case len(op.GetName()) > MaxKeyNameLen:
+		return nil, invalid("name", "name is %d characters; at most %d", len(op.GetName()), MaxKeyNameLen)
+	case op.GetSecret() == "":
+		return nil, invalid("secret", "the secret is required (the coordinator draws it)")
+	}
+	if _, ok := tx.t.keys.Get(op.GetId()); ok {
+		return nil, commandError(pb.CommandError_CODE_FAILED_PRECONDITION, "id", "key %q exists", op.GetId())
+	}
+	seen := map[string]bool{}
+	for i, c := range op.GetCells() {
+		if _, ok := tx.t.cells.Get(c); !ok {
+			return nil, notFound(fmt.Sprintf("cells[%d]", i), "no cell %q", c)
+		}
+		if seen[c] {
+			return nil, invalid(fmt.Sprintf("cells[%d]", i), "cell %q is listed twice", c)
+		}
+		seen[c] = true
+	}
+	now := tx.now.UnixMilli()
+	k := &pb.ApiKey{
+		Id: op.GetId(), Name: op.GetName(), Cells: append([]string(nil), op.GetCells()...),
+		Secrets:        []*pb.KeySecret{{Secret: op.GetSecret(), CreatedUnixMs: now}},
+		CreatedUnixMs:  now,
+		CreateRevision: tx.index, ModRevision: tx.index,
+	}
+	tx.t.keys.Set(k.GetId(), k)
+	return []*pb.Event{{Kind: &pb.Event_PutKey{PutKey: cloneKey(k)}}}, nil
+}
+
+func (tx *txn) liveKey(id string) (*pb.ApiKey, *pb.CommandError) {
+	if id == "" {
+		return nil, invalid("id", "a key id is required")
+	}
+	k, ok := tx.t.keys.Get(id)
+	if !ok {
+		return nil, notFound("id", "no key %q", id)
+	}
+	if k.GetRevoked() {
+		return nil, commandError(pb.CommandError_CODE_FAILED_PRECONDITION, "id", "key %q is revoked", id)
+	}
+	return k, nil
+}
+
+func (tx *txn) revokeKey(op *pb.RevokeKeyOp) ([]*pb.Event, *pb.CommandError) {
+	k, e := tx.liveKey(op.GetId())
+	if e != nil {
+		return nil, e
+	}
+	k = cloneKey(k)
+	k.Secrets, k.Revoked, k.RevokedUnixMs, k.ModRevision = nil, true, tx.now.UnixMilli(), tx.index
+	tx.t.keys.Set(k.GetId(), k)
+	return []*pb.Event{{Kind: &pb.Event_PutKey{PutKey: cloneKey(k)}}}, nil
+}
+
+func (tx *txn) rotateKey(op *pb.RotateKeyOp) ([]*pb.Event, *pb.CommandError) {
+	k, e := tx.liveKey(op.GetId())
+	if e != nil {
+		return nil, e
+	}
+	if op.GetSecret() == "" {
+		return nil, invalid("secret", "the new secret is required (the coordinator draws it)")
+	}
+	grace := time.Duration(op.GetGraceMs()) * time.Millisecond
+	if grace > MaxRotationGrace {
+		return nil, invalid("grace", "grace %s is over %s", grace, MaxRotationGrace)
+	}
+	now := tx.now.UnixMilli()
+	end := tx.now.Add(grace).UnixMilli()
+	k = cloneKey(k)
+	secrets := []*pb.KeySecret{{Secret: op.GetSecret(), CreatedUnixMs: now}}
+	for _, s := range k.GetSecrets() {
+		if s.GetNotAfterUnixMs() != 0 && s.GetNotAfterUnixMs() <= now || grace == 0 {
+			continue // already over, or cut at once
+		}
+		if s.GetNotAfterUnixMs() == 0 || s.GetNotAfterUnixMs() > end {
+			s.NotAfterUnixMs = end
+		}
+		secrets = append(secrets, s)
+	}
+	k.Secrets, k.ModRevision = secrets, tx.index
+	tx.t.keys.Set(k.GetId(), k)
+	return []*pb.Event{{Kind: &pb.Event_PutKey{PutKey: cloneKey(k)}}}, nil
+}
+
+// checkNonces answers each check in order; it changes no revision and emits
+// nothing. A check is refused as a whole only for malformed input.
+func (tx *txn) checkNonces(op *pb.CheckNoncesOp) ([]*pb.Event, *pb.CommandError) {
+	for i, c := range op.GetChecks() {
+		switch {
+		case c.GetKeyId() == "":
+			return nil, invalid(fmt.Sprintf("checks[%d].key_id", i), "key_id is required")
+		case c.GetNonce() == "":
+			return nil, invalid(fmt.Sprintf("checks[%d].nonce", i), "nonce is required")
+		case c.GetCheckId() == "":
+			return nil, invalid(fmt.Sprintf("checks[%d].check_id", i), "check_id is required: it makes retries safe")
+		}
+	}
+	now := tx.now.UnixMilli()
+	limit := tx.now.Add(MaxNonceLifetime).UnixMilli()
+	tx.fresh = make([]bool, len(op.GetChecks()))
+	for i, c := range op.GetChecks() {
+		nk := nonceKey(c.GetKeyId(), c.GetNonce())
+		if cur, ok := tx.t.nonces.Get(nk); ok {
+			// Stored before: fresh only for the check that stored it.
+			tx.fresh[i] = cur.checkID == c.GetCheckId()
+			continue
+		}
+		exp := min(max(c.GetExpiresUnixMs(), now), limit) + NonceExpiryMargin.Milliseconds()
+		tx.t.nonces.Set(nk, nonceEntry{expires: exp, checkID: c.GetCheckId()})
+		tx.t.nonceExpiry.Set(expiryKey(exp, nk), struct{}{})
+		tx.fresh[i] = true
+		tx.dirty = true
+	}
+	return nil, nil
+}
+
+// reapNonces deletes up to MaxReapPerTick nonces whose expiry has passed.
+func (tx *txn) reapNonces() {
+	now := uint64(tx.now.UnixMilli())
+	var due []string
+	tx.t.nonceExpiry.Scan(func(k string, _ struct{}) bool {
+		var exp uint64
+		fmt.Sscanf(k[:16], "%x", &exp)
+		if exp > now || len(due) == MaxReapPerTick {
+			return false
+		}
+		due = append(due, k)
+		return true
+	})
+	for _, k := range due {
+		tx.t.nonceExpiry.Delete(k)
+		tx.t.nonces.Delete(k[17:])
+		tx.dirty = true
+	}
+}
+
+// nonceDeadline is when the next nonce expires, for NextDeadline.
+func (v *view) nonceDeadline() (time.Time, bool) {
+	k, _, ok := v.t.nonceExpiry.Min()
+	if !ok {
+		return time.Time{}, false
+	}
+	var exp uint64
+	fmt.Sscanf(k[:16], "%x", &exp)
+	return time.UnixMilli(int64(exp)), true
+}
+
+// Nonces is how many nonces are stored.
+func (s *Store) Nonces() int { return s.cur.Load().t.nonces.Len() }
+
+// Keys returns every API key, by id, with secrets; the caller owns them.
+func (s *Store) Keys() ([]*pb.ApiKey, uint64) {
+	v := s.cur.Load()
+	return v.keys(), v.revision
+}
+
+func (v *view) keys() []*pb.ApiKey {
+	var out []*pb.ApiKey
+	v.t.keys.Scan(func(_ string, k *pb.ApiKey) bool {
+		out = append(out, cloneKey(k))
+		return true
+	})
+	return out
+}
+
+// nonceRecords lists the stored nonces for a raft snapshot.
+func (v *view) nonceRecords() []*pb.NonceRecord {
+	out := make([]*pb.NonceRecord, 0, v.t.nonces.Len())
+	v.t.nonces.Scan(func(nk string, e nonceEntry) bool {
+		keyID, nonce, _ := cutNul(nk)
+		out = append(out, &pb.NonceRecord{KeyId: keyID, Nonce: nonce, ExpiresUnixMs: e.expires, CheckId: e.checkID})
+		return true
+	})
+	return out
+}
+
+func cutNul(s string) (before, after string, ok bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// restoreAuth loads keys and nonces from a snapshot into t.
+func (t tables) restoreAuth(keys []*pb.ApiKey, nonces []*pb.NonceRecord, rev uint64) error {
+	for i, k := range keys {
+		if k.GetId() == "" {
+			return fmt.Errorf("%w: keys[%d].id is empty", ErrInvalidSnapshot, i)
+		}
+		if err := checkStamps(fmt.Sprintf("keys[%d]", i), k.GetCreateRevision(), k.GetModRevision(), rev); err != nil {
+			return err
+		}
+		if _, dup := t.keys.Get(k.GetId()); dup {
+			return fmt.Errorf("%w: keys[%d].id: duplicate key %q", ErrInvalidSnapshot, i, k.GetId())
+		}
+		t.keys.Set(k.GetId(), cloneKey(k))
+	}
+	for i, n := range nonces {
+		if n.GetKeyId() == "" || n.GetNonce() == "" {
+			return fmt.Errorf("%w: nonces[%d]: key_id and nonce are required", ErrInvalidSnapshot, i)
+		}
+		nk := nonceKey(n.GetKeyId(), n.GetNonce())
+		t.nonces.Set(nk, nonceEntry{expires: n.GetExpiresUnixMs(), checkID: n.GetCheckId()})
+		t.nonceExpiry.Set(expiryKey(n.GetExpiresUnixMs(), nk), struct{}{})
+	}
+	return nil
+}
+
+func cloneKey(k *pb.ApiKey) *pb.ApiKey {
+	out := &pb.ApiKey{
+		Id: k.GetId(), Name: k.GetName(), Revoked: k.GetRevoked(),
+		CreatedUnixMs: k.GetCreatedUnixMs(), RevokedUnixMs: k.GetRevokedUnixMs(),
+		CreateRevision: k.GetCreateRevision(), ModRevision: k.GetModRevision(),
+	}
+	if len(k.GetCells()) > 0 {
+		out.Cells = append([]string(nil), k.GetCells()...)
+	}
+	for _, s := range k.GetSecrets() {
+		out.Secrets = append(out.Secrets, &pb.KeySecret{Secret: s.GetSecret(), CreatedUnixMs: s.GetCreatedUnixMs(), NotAfterUnixMs: s.GetNotAfterUnixMs()})
+	}
+	return out
+}

@@ -1,0 +1,228 @@
+package state
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
+
+func createKeyCmd(id, name, secret string, cells ...string) *pb.Command {
+	return &pb.Command{Op: &pb.Command_CreateKey{CreateKey: &pb.CreateKeyOp{Id: id, Name: name, Secret: secret, Cells: cells}}}
+}
+
+func revokeKeyCmd(id string) *pb.Command {
+	return &pb.Command{Op: &pb.Command_RevokeKey{RevokeKey: &pb.RevokeKeyOp{Id: id}}}
+}
+
+func rotateKeyCmd(id, secret string, grace time.Duration) *pb.Command {
+	return &pb.Command{Op: &pb.Command_RotateKey{RotateKey: &pb.RotateKeyOp{Id: id, Secret: secret, GraceMs: uint32(grace.Milliseconds())}}}
+}
+
+func nonceCmd(checks ...*pb.NonceCheck) *pb.Command {
+	return &pb.Command{Op: &pb.Command_CheckNonces{CheckNonces: &pb.CheckNoncesOp{Checks: checks}}}
+}
+
+func check(key, nonce, id string, expires time.Duration) *pb.NonceCheck {
+	return &pb.NonceCheck{KeyId: key, Nonce: nonce, CheckId: id, ExpiresUnixMs: t0.Add(expires).UnixMilli()}
+}
+
+func keyOf(t *testing.T, s *Store, id string) *pb.ApiKey {
+	t.Helper()
+	keys, _ := s.Keys()
+	for _, k := range keys {
+		if k.GetId() == id {
+			return k
+		}
+	}
+	t.Fatalf("no key %q", id)
+	return nil
+}
+
+func TestKeyLifecycle(t *testing.T) {
+	s := New()
+	mustChange(t, s, 1, applyConfigCmd(baseConfig()))
+	ch := mustChange(t, s, 2, at(0, createKeyCmd("k_1", "billing", "s1", "c1")))
+	want := &pb.ApiKey{Id: "k_1", Name: "billing", Cells: []string{"c1"}, CreatedUnixMs: t0.UnixMilli(),
+		Secrets: []*pb.KeySecret{{Secret: "s1", CreatedUnixMs: t0.UnixMilli()}}, CreateRevision: 2, ModRevision: 2}
+	if got := ch.GetEvents()[0].GetPutKey(); !proto.Equal(got, want) {
+		t.Fatalf("create event %v, want %v", got, want)
+	}
+
+	// Rotation with a grace period: the new secret first, the old one until
+	// the grace ends; a second rotation keeps that end.
+	mustChange(t, s, 3, at(time.Minute, rotateKeyCmd("k_1", "s2", time.Hour)))
+	end := t0.Add(time.Minute + time.Hour).UnixMilli()
+	if got := keyOf(t, s, "k_1").GetSecrets(); len(got) != 2 || got[0].GetSecret() != "s2" || got[0].GetNotAfterUnixMs() != 0 ||
+		got[1].GetSecret() != "s1" || got[1].GetNotAfterUnixMs() != end {
+		t.Fatalf("after rotation: %v", got)
+	}
+	mustChange(t, s, 4, at(2*time.Minute, rotateKeyCmd("k_1", "s3", 2*time.Hour)))
+	if got := keyOf(t, s, "k_1").GetSecrets(); len(got) != 3 || got[0].GetSecret() != "s3" ||
+		got[1].GetNotAfterUnixMs() != t0.Add(2*time.Minute+2*time.Hour).UnixMilli() || got[2].GetNotAfterUnixMs() != end {
+		t.Fatalf("after a second rotation: %v", got)
+	}
+	// Without grace the old secrets stop at once.
+	mustChange(t, s, 5, at(3*time.Minute, rotateKeyCmd("k_1", "s4", 0)))
+	if got := keyOf(t, s, "k_1").GetSecrets(); len(got) != 1 || got[0].GetSecret() != "s4" {
+		t.Fatalf("after a rotation without grace: %v", got)
+	}
+
+	ch = mustChange(t, s, 6, at(4*time.Minute, revokeKeyCmd("k_1")))
+	k := ch.GetEvents()[0].GetPutKey()
+	if !k.GetRevoked() || len(k.GetSecrets()) != 0 || k.GetRevokedUnixMs() != t0.Add(4*time.Minute).UnixMilli() || k.GetModRevision() != 6 {
+		t.Fatalf("revoke event %v", k)
+	}
+	if !proto.Equal(keyOf(t, s, "k_1"), k) {
+		t.Fatal("the store and the event disagree on the revoked key")
+	}
+}
+
+func TestKeyRefusals(t *testing.T) {
+	s := New()
+	mustChange(t, s, 1, applyConfigCmd(baseConfig()))
+	mustChange(t, s, 2, at(0, createKeyCmd("k_1", "a", "s1")))
+	mustChange(t, s, 3, at(0, createKeyCmd("k_2", "b", "s2")))
+	mustChange(t, s, 4, at(0, revokeKeyCmd("k_2")))
+	inv, nf, fp := pb.CommandError_CODE_INVALID_ARGUMENT, pb.CommandError_CODE_NOT_FOUND, pb.CommandError_CODE_FAILED_PRECONDITION
+	long := string(make([]byte, MaxKeyNameLen+1))
+	for _, tc := range []struct {
+		name  string
+		cmd   *pb.Command
+		code  pb.CommandError_Code
+		field string
+	}{
+		{"no name", createKeyCmd("k_3", "", "s"), inv, "name"},
+		{"long name", createKeyCmd("k_3", long, "s"), inv, "name"},
+		{"no secret", createKeyCmd("k_3", "n", ""), inv, "secret"},
+		{"unknown cell", createKeyCmd("k_3", "n", "s", "c1", "nope"), nf, "cells[1]"},
+		{"cell twice", createKeyCmd("k_3", "n", "s", "c1", "c1"), inv, "cells[1]"},
+		{"existing id", createKeyCmd("k_1", "n", "s"), fp, "id"},
+		{"revoke unknown", revokeKeyCmd("k_9"), nf, "id"},
+		{"revoke twice", revokeKeyCmd("k_2"), fp, "id"},
+		{"rotate revoked", rotateKeyCmd("k_2", "s", 0), fp, "id"},
+		{"rotate without secret", rotateKeyCmd("k_1", "", 0), inv, "secret"},
+		{"rotate with a long grace", rotateKeyCmd("k_1", "s", MaxRotationGrace+time.Second), inv, "grace"},
+		{"nonce without check id", nonceCmd(check("k_1", "n", "", time.Minute)), inv, "checks[0].check_id"},
+		{"nonce without nonce", nonceCmd(check("k_1", "n", "c", time.Minute), check("k_1", "", "c2", time.Minute)), inv, "checks[1].nonce"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { mustRefuse(t, s, 5, at(0, tc.cmd), tc.code, tc.field) })
+	}
+	if s.Nonces() != 0 {
+		t.Fatal("a refused nonce batch stored nonces")
+	}
+}
+
+// A nonce is fresh exactly once per (key, nonce), and for every retry of
+// the check that stored it; checks move no revision and emit nothing.
+func TestNonceCheckAndStore(t *testing.T) {
+	s := New()
+	mustChange(t, s, 1, applyConfigCmd(baseConfig()))
+	res := mustQuiet(t, s, 2, at(0, nonceCmd(
+		check("k_1", "n1", "e1/1", 5*time.Minute),
+		check("k_1", "n1", "e2/1", 5*time.Minute), // same nonce, other check: a replay
+		check("k_2", "n1", "e1/2", 5*time.Minute), // same nonce, other key: fresh
+	)))
+	if want := []bool{true, false, true}; !slices.Equal(res.GetFresh(), want) {
+		t.Fatalf("fresh %v, want %v", res.GetFresh(), want)
+	}
+	res = mustQuiet(t, s, 3, at(time.Second, nonceCmd(
+		check("k_1", "n1", "e1/1", 5*time.Minute), // the first check retried: same answer
+		check("k_1", "n1", "e3/1", 5*time.Minute),
+		check("k_2", "n1", "e1/2", 5*time.Minute),
+	)))
+	if want := []bool{true, false, true}; !slices.Equal(res.GetFresh(), want) {
+		t.Fatalf("retries: fresh %v, want %v", res.GetFresh(), want)
+	}
+	if s.Nonces() != 2 {
+		t.Fatalf("%d nonces stored, want 2", s.Nonces())
+	}
+
+	// Kept until expiry plus the margin, then reaped by a tick.
+	d, ok := s.NextDeadline()
+	if want := t0.Add(5*time.Minute + NonceExpiryMargin); !ok || !d.Equal(want) {
+		t.Fatalf("next deadline %v %v, want %v", d, ok, want)
+	}
+	mustQuiet(t, s, 4, at(5*time.Minute, tickCmd()))
+	if s.Nonces() != 2 {
+		t.Fatal("reaped before the margin passed")
+	}
+	mustQuiet(t, s, 5, at(5*time.Minute+NonceExpiryMargin, tickCmd()))
+	if s.Nonces() != 0 {
+		t.Fatalf("%d nonces left after their expiry", s.Nonces())
+	}
+	if _, ok := s.NextDeadline(); ok {
+		t.Fatal("a deadline with nothing left to reap")
+	}
+}
+
+// An expiry far in the future is capped; one in the past is kept for the margin.
+func TestNonceExpiryBounds(t *testing.T) {
+	s := New()
+	mustQuiet(t, s, 1, at(0, nonceCmd(check("k", "far", "1", 48*time.Hour), check("k", "past", "2", -time.Hour))))
+	if got := s.Freeze().v.nonceRecords(); len(got) != 2 ||
+		got[0].GetExpiresUnixMs() != t0.Add(MaxNonceLifetime+NonceExpiryMargin).UnixMilli() ||
+		got[1].GetExpiresUnixMs() != t0.Add(NonceExpiryMargin).UnixMilli() {
+		t.Fatalf("records %v", got)
+	}
+}
+
+// Keys and nonces survive a snapshot, and the restored store answers alike.
+func TestSnapshotCarriesKeysAndNonces(t *testing.T) {
+	s := New()
+	mustChange(t, s, 1, applyConfigCmd(baseConfig()))
+	mustChange(t, s, 2, at(0, createKeyCmd("k_1", "a", "s1", "c2")))
+	mustQuiet(t, s, 3, at(0, nonceCmd(check("k_1", "n1", "e1/1", time.Minute))))
+	snap, err := s.Freeze().Snapshot(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := FromSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(keyOf(t, r, "k_1"), keyOf(t, s, "k_1")) {
+		t.Fatal("key changed through the snapshot")
+	}
+	res := mustQuiet(t, r, 4, at(time.Second, nonceCmd(check("k_1", "n1", "e1/1", time.Minute), check("k_1", "n1", "e2/1", time.Minute))))
+	if want := []bool{true, false}; !slices.Equal(res.GetFresh(), want) {
+		t.Fatalf("after restore: fresh %v, want %v", res.GetFresh(), want)
+	}
+	if d, _ := r.NextDeadline(); !d.Equal(t0.Add(time.Minute + NonceExpiryMargin)) {
+		t.Fatalf("restored deadline %v", d)
+	}
+}
+
+func TestAuthPolicyValidation(t *testing.T) {
+	hmac, jwt := pb.AuthMode_AUTH_MODE_HMAC, pb.AuthMode_AUTH_MODE_JWT
+	okJWT := &pb.JwtPolicy{Issuer: "https://id.example", Audience: "api", JwksUrl: "https://id.example/jwks.json"}
+	for _, tc := range []struct {
+		name  string
+		auth  *pb.AuthPolicy
+		field string // "" for valid
+	}{
+		{"hmac defaults", &pb.AuthPolicy{Mode: hmac}, ""},
+		{"jwt", &pb.AuthPolicy{Mode: jwt, Jwt: okJWT}, ""},
+		{"unknown mode", &pb.AuthPolicy{Mode: 9}, "cells[0].auth.mode"},
+		{"long window", &pb.AuthPolicy{Mode: hmac, TimestampWindowS: 3601}, "cells[0].auth.timestamp_window_s"},
+		{"huge body", &pb.AuthPolicy{Mode: hmac, MaxBodyBytes: 64<<20 + 1}, "cells[0].auth.max_body_bytes"},
+		{"jwt without policy", &pb.AuthPolicy{Mode: jwt}, "cells[0].auth.jwt.issuer"},
+		{"jwt without audience", &pb.AuthPolicy{Mode: jwt, Jwt: &pb.JwtPolicy{Issuer: "i", JwksUrl: "https://x/j"}}, "cells[0].auth.jwt.audience"},
+		{"relative jwks url", &pb.AuthPolicy{Mode: jwt, Jwt: &pb.JwtPolicy{Issuer: "i", Audience: "a", JwksUrl: "/jwks"}}, "cells[0].auth.jwt.jwks_url"},
+		{"jwt policy under hmac", &pb.AuthPolicy{Mode: hmac, Jwt: okJWT}, "cells[0].auth.jwt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig()
+			cfg.Cells[0].Auth = tc.auth
+			s := New()
+			if tc.field == "" {
+				mustChange(t, s, 1, applyConfigCmd(cfg))
+				return
+			}
+			mustRefuse(t, s, 1, applyConfigCmd(cfg), pb.CommandError_CODE_INVALID_ARGUMENT, tc.field)
+		})
+	}
+}

@@ -32,6 +32,11 @@ var leaderOnly = map[string]bool{
 	pb.AdminService_AddMember_FullMethodName:          true,
 	pb.AdminService_RemoveMember_FullMethodName:       true,
 	pb.AdminService_TransferLeadership_FullMethodName: true,
+	// The reply carries the key read back from the leader's state.
+	pb.AdminService_CreateKey_FullMethodName: true,
+	pb.AdminService_RotateKey_FullMethodName: true,
+	// Batched into raft entries on the leader (group commit).
+	pb.EdgeService_CheckNonces_FullMethodName: true,
 }
 
 type consistencyGetter interface{ GetConsistency() pb.Consistency }

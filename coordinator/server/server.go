@@ -68,6 +68,8 @@ type Server struct {
 	edges *edgeRegistry
 	// regions is CheckAssignment's cached view of where edges are.
 	regions edgeRegions
+	// nonces batches CheckNonces calls into raft entries.
+	nonces nonceBatcher
 
 	// stopping is cancelled by Close; it ends every watch stream so that a
 	// graceful stop of the gRPC server does not wait for them.
@@ -91,7 +93,7 @@ func New(r Raft, cfg Config) *Server {
 		cfg.EdgeRetention = 10 * time.Minute
 	}
 	stopping, stop := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		raft:     r,
@@ -100,6 +102,8 @@ func New(r Raft, cfg Config) *Server {
 		stopping: stopping,
 		stop:     stop,
 	}
+	s.nonces = nonceBatcher{s: s, calls: make(chan *nonceCall, 4096)}
+	return s
 }
 
 // Close ends every watch stream (their edges reconnect elsewhere) and releases

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/edgecell/edgecell/edgenode/cache"
+	"github.com/edgecell/edgecell/edgenode/jwtauth"
+	"github.com/edgecell/edgecell/edgenode/nonce"
 	"github.com/edgecell/edgecell/edgenode/proxy"
 	"github.com/edgecell/edgecell/edgenode/report"
 	"github.com/edgecell/edgecell/edgenode/route"
@@ -69,6 +71,17 @@ type Config struct {
 	// are reported to the coordinators and half-open endpoints are
 	// considered for a probe. Default 1s.
 	ReportInterval time.Duration
+	// AuthTimeout bounds how long a request to a cell with an auth policy
+	// may wait for what its check needs from elsewhere: the coordinators'
+	// answer to a signed request's nonce check (retries on other
+	// coordinators included), or the first fetch of an issuer's key set for
+	// a bearer token. Past it the request gets 503: the edge fails closed.
+	// Default 2s.
+	AuthTimeout time.Duration
+	// NonceCacheSize bounds the nonces this edge remembers as used, to
+	// refuse a replay without asking the coordinators. Default 16384;
+	// negative: none.
+	NonceCacheSize int
 }
 
 // Node is a running edge. Its methods are safe for concurrent use.
@@ -85,6 +98,8 @@ type Node struct {
 	watch   *watch.Client
 	conns   *report.Conns
 	checker *report.Checker
+	nonces  *nonce.Client
+	tokens  *jwtauth.Verifiers
 
 	cancelWatch context.CancelFunc
 	reportDone  chan struct{}
@@ -111,6 +126,27 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.table.Store(n.loadCache())
 	n.persist = cache.NewPersister(n.store, n.log, 0)
 
+	// The watch client is made (not run) first: the coordinator it streams
+	// from is the first one asked for nonce checks and reports.
+	n.watch, err = watch.New(watch.Config{
+		Edge: cfg.Name, Region: cfg.Region, Seeds: cfg.Coordinators,
+		Table: &n.table, Persister: n.persist, DialContext: cfg.DialContext, Logger: n.log,
+		BackoffBase: cfg.WatchBackoffBase, BackoffMax: cfg.WatchBackoffMax,
+	})
+	if err != nil {
+		n.abort()
+		return nil, err
+	}
+	n.conns = report.NewConns(n.coordinatorAddrs, cfg.DialContext)
+	n.nonces, err = nonce.New(nonce.Config{
+		Edge: cfg.Name, Coordinators: n.conns, Timeout: cfg.AuthTimeout, CacheSize: cfg.NonceCacheSize, Logger: n.log,
+	})
+	if err != nil {
+		n.abort()
+		return nil, err
+	}
+	n.tokens = jwtauth.New(jwtauth.Config{Logger: n.log})
+
 	metrics := proxy.NewMetrics()
 	n.proxy = proxy.New(proxy.Config{
 		Region:              cfg.Region,
@@ -123,6 +159,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
 		ClientIdleTimeout:   cfg.ClientIdleTimeout,
 		ReadMode:            cfg.ProxyReadMode,
+		Nonces:              n.nonces,
+		Tokens:              n.tokens,
+		AuthTimeout:         cfg.AuthTimeout,
 		Metrics:             metrics,
 		Logger:              n.log,
 	})
@@ -141,22 +180,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		go n.admin.Serve(n.adminLn)
 	}
 
-	n.watch, err = watch.New(watch.Config{
-		Edge: cfg.Name, Region: cfg.Region, Seeds: cfg.Coordinators,
-		Table: &n.table, Persister: n.persist, DialContext: cfg.DialContext, Logger: n.log,
-		BackoffBase: cfg.WatchBackoffBase, BackoffMax: cfg.WatchBackoffMax,
-	})
-	if err != nil {
-		n.abort()
-		return nil, err
-	}
 	wctx, cancel := context.WithCancel(context.Background())
 	n.cancelWatch = cancel
 	go func() {
 		defer close(n.watchDone)
 		n.watch.Run(wctx)
 	}()
-	n.conns = report.NewConns(n.reportTargets, cfg.DialContext)
 	rep := report.New(report.Config{
 		Edge: cfg.Name, Region: cfg.Region, Table: &n.table, Coordinators: n.conns,
 		Interval: cfg.ReportInterval, DialContext: cfg.DialContext, Logger: n.log,
@@ -180,9 +209,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// reportTargets lists coordinators to report to: the one the watch streams
-// from first (it has the freshest config), then the known members and seeds.
-func (n *Node) reportTargets() []string {
+// coordinatorAddrs lists the coordinators to report to and ask for nonce
+// checks: the one the watch streams from first (it has the freshest config),
+// then the known members and seeds.
+func (n *Node) coordinatorAddrs() []string {
 	var out []string
 	if a := n.watch.Connected(); a != "" {
 		out = append(out, a)
@@ -240,7 +270,13 @@ func (n *Node) serveProxy() {
 func (n *Node) abort() {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	n.proxy.Shutdown(ctx)
+	if n.proxy != nil {
+		n.proxy.Shutdown(ctx)
+	}
+	n.closeAuth()
+	if n.conns != nil {
+		n.conns.Close()
+	}
 	if n.ln != nil {
 		n.ln.Close()
 	}
@@ -301,6 +337,7 @@ func (n *Node) Close() error {
 		if n.admin != nil {
 			n.admin.Shutdown(ctx)
 		}
+		n.closeAuth() // after the proxy: requests in flight may still check
 		n.cancelWatch()
 		<-n.watchDone
 		<-n.reportDone
@@ -313,6 +350,17 @@ func (n *Node) Close() error {
 		n.log.Info("edge stopped", "revision", n.Revision())
 	})
 	return n.closeErr
+}
+
+// closeAuth stops the nonce client and the key-set caches; a request still
+// needing them gets 503.
+func (n *Node) closeAuth() {
+	if n.nonces != nil {
+		n.nonces.Close()
+	}
+	if n.tokens != nil {
+		n.tokens.Close()
+	}
 }
 
 // registerMetrics adds the node's gauges next to the proxy's counters.
@@ -335,5 +383,14 @@ func (n *Node) registerMetrics(reg *prometheus.Registry, metrics *proxy.Metrics)
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "edgecell_edge_upstream_idle_connections", Help: "Pooled idle connections to endpoints.",
 		}, func() float64 { return float64(n.proxy.IdleUpstreamConns()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgecell_edge_nonce_rpcs_total", Help: "CheckNonces calls to the coordinators (each carries a batch of signed requests' nonces; retries included).",
+		}, func() float64 { return float64(n.nonces.Stats().RPCs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgecell_edge_nonce_rpc_errors_total", Help: "CheckNonces calls that failed (and were retried, or failed their requests closed).",
+		}, func() float64 { return float64(n.nonces.Stats().RPCErrors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgecell_edge_nonce_cache_hits_total", Help: "Signed requests refused as replays from this edge's cache of used nonces, without asking the coordinators.",
+		}, func() float64 { return float64(n.nonces.Stats().CacheHits) }),
 	)
 }

@@ -12,7 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -27,7 +28,7 @@ type Config struct {
 	Name string
 	// RaftAddr is the address raft listens on and advertises to peers.
 	RaftAddr string
-	// DataDir holds raft.db (log and stable store) and snapshots/.
+	// DataDir holds wal/ (raft log and stable store) and snapshots/.
 	DataDir string
 	// Bootstrap, when non-empty and the data dir holds no raft state, bootstraps
 	// a cluster with these voters (name -> raft address). Every initial member
@@ -58,6 +59,29 @@ type Config struct {
 	Now func() time.Time
 }
 
+// logStore is what raft-wal provides: raft's log and stable stores.
+type logStore interface {
+	raft.LogStore
+	raft.StableStore
+	Close() error
+}
+
+// walStore closes the WAL's meta DB too, which WAL.Close (v0.4.0) leaves
+// open, holding its file lock: a member restarted in the same process
+// would wait on it forever.
+type walStore struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func (w walStore) Close() error {
+	err := w.WAL.Close()
+	if merr := w.meta.Close(); err == nil {
+		err = merr
+	}
+	return err
+}
+
 // Store is one member's raft node plus its state machine.
 type Store struct {
 	cfg       Config
@@ -65,7 +89,7 @@ type Store struct {
 	raft      *raft.Raft
 	fsm       *fsm
 	transport *raft.NetworkTransport
-	boltStore *raftboltdb.BoltStore
+	logs      logStore
 }
 
 // Open starts raft for this member. It returns once raft runs; it does not wait
@@ -98,18 +122,35 @@ func Open(cfg Config) (*Store, error) {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.SnapshotInterval = 30 * time.Second
 
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
-	if err != nil {
-		return nil, fmt.Errorf("raftstore: open raft.db: %w", err)
+	// The raft log and stable store is hashicorp/raft-wal (segment files plus
+	// a bbolt meta file), as in Consul: one fsync per append where
+	// raft-boltdb needs two, and no B+tree rewrites. It doubled the nonce
+	// check-and-store rate and halved its latency here (see README).
+	walDir := filepath.Join(cfg.DataDir, "wal")
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "raft.db")); err == nil {
+		if _, err := os.Stat(walDir); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("raftstore: %s holds a raft.db (raft-boltdb) from an earlier edgecell, whose log this one does not read: "+
+				"start this member with an empty data directory and add it to the cluster again", cfg.DataDir)
+		}
 	}
+	if err := os.MkdirAll(walDir, 0o750); err != nil {
+		return nil, fmt.Errorf("raftstore: create %s: %w", walDir, err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(walDir, wal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("raftstore: open the raft log in %s: %w", walDir, err)
+	}
+	logs := walStore{WAL: w, meta: meta}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
-		bolt.Close()
+		logs.Close()
 		return nil, fmt.Errorf("raftstore: open snapshots: %w", err)
 	}
 	resolved, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {
-		bolt.Close()
+		logs.Close()
 		return nil, fmt.Errorf("raftstore: raft address %q: %w", cfg.RaftAddr, err)
 	}
 	// A nil interface (not a nil *TCPAddr inside one) makes the transport
@@ -130,7 +171,7 @@ func Open(cfg Config) (*Store, error) {
 		MaxRPCsInFlight: 1,
 	})
 	if err != nil {
-		bolt.Close()
+		logs.Close()
 		return nil, fmt.Errorf("raftstore: listen on raft address %q: %w", cfg.RaftAddr, err)
 	}
 
@@ -139,10 +180,10 @@ func Open(cfg Config) (*Store, error) {
 	f.store.Store(st)
 	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Snapshot() }, st.Revision())
 
-	hasState, err := raft.HasExistingState(bolt, bolt, snaps)
+	hasState, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
 		transport.Close()
-		bolt.Close()
+		logs.Close()
 		return nil, fmt.Errorf("raftstore: inspect raft state: %w", err)
 	}
 	if !hasState && len(cfg.Bootstrap) > 0 {
@@ -154,24 +195,24 @@ func Open(cfg Config) (*Store, error) {
 		}
 		if _, ok := cfg.Bootstrap[cfg.Name]; !ok {
 			transport.Close()
-			bolt.Close()
+			logs.Close()
 			return nil, fmt.Errorf("raftstore: initial cluster does not name this member %q", cfg.Name)
 		}
-		if err := raft.BootstrapCluster(rc, bolt, bolt, snaps, transport, conf); err != nil {
+		if err := raft.BootstrapCluster(rc, logs, logs, snaps, transport, conf); err != nil {
 			transport.Close()
-			bolt.Close()
+			logs.Close()
 			return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
 		}
 		log.Info("bootstrapped raft cluster", "members", len(conf.Servers))
 	}
 
-	r, err := raft.NewRaft(rc, f, bolt, bolt, snaps, transport)
+	r, err := raft.NewRaft(rc, f, logs, logs, snaps, transport)
 	if err != nil {
 		transport.Close()
-		bolt.Close()
+		logs.Close()
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}
-	s := &Store{cfg: cfg, log: log, raft: r, fsm: f, transport: transport, boltStore: bolt}
+	s := &Store{cfg: cfg, log: log, raft: r, fsm: f, transport: transport, logs: logs}
 	log.Info("raft started", "raft_addr", string(transport.LocalAddr()), "existing_state", hasState)
 	return s, nil
 }
@@ -209,7 +250,7 @@ func (s *Store) Close() error {
 	if err == nil {
 		err = terr
 	}
-	if cerr := s.boltStore.Close(); err == nil {
+	if cerr := s.logs.Close(); err == nil {
 		err = cerr
 	}
 	return err
@@ -304,7 +345,7 @@ func (s *Store) waitAppliedThrough(ctx context.Context, index uint64) error {
 	target := applied
 	for i := index; i > applied; i-- {
 		var l raft.Log
-		if err := s.boltStore.GetLog(i, &l); err != nil {
+		if err := s.logs.GetLog(i, &l); err != nil {
 			if errors.Is(err, raft.ErrLogNotFound) {
 				break // compacted into a snapshot, which is applied
 			}

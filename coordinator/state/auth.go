@@ -44,7 +44,9 @@ func nonceKey(keyID, nonce string) string { return keyID + "\x00" + nonce }
 
 // expiryKey orders nonces by expiry for reaping: 16 hex digits of the
 // expiry, then the nonce key.
-func expiryKey(expires int64, nk string) string { return fmt.Sprintf("%016x\x00%s", uint64(expires), nk) }
+func expiryKey(expires int64, nk string) string {
+	return fmt.Sprintf("%016x\x00%s", uint64(expires), nk)
+}
 
 // validateAuth checks a cell's auth policy; fields are relative to the cell.
 func validateAuth(c *pb.Cell) *pb.CommandError {

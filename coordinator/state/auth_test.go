@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -225,4 +226,34 @@ func TestAuthPolicyValidation(t *testing.T) {
 			mustRefuse(t, s, 1, applyConfigCmd(cfg), pb.CommandError_CODE_INVALID_ARGUMENT, tc.field)
 		})
 	}
+}
+
+// BenchmarkCheckNonces is the apply cost of one nonce check inside a batch
+// of 256, on a store already holding a million nonces.
+func BenchmarkCheckNonces(b *testing.B) {
+	s := New()
+	idx := uint64(1)
+	batch := func(from int) *pb.Command {
+		op := &pb.CheckNoncesOp{}
+		for i := from; i < from+256; i++ {
+			op.Checks = append(op.Checks, &pb.NonceCheck{KeyId: "k_0123456789abcdef", Nonce: fmt.Sprintf("nonce-%012d", i), CheckId: fmt.Sprintf("edge-1/boot/%d", i), ExpiresUnixMs: t0.Add(5 * time.Minute).UnixMilli()})
+		}
+		return at(0, &pb.Command{Op: &pb.Command_CheckNonces{CheckNonces: op}})
+	}
+	n := 0
+	for n < 1_000_000 {
+		s.Apply(idx, batch(n))
+		idx++
+		n += 256
+	}
+	cmds := make([]*pb.Command, b.N/256+1)
+	for i := range cmds {
+		cmds[i] = batch(n + i*256)
+	}
+	b.ResetTimer()
+	for i := range cmds {
+		s.Apply(idx, cmds[i])
+		idx++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(len(cmds)*256), "ns/check")
 }

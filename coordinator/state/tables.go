@@ -52,13 +52,13 @@ func newTables() tables {
 // a published version.
 func (t tables) isoCopy() tables {
 	return tables{
-		cells:      t.cells.IsoCopy(),
-		endpoints:  t.endpoints.IsoCopy(),
-		placements: t.placements.IsoCopy(),
-		byCell:     t.byCell.IsoCopy(),
-		members:    t.members.IsoCopy(),
-		epStates:   t.epStates.IsoCopy(),
-		keys:       t.keys.IsoCopy(),
+		cells:       t.cells.IsoCopy(),
+		endpoints:   t.endpoints.IsoCopy(),
+		placements:  t.placements.IsoCopy(),
+		byCell:      t.byCell.IsoCopy(),
+		members:     t.members.IsoCopy(),
+		epStates:    t.epStates.IsoCopy(),
+		keys:        t.keys.IsoCopy(),
 		nonces:      t.nonces.IsoCopy(),
 		nonceExpiry: t.nonceExpiry.IsoCopy(),
 	}

@@ -48,6 +48,14 @@ type conn struct {
 	bodyMu   sync.Mutex // orders stopBody against sendBody's deadline updates
 	bodyStop bool
 	linger   bool // the client may still be sending a body nobody read
+	bodyHeld bool // the body was read whole into auth.held (to hash it) and is sent from there
+
+	// Authentication (auth.go): the connection's reusable state, nil until
+	// a request to a cell with an auth policy, and the identity the
+	// current request carries upstream ("" for none).
+	auth           *authState
+	identityHeader string // headerEdgeKeyID or headerEdgeSubject
+	identity       string
 
 	rdl, wdl  time.Time // current deadlines, to refresh them lazily
 	shortRead bool      // rdl is the short readiness deadline, not the idle one
@@ -127,7 +135,11 @@ func (c *conn) serve() {
 			c.badRequest(err)
 			return
 		}
-		if !c.serveRequest(start) || c.s.closing.Load() {
+		keep := c.serveRequest(start)
+		if c.auth != nil {
+			c.auth.held.release()
+		}
+		if !keep || c.s.closing.Load() {
 			return
 		}
 	}
@@ -175,6 +187,9 @@ func (c *conn) finish() {
 	c.bw.Reset(nil)
 	if cap(c.req.buf) > 4*bufSize || cap(c.resp.buf) > 4*bufSize {
 		c.req, c.resp = request{}, response{}
+	}
+	if c.auth != nil {
+		c.auth.held.release()
 	}
 	c.s.conns.Put(c)
 }
@@ -240,6 +255,8 @@ func (c *conn) lingerClose() {
 func (c *conn) discardBody() bool {
 	r := &c.req
 	switch {
+	case c.bodyHeld:
+		return true // read whole already
 	case c.bodyRead:
 		return false
 	case !r.hasBody():

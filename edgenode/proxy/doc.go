@@ -33,6 +33,27 @@
 // unreachable", "panic: 0 of 3 endpoints routable (threshold 50%), routing
 // to all").
 //
+// A cell with an auth policy (auth.go) lets a request through only once it
+// is authenticated, before an endpoint is chosen and before anything of it
+// is rewritten. HMAC-signed requests are checked as package hmacsig
+// specifies: the four signing headers, the key (known, not revoked,
+// allowed for the cell: 401, 401, 403), the timestamp window, the
+// signature in constant time against each secret valid now, newest first,
+// over the request as received and the SHA-256 of its body, which is held
+// in a per-connection buffer up to the cell's limit (413 beyond it, before
+// reading when Content-Length says so) and sent upstream from there; last,
+// the nonce is checked and stored by the coordinators (NonceChecker): a
+// replay gets 401, no answer 503, never a pass. Bearer tokens go to a
+// TokenVerifier (401, or 503 while the issuer's key set is unavailable).
+// HMAC_OR_JWT checks a request with X-Signature as signed, any other as
+// carrying a token. A client's X-Edge-Key-Id and X-Edge-Subject are dropped
+// from every request; an authenticated one carries the edge's own (the key
+// id, or the token's subject) upstream, with the signing headers and
+// Authorization passed on as they came. Refusals are JSON like every other
+// answer of the edge, with a "reason", and are counted in
+// edgecell_edge_auth_total. Requests to cells without a policy pay one
+// pointer test for all this and still allocate nothing.
+//
 // Retries follow net/http's reasoning (shouldRetryRequest), with a budget
 // of one retry on another endpoint as an Envoy retry policy would set, so
 // that no request reaches upstreams more often than it may:

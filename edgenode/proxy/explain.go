@@ -153,6 +153,7 @@ func (c *conn) writeRoute(w *bufio.Writer, ep *route.Endpoint) {
 			}
 		}
 	}
+	b = c.appendAuth(b)
 	b = append(b, "\r\n"...)
 	c.whyBuf = b
 	w.Write(b)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgecell/edgecell/edgenode/route"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
 // maxAttempts bounds the endpoints one request is sent to: the first and at
@@ -50,7 +51,7 @@ func (a attempt) String() string {
 // whether the connection stays open.
 func (c *conn) serveRequest(start time.Time) bool {
 	c.newRay()
-	c.bodyRead = false
+	c.bodyRead, c.bodyHeld, c.identityHeader, c.identity = false, false, "", ""
 	r := &c.req
 	if !r.hasKey {
 		return c.reply(400, "missing X-Routing-Key header")
@@ -62,6 +63,11 @@ func (c *conn) serveRequest(start time.Time) bool {
 	cell := t.Lookup(r.routingKey)
 	if cell == nil {
 		return c.reply(404, "unknown routing key")
+	}
+	// A cell with an auth policy lets only authenticated requests through,
+	// checked on the request as received, before anything is rewritten.
+	if ap := cell.Source().GetAuth(); ap.GetMode() != pb.AuthMode_AUTH_MODE_UNSPECIFIED && !c.authenticate(t, cell, ap, start) {
+		return c.keep
 	}
 	if cell.Len() == 0 {
 		return c.reply(502, "cell has no endpoints")
@@ -172,12 +178,18 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 	streaming := false
 	small := 0 // a body sent with the head, consumed once that write succeeded
 	if r.hasBody() {
-		if !r.chunked && r.contentLength <= int64(c.br.Buffered()) {
+		switch {
+		case c.bodyHeld && len(c.auth.held.b) <= bufSize:
+			// A held body stays held: it can be sent again.
+			uc.bw.Write(c.auth.held.b)
+		case c.bodyHeld:
+			streaming = true
+		case !r.chunked && r.contentLength <= int64(c.br.Buffered()):
 			// The whole body is here: it leaves with the head in one write.
 			b, _ := c.br.Peek(int(r.contentLength))
 			uc.bw.Write(b)
 			small = len(b)
-		} else {
+		default:
 			streaming = true
 		}
 	}
@@ -200,11 +212,13 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 		c.bodyRead = true
 	}
 	if streaming {
-		if r.expect100 && c.br.Buffered() == 0 {
-			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			c.bw.Flush()
+		if !c.bodyHeld {
+			if r.expect100 && c.br.Buffered() == 0 {
+				c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+				c.bw.Flush()
+			}
+			c.bodyRead = true
 		}
-		c.bodyRead = true
 		go c.sendBody(uc)
 	}
 
@@ -335,7 +349,11 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 func (c *conn) sendBody(uc *upConn) {
 	cp := copier{bufs: &c.s.bufs, readsFrom: c}
 	var err error
-	if c.req.chunked {
+	if c.bodyHeld {
+		if _, werr := uc.bw.Write(c.auth.held.b); werr != nil {
+			err = dstErr(werr)
+		}
+	} else if c.req.chunked {
 		err = cp.copyChunked(uc.bw, c.br, true)
 	} else {
 		err = cp.copyN(uc.bw, c.br, c.req.contentLength)
@@ -377,6 +395,10 @@ func (c *conn) waitBody(streaming bool) {
 // The mutex orders the interruption after any deadline sendBody is setting,
 // so the interruption cannot be undone.
 func (c *conn) stopBody() {
+	if c.bodyHeld {
+		<-c.bodyDone // no client reads to interrupt: uc was closed, the write fails
+		return
+	}
 	c.bodyMu.Lock()
 	c.bodyStop = true
 	c.nc.SetReadDeadline(time.Unix(1, 0))

@@ -26,6 +26,8 @@ const (
 	hEdgeRay
 	hEdgeEndpoint
 	hEdgeRoute
+	hEdgeKeyID       // X-Edge-Key-Id: set by the edge for the upstream, never taken from a client
+	hEdgeSubject     // X-Edge-Subject: likewise
 	hKeepAlive       // hop-by-hop
 	hProxyConnection // hop-by-hop
 	hProxyAuth       // Proxy-Authenticate, Proxy-Authorization: hop-by-hop
@@ -72,9 +74,15 @@ func classify(name []byte) hkind {
 		if eqFold(name, "x-routing-key") {
 			return hRoutingKey
 		}
+		if eqFold(name, "x-edge-key-id") {
+			return hEdgeKeyID
+		}
 	case 14:
 		if eqFold(name, "content-length") {
 			return hContentLength
+		}
+		if eqFold(name, "x-edge-subject") {
+			return hEdgeSubject
 		}
 	case 15:
 		if eqFold(name, "x-forwarded-for") {
@@ -285,9 +293,9 @@ func (h *head) parseFields(rest []byte) error {
 // validFieldValue reports whether v holds only field-vchars, spaces and tabs
 // (RFC 9110 5.5). Control characters, a bare CR above all, are refused rather
 // than forwarded: an upstream may read them as line ends.
-func validFieldValue(v []byte) bool {
-	for _, c := range v {
-		if (c < ' ' && c != '\t') || c == 0x7f {
+func validFieldValue[T string | []byte](v T) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
 			return false
 		}
 	}

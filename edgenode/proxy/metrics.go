@@ -16,9 +16,10 @@ type Metrics struct {
 	staleRetries atomic.Uint64
 	retries      atomic.Uint64
 	panics       atomic.Uint64
+	auth         [numAuthResults]atomic.Uint64
 	upstreamTime prometheus.Histogram
 
-	requestsDesc, dialDesc, staleDesc, retryDesc, panicDesc *prometheus.Desc
+	requestsDesc, dialDesc, staleDesc, retryDesc, panicDesc, authDesc *prometheus.Desc
 }
 
 // NewMetrics creates the proxy metrics; register them with Register.
@@ -39,6 +40,15 @@ func NewMetrics() *Metrics {
 			"Requests sent to another endpoint after the first one could not be reached or failed before responding (at most one retry per request).", nil, nil),
 		panicDesc: prometheus.NewDesc("edgecell_edge_panic_requests_total",
 			"Requests routed over all of their cell's endpoints, ignoring breakers and health, because fewer than the cell's panic threshold were routable.", nil, nil),
+		authDesc: prometheus.NewDesc("edgecell_edge_auth_total",
+			"Requests to cells with an auth policy, by outcome: ok, or why they were refused (missing, repeated or malformed signing headers count as bad_signature; a bad or missing bearer token as bad_token; coordinators or a key set unreachable as unavailable).",
+			[]string{"result"}, nil),
+	}
+}
+
+func (m *Metrics) authResult(r authResult) {
+	if m != nil {
+		m.auth[r].Add(1)
 	}
 }
 
@@ -59,6 +69,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.staleDesc
 	ch <- m.retryDesc
 	ch <- m.panicDesc
+	ch <- m.authDesc
 	m.upstreamTime.Describe(ch)
 }
 
@@ -73,6 +84,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.staleDesc, prometheus.CounterValue, float64(m.staleRetries.Load()))
 	ch <- prometheus.MustNewConstMetric(m.retryDesc, prometheus.CounterValue, float64(m.retries.Load()))
 	ch <- prometheus.MustNewConstMetric(m.panicDesc, prometheus.CounterValue, float64(m.panics.Load()))
+	for r := range m.auth {
+		ch <- prometheus.MustNewConstMetric(m.authDesc, prometheus.CounterValue, float64(m.auth[r].Load()), authResult(r).String())
+	}
 	m.upstreamTime.Collect(ch)
 }
 
@@ -82,4 +96,15 @@ func (m *Metrics) Requests(code int) uint64 {
 		return 0
 	}
 	return m.codes[code].Load()
+}
+
+// Auth returns how many requests had the auth outcome result ("ok",
+// "replay", ...; see edgecell_edge_auth_total); for tests and diagnostics.
+func (m *Metrics) Auth(result string) uint64 {
+	for r, name := range authResultNames {
+		if name == result {
+			return m.auth[r].Load()
+		}
+	}
+	return 0
 }

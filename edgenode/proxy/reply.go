@@ -38,6 +38,12 @@ func (c *conn) reply(status int, msg string) bool {
 
 // replyWhy is reply with a "reason" field when why is not empty.
 func (c *conn) replyWhy(status int, msg string, why []byte) bool {
+	return c.replyWith(status, msg, why, "")
+}
+
+// replyWith is replyWhy with a WWW-Authenticate challenge when challenge is
+// not empty.
+func (c *conn) replyWith(status int, msg string, why []byte, challenge string) bool {
 	keep := c.req.keepAlive && !c.s.closing.Load() && c.discardBody()
 	b := append(c.scratch[:0], `{"error":"`...)
 	b = appendJSONString(b, msg)
@@ -66,6 +72,11 @@ func (c *conn) replyWhy(status int, msg string, why []byte) bool {
 	w.Write(strconv.AppendInt(num[:0], int64(len(b)), 10))
 	w.WriteString("\r\n")
 	c.writeRay(w)
+	if challenge != "" {
+		w.WriteString("WWW-Authenticate: ")
+		w.WriteString(challenge)
+		w.WriteString("\r\n")
+	}
 	if c.req.debug && why != nil {
 		w.WriteString("X-Edge-Route: none: ")
 		w.Write(why)
@@ -106,7 +117,10 @@ func appendJSONString[T string | []byte](b []byte, s T) []byte {
 }
 
 // writeRequestHead writes the request head for ep: path prefixed, Host
-// rewritten, hop-by-hop fields dropped, forwarding fields set.
+// rewritten, hop-by-hop fields and a client's X-Edge-Key-Id and
+// X-Edge-Subject dropped, forwarding fields and the identity of an
+// authenticated request set. The signing headers and Authorization pass
+// through as they came.
 func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 	r := &c.req
 	w.Write(r.method)
@@ -161,6 +175,12 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 		w.WriteString("\r\n")
 	}
 	c.writeRay(w)
+	if c.identity != "" {
+		w.WriteString(c.identityHeader)
+		w.WriteString(": ")
+		w.WriteString(c.identity)
+		w.WriteString("\r\n")
+	}
 	switch {
 	case r.chunked:
 		w.WriteString("Transfer-Encoding: chunked\r\n")

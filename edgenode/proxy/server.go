@@ -56,6 +56,16 @@ type Config struct {
 	MaxHeaderBytes int
 	// ReadMode chooses how connections are read. Default WaitFirst.
 	ReadMode ReadMode
+	// Nonces checks the nonces of HMAC-signed requests with the
+	// coordinators. Nil: every request to an HMAC cell gets 503 once its
+	// signature passed (never accepted without the check).
+	Nonces NonceChecker
+	// Tokens verifies bearer tokens for JWT cells. Nil: such requests get 503.
+	Tokens TokenVerifier
+	// AuthTimeout bounds a bearer token's verification, which waits for the
+	// first fetch of an issuer's key set; past it the client gets 503.
+	// (Nonce checks are bounded by the NonceChecker.) Default 2s.
+	AuthTimeout time.Duration
 	// Metrics receives counters; nil disables them.
 	Metrics *Metrics
 	// Logger; nil discards.
@@ -103,6 +113,7 @@ func New(cfg Config) *Server {
 	cfg.WriteTimeout = orDefault(cfg.WriteTimeout, 60*time.Second)
 	cfg.MaxHeaderBytes = orDefault(cfg.MaxHeaderBytes, 64<<10)
 	cfg.MaxIdlePerHost = orDefault(cfg.MaxIdlePerHost, 1024)
+	cfg.AuthTimeout = orDefault(cfg.AuthTimeout, 2*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

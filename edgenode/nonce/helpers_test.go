@@ -1,0 +1,111 @@
+package nonce
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/edgecell/edgecell/edgenode/report"
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"google.golang.org/grpc"
+)
+
+// store is a nonce store with the coordinators' rule: a (key, nonce) is
+// fresh for the first check that asks and for retries of that check.
+type store struct {
+	mu      sync.Mutex
+	checkOf map[string]string // key + "\x00" + nonce -> check id that stored it
+}
+
+func newStore() *store { return &store{checkOf: map[string]string{}} }
+
+func (s *store) check(checks []*pb.NonceCheck) []bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]bool, len(checks))
+	for i, c := range checks {
+		k := c.GetKeyId() + "\x00" + c.GetNonce()
+		id, ok := s.checkOf[k]
+		if !ok {
+			s.checkOf[k], id = c.GetCheckId(), c.GetCheckId()
+		}
+		out[i] = id == c.GetCheckId()
+	}
+	return out
+}
+
+// coordinator is a gRPC EdgeService on loopback whose CheckNonces runs
+// handle (by default: answer from its store).
+type coordinator struct {
+	pb.UnimplementedEdgeServiceServer
+	addr   string
+	store  *store
+	handle func(ctx context.Context, req *pb.CheckNoncesRequest) (*pb.CheckNoncesResponse, error)
+
+	mu    sync.Mutex
+	calls []*pb.CheckNoncesRequest
+}
+
+func startCoordinator(t *testing.T, st *store) *coordinator {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &coordinator{addr: ln.Addr().String(), store: st}
+	srv := grpc.NewServer()
+	pb.RegisterEdgeServiceServer(srv, c)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return c
+}
+
+func (c *coordinator) CheckNonces(ctx context.Context, req *pb.CheckNoncesRequest) (*pb.CheckNoncesResponse, error) {
+	c.mu.Lock()
+	c.calls = append(c.calls, req)
+	h := c.handle
+	c.mu.Unlock()
+	if h != nil {
+		return h(ctx, req)
+	}
+	return &pb.CheckNoncesResponse{Fresh: c.store.check(req.GetChecks())}, nil
+}
+
+func (c *coordinator) received() []*pb.CheckNoncesRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*pb.CheckNoncesRequest(nil), c.calls...)
+}
+
+func (c *coordinator) setHandler(h func(ctx context.Context, req *pb.CheckNoncesRequest) (*pb.CheckNoncesResponse, error)) {
+	c.mu.Lock()
+	c.handle = h
+	c.mu.Unlock()
+}
+
+// coords returns the edge's coordinator connections for addrs.
+func coords(t *testing.T, addrs ...string) *report.Conns {
+	c := report.NewConns(func() []string { return addrs }, nil)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func newClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	if cfg.Edge == "" {
+		cfg.Edge = "edge-test"
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (c *Client) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}

@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"slices"
+	"time"
+)
+
+// keepHeld is the largest held-body buffer a connection keeps between
+// requests; a larger one (a signed body of up to the cell's MaxBody) is
+// dropped once its request is done.
+const keepHeld = 64 << 10
+
+// errTooLarge: a held body grew past the cell's limit.
+var errTooLarge = errors.New("request body over the limit")
+
+// heldBody is the body of a signed request, read whole before the request
+// is forwarded (its hash is part of the signature) and then sent upstream
+// from memory. Reused across a connection's requests.
+type heldBody struct {
+	b     []byte
+	limit int64
+	w     *bufio.Writer // writes into b, for the copier
+}
+
+func (h *heldBody) init() { h.w = bufio.NewWriterSize(h, bufSize) }
+
+// Write appends p, or fails with errTooLarge past the limit.
+func (h *heldBody) Write(p []byte) (int, error) {
+	if int64(len(h.b))+int64(len(p)) > h.limit {
+		return 0, errTooLarge
+	}
+	h.b = append(h.b, p...)
+	return len(p), nil
+}
+
+// release forgets the body, and drops its buffer if it grew large.
+func (h *heldBody) release() {
+	if cap(h.b) > keepHeld {
+		h.b = nil
+	}
+	h.b = h.b[:0]
+}
+
+// holdBody reads the request body whole into st.held, up to limit bytes,
+// and turns the request into one with that Content-Length, sent upstream
+// from memory (c.bodyHeld), so that it can also be resent. It returns the
+// body (nil without one); false means the client has been answered: 413
+// for a body over the limit (before reading any of it when Content-Length
+// says so, otherwise as soon as a chunked body grows past it), 400 for
+// malformed chunks, nothing when the client went away.
+func (c *conn) holdBody(st *authState, limit int64) ([]byte, bool) {
+	r := &c.req
+	h := &st.held
+	h.b = h.b[:0]
+	if !r.hasBody() {
+		return nil, true
+	}
+	if !r.chunked && r.contentLength > limit {
+		return nil, c.refuse(authTooLarge, tooLarge(limit))
+	}
+	if r.expect100 && c.br.Buffered() == 0 {
+		// The client waits for this before it sends the body.
+		c.armWrite(time.Now())
+		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if c.bw.Flush() != nil {
+			c.keep = false
+			return nil, false
+		}
+	}
+	r.expect100 = false
+	h.limit = limit
+	if !r.chunked {
+		// Room for what Content-Length announces, but not much memory
+		// before the client has sent it.
+		h.b = slices.Grow(h.b, int(min(r.contentLength, 1<<20)))
+	}
+	c.bodyRead = true // until the body is all here: a failure leaves the connection unusable
+	cp := copier{bufs: &c.s.bufs, readsFrom: c}
+	var err error
+	if r.chunked {
+		err = cp.copyChunked(h.w, c.br, false)
+	} else {
+		err = cp.copyN(h.w, c.br, r.contentLength)
+	}
+	if err == nil {
+		if ferr := h.w.Flush(); ferr != nil {
+			err = dstErr(ferr)
+		}
+	}
+	cp.release()
+	h.w.Reset(h)
+	switch {
+	case err == nil:
+	case errors.Is(err, errTooLarge):
+		c.linger = true // the rest of the body may still be on its way
+		return nil, c.refuse(authTooLarge, tooLarge(limit))
+	case errors.Is(err, errBadChunk):
+		c.linger = true
+		c.keep = c.reply(400, "malformed chunked body")
+		return nil, false
+	default:
+		c.s.log.Debug("client failed while sending a signed body", "err", err)
+		c.keep = false
+		return nil, false
+	}
+	c.bodyRead, c.bodyHeld = false, true
+	r.chunked, r.contentLength = false, int64(len(h.b))
+	return h.b, true
+}

@@ -107,7 +107,7 @@ Admin commands talk gRPC to any coordinator (--addr, or $EDGECELL_ADDR).`,
 	)
 	for _, c := range []*cobra.Command{
 		a.applyCommand(), a.getCommand(), a.cellCommand(), a.placementCommand(),
-		a.edgesCommand(), a.clusterCommand(), a.healthCommand(), a.breakersCommand(), a.breakerCommand(),
+		a.edgesCommand(), a.clusterCommand(), a.healthCommand(), a.breakersCommand(), a.breakerCommand(), a.keyCommand(),
 	} {
 		c.GroupID = "admin"
 		root.AddCommand(c)

@@ -26,7 +26,7 @@ func BenchmarkNonceCheckAndStore(b *testing.B) {
 			b.Run(fmt.Sprintf("via=%s/clients=%d/per-call=1", via, clients), func(b *testing.B) { benchNonces(b, via, clients, 1) })
 		}
 		// Edges batch the checks of their concurrent requests into one call.
-		for _, clients := range []int{12, 24} {
+		for _, clients := range []int{4, 8, 12, 24} {
 			b.Run(fmt.Sprintf("via=%s/clients=%d/per-call=32", via, clients), func(b *testing.B) { benchNonces(b, via, clients, 32) })
 		}
 	}

@@ -318,6 +318,13 @@ func (n *Node) EndpointStatus(id string) (breaker *pb.BreakerStatus, health *pb.
 	return t.Breaker(id), t.Health(id), t.Revision()
 }
 
+// KeyRevoked reports whether the table the edge serves holds API key id as
+// revoked: from then on the edge refuses it.
+func (n *Node) KeyRevoked(id string) bool {
+	k := n.table.Load().Key(id)
+	return k != nil && k.Revoked
+}
+
 // HealthChecks returns the ids of the endpoints this edge actively checks
 // now, sorted: those of its region, and those of regions without an edge.
 func (n *Node) HealthChecks() []string { return n.checker.Assigned() }

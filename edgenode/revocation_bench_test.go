@@ -1,0 +1,69 @@
+package edgenode_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/devcluster"
+)
+
+// BenchmarkRevocationToEveryEdge measures, on a dev cluster (three
+// coordinators, three edges, loopback), the time from calling RevokeKey to
+// every edge serving a table in which the key is revoked, so that each one
+// refuses it. Reports p50, p99 and max in milliseconds.
+func BenchmarkRevocationToEveryEdge(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := devcluster.Start(ctx, devcluster.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	leader, err := c.WaitLeader(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin, err := c.Admin(leader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	edges := c.Edges()
+	var samples []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		created, err := admin.CreateKey(ctx, &pb.CreateKeyRequest{Name: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := created.GetKey().GetId()
+		if err := c.WaitEdges(ctx, created.GetRevision()); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		if _, err := admin.RevokeKey(ctx, &pb.RevokeKeyRequest{Id: id}); err != nil {
+			b.Fatal(err)
+		}
+		// Spin on the edges' tables: the figure is the edges', not a poll interval's.
+		for _, e := range edges {
+			for !e.KeyRevoked(id) {
+				if ctx.Err() != nil {
+					b.Fatal("revocation never reached every edge")
+				}
+			}
+		}
+		samples = append(samples, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(samples)
+	q := func(p float64) float64 {
+		return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(q(1), "max-ms")
+}

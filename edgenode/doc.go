@@ -3,9 +3,11 @@
 // that table current by following the coordinators, and keeps the last good
 // table on disk so that it starts and serves with every coordinator down.
 //
-// The pieces live in subpackages: route (the table and the per-endpoint
-// gates), proxy (the HTTP path), watch (the coordinator stream), cache (the
-// bbolt file), report (outcome batches and probes of half-open endpoints,
-// sent to the coordinators). This package wires them together behind Start
-// and Node.
+// The pieces live in subpackages: route (the table, the per-endpoint gates
+// and the API keys), proxy (the HTTP path, authentication included), watch
+// (the coordinator stream), cache (the bbolt file), report (outcome
+// batches, probes of half-open endpoints and active health checks, sent to
+// the coordinators), nonce (batched, fail-closed nonce check-and-store at
+// the coordinators) and jwtauth (bearer tokens against cached JWKS). This
+// package wires them together behind Start and Node.
 package edgenode

@@ -196,10 +196,22 @@ func (s *syncBuffer) String() string {
 
 func startProcess(t *testing.T, name, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	p := newProcess(name, bin, args...)
+	p.start(t)
+	return p
+}
+
+func newProcess(name, bin string, args ...string) *process {
+	return &process{name: name, cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan struct{})}
+}
+
+// start runs p until the test ends (interrupt, then kill after 10s), and
+// logs its output if the test failed.
+func (p *process) start(t *testing.T) {
+	t.Helper()
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+		t.Fatalf("start %s: %v", p.name, err)
 	}
 	go func() { p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
@@ -211,10 +223,9 @@ func startProcess(t *testing.T, name, bin string, args ...string) *process {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("---- %s (%s) output:\n%s", name, p.cmd.ProcessState, p.out)
+			t.Logf("---- %s (%s) output:\n%s", p.name, p.cmd.ProcessState, p.out)
 		}
 	})
-	return p
 }
 
 func (p *process) kill(t *testing.T) {

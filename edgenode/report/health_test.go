@@ -60,14 +60,7 @@ func (f *fakeCoordinator) results() map[string][]*pb.CheckResult {
 
 func newChecker(t *testing.T, addr string, st *pb.State) (*Checker, *atomic.Pointer[route.Table]) {
 	t.Helper()
-	tb, err := route.Build("us-east", st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &atomic.Pointer[route.Table]{}
-	p.Store(tb)
-	conns := NewConns(func() []string { return []string{addr} }, nil)
-	t.Cleanup(conns.Close)
+	p, conns := tableAndConns(t, addr, st)
 	return NewChecker(CheckerConfig{Edge: "edge-1", Region: "us-east", Table: p, Coordinators: conns, Interval: 10 * time.Millisecond}), p
 }
 

@@ -101,6 +101,14 @@ func startFake(t *testing.T) (*fakeCoordinator, string) {
 // newReporter reports the table held by the returned pointer to addr.
 func newReporter(t *testing.T, addr string, st *pb.State) (*Reporter, *atomic.Pointer[route.Table]) {
 	t.Helper()
+	p, conns := tableAndConns(t, addr, st)
+	return New(Config{Edge: "edge-1", Region: "us-east", Table: p, Coordinators: conns}), p
+}
+
+// tableAndConns builds a us-east edge's table from st, and connections to
+// the coordinator at addr.
+func tableAndConns(t *testing.T, addr string, st *pb.State) (*atomic.Pointer[route.Table], *Conns) {
+	t.Helper()
 	tb, err := route.Build("us-east", st)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +117,7 @@ func newReporter(t *testing.T, addr string, st *pb.State) (*Reporter, *atomic.Po
 	p.Store(tb)
 	conns := NewConns(func() []string { return []string{addr} }, nil)
 	t.Cleanup(conns.Close)
-	return New(Config{Edge: "edge-1", Region: "us-east", Table: p, Coordinators: conns}), p
+	return p, conns
 }
 
 func state(rev uint64, cells ...*pb.Cell) *pb.State {

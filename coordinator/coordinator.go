@@ -46,6 +46,10 @@ type Config struct {
 	// TickPoll is how often the leader checks those deadlines; 0 means
 	// DefaultTickPoll.
 	TickPoll time.Duration
+	// Dial, when set, opens every connection to other members: raft's and
+	// the gRPC forwarding to the leader. Latency simulation injects one
+	// (internal/simnet); nil dials plain TCP.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // RaftTuning carries the raft and watch knobs a deployment may need to change.
@@ -119,13 +123,13 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, CommitTimeout: cfg.Raft.CommitTimeout,
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold, TrailingLogs: cfg.Raft.TrailingLogs,
-		Now: cfg.Now,
+		Now: cfg.Now, Dial: cfg.Dial,
 	})
 	if err != nil {
 		lis.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	srv := server.New(store, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log, Now: cfg.Now})
+	srv := server.New(store, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log, Now: cfg.Now, Dial: cfg.Dial})
 	gs, hs := srv.NewGRPCServer()
 	runCtx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{cfg: cfg, log: log, store: store, srv: srv, grpc: gs, health: hs, lis: lis, cancel: cancel}

@@ -21,7 +21,12 @@ endpoint id and region. It applies a sample routing config and prints commands
 to try. Ctrl-C stops it.
 
 Data lives in a temporary directory unless --data-dir is given; a cluster
-started again on the same --data-dir keeps its routing config.`,
+started again on the same --data-dir keeps its routing config.
+
+Regions are simulated: every connection between two regions (edge to
+coordinator, coordinator to coordinator, edge to backend) is delayed by the
+routing config's latency matrix, times --latency-scale, and follows the config
+as it changes. --simulate-latency=false runs everything at loopback speed.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("log-level") {
@@ -32,6 +37,9 @@ started again on the same --data-dir keeps its routing config.`,
 				return err
 			}
 			opts.Logger = log
+			if opts.SimulateLatency && !(opts.LatencyScale > 0) {
+				return fmt.Errorf("--latency-scale %v: want a number above 0 (--simulate-latency=false turns the delays off)", opts.LatencyScale)
+			}
 			fmt.Fprintln(a.out, "starting the dev cluster...")
 			c, err := devcluster.Start(cmd.Context(), opts)
 			if err != nil {
@@ -49,6 +57,8 @@ started again on the same --data-dir keeps its routing config.`,
 	f.IntVar(&opts.Ports.CoordinatorRaft, "raft-base-port", opts.Ports.CoordinatorRaft, "first of three coordinator raft ports (0: any free ports)")
 	f.IntVar(&opts.Ports.EdgeHTTP, "http-base-port", opts.Ports.EdgeHTTP, "first of three edge HTTP ports (0: any free ports)")
 	f.IntVar(&opts.Ports.Backend, "backend-base-port", opts.Ports.Backend, "first of six demo backend ports (0: any free ports)")
+	f.BoolVar(&opts.SimulateLatency, "simulate-latency", true, "delay connections between regions by the routing config's latency matrix")
+	f.Float64Var(&opts.LatencyScale, "latency-scale", 1, "multiply every simulated delay by this (0.1: a tenth of the matrix)")
 	return cmd
 }
 
@@ -62,6 +72,9 @@ func (a *app) printDevSummary(w io.Writer, c *devcluster.Cluster) {
 	fmt.Fprintln(w, "edges:")
 	for _, r := range regions {
 		fmt.Fprintf(w, "  %-9s %s\n", r, c.EdgeURL(r))
+	}
+	if net := c.Network(); net != nil {
+		fmt.Fprintf(w, "simulated latency: the config's matrix times %g between regions (--simulate-latency=false turns it off)\n", net.Matrix().Scale())
 	}
 	fmt.Fprintln(w, "demo backends:")
 	for _, b := range c.Backends() {

@@ -57,6 +57,10 @@ type Config struct {
 	// Now is the clock Propose stamps commands with (Command.now_unix_nano);
 	// nil means time.Now. Only the leader's clock reaches the log.
 	Now func() time.Time
+	// Dial, when set, opens raft connections to peers (within raft's
+	// timeout), for latency simulation; nil dials plain TCP. Inbound
+	// connections are accepted on RaftAddr either way.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // logStore is what raft-wal provides: raft's log and stable stores.
@@ -159,17 +163,7 @@ func Open(cfg Config) (*Store, error) {
 	if resolved.IP != nil && !resolved.IP.IsUnspecified() && resolved.Port != 0 {
 		advertise = resolved
 	}
-	transport, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, &raft.NetworkTransportConfig{
-		MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
-		// 1 disables pipelined replication. With the default (2) its
-		// channels are unbuffered, and after a follower answers
-		// Success=false the sender can park on one while the decoder parks
-		// on the other: replication to that follower stops for good and
-		// Shutdown hangs (seen here in CI; the same deadlock is analysed in
-		// grafana/pyroscope#5518). Batching (MaxAppendEntries) still groups
-		// entries, so throughput holds.
-		MaxRPCsInFlight: 1,
-	})
+	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, hlog)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("raftstore: listen on raft address %q: %w", cfg.RaftAddr, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -173,11 +174,14 @@ func (s *Server) propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResul
 
 // peers caches one client connection per member gRPC address.
 type peers struct {
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error) // nil: gRPC's own
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeers() *peers { return &peers{conns: map[string]*grpc.ClientConn{}} }
+func newPeers(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *peers {
+	return &peers{dial: dial, conns: map[string]*grpc.ClientConn{}}
+}
 
 func (p *peers) get(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
@@ -185,8 +189,16 @@ func (p *peers) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+	}
+	if p.dial != nil {
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return p.dial(ctx, "tcp", addr)
+		}))
+	}
+	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to member %s: %w", addr, err)
 	}

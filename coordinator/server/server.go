@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -53,6 +54,10 @@ type Config struct {
 	PeerTimeout time.Duration
 	// EdgeRetention is how long a disconnected edge stays listed. Default 10m.
 	EdgeRetention time.Duration
+	// Dial, when set, opens the gRPC connections to other members
+	// (forwarding, status fan-out), for latency simulation; nil dials plain
+	// TCP.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Server implements AdminService, EdgeService and ClusterService.
@@ -97,7 +102,7 @@ func New(r Raft, cfg Config) *Server {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		raft:     r,
-		peers:    newPeers(),
+		peers:    newPeers(cfg.Dial),
 		edges:    newEdgeRegistry(r.Name(), cfg.Now, cfg.EdgeRetention),
 		stopping: stopping,
 		stop:     stop,

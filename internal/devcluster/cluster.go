@@ -19,6 +19,7 @@ import (
 	"github.com/edgecell/edgecell/coordinator"
 	"github.com/edgecell/edgecell/edgenode"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/simnet"
 )
 
 // Ports are the first ports of the dev cluster's port ranges: three coordinator
@@ -50,8 +51,18 @@ type Options struct {
 	// Config is applied on a cluster with no config yet. Nil: SampleConfig(Backends()).
 	Config func(backends []Backend) *pb.RoutingConfig
 	// EdgeDialer, when set, gives the edge in each region the dialer it reaches
-	// the coordinators with (latency simulation in load tests).
+	// the coordinators and the backends with. With SimulateLatency the
+	// simulated delays are added on top of it.
 	EdgeDialer func(region string) func(ctx context.Context, network, addr string) (net.Conn, error)
+	// SimulateLatency delays every connection between two regions by the
+	// routing config's latency matrix (internal/simnet): edge to coordinator,
+	// coordinator to coordinator (raft and forwarding) and edge to backend.
+	// The matrix follows the committed config. Raft's timeouts are scaled up
+	// to the longest simulated round trip at Start.
+	SimulateLatency bool
+	// LatencyScale multiplies every simulated delay (0.1 keeps tests fast);
+	// 0 means 1. Negative is an error.
+	LatencyScale float64
 	// WrapBackend, when set, wraps each demo backend's handler (to count or
 	// delay requests in tests). id is the backend's endpoint id.
 	WrapBackend func(id string, h http.Handler) http.Handler
@@ -79,6 +90,13 @@ type Cluster struct {
 	edgeURL  map[string]string
 	revision uint64
 
+	// simnet is the simulated network; nil without SimulateLatency.
+	simnet     *simnet.Network
+	latMu      sync.Mutex
+	latencies  []*pb.Latency // what simnet's matrix was built from; nil: not yet
+	stopFollow context.CancelFunc
+	following  sync.WaitGroup
+
 	mu      sync.Mutex
 	closed  bool
 	members []Member
@@ -97,11 +115,17 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 60 * time.Second
 	}
+	if err := validateLatency(&opts); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	c := &Cluster{
 		opts: opts, log: opts.Logger, dataDir: opts.DataDir,
 		edgeURL: map[string]string{}, servers: map[string]*backendServer{}, coords: map[string]*coordinator.Coordinator{}, conns: map[string]*grpc.ClientConn{},
+	}
+	if opts.SimulateLatency {
+		c.simnet = simnet.NewNetwork(nil)
 	}
 	if c.dataDir == "" {
 		dir, err := os.MkdirTemp("", "edgecell-dev-")
@@ -132,6 +156,10 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := c.startBackends(l.Backends); err != nil {
 		return err
 	}
+	// The matrix of the config about to be applied, so that raft's first
+	// connections are delayed too; ensureConfig corrects it if a kept
+	// config differs.
+	c.setLatencies(c.configBuilder()(c.Backends()).GetLatencies())
 	if err := c.startCoordinators(ctx, l.Members); err != nil {
 		return err
 	}
@@ -148,6 +176,15 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	if err := c.WaitEdges(ctx, rev); err != nil {
 		return err
+	}
+	if c.simnet != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.stopFollow = cancel
+		c.following.Add(1)
+		go func() {
+			defer c.following.Done()
+			c.followLatencies(ctx)
+		}()
 	}
 	if c.tempDir {
 		return nil
@@ -183,6 +220,9 @@ func (c *Cluster) startBackends(addrs []string) error {
 			}
 			c.servers[id] = bs
 			c.backends = append(c.backends, Backend{ID: id, Region: region, Addr: addr, URL: "http://" + addr})
+			if c.simnet != nil {
+				c.simnet.Register(addr, region)
+			}
 		}
 	}
 	return nil
@@ -203,13 +243,18 @@ func (c *Cluster) ensureConfig(ctx context.Context) (uint64, error) {
 	}
 	if len(current.GetConfig().GetRegions()) > 0 {
 		c.log.Info("keeping the existing routing config", "revision", current.GetRevision())
+		c.setLatencies(current.GetConfig().GetLatencies())
 		return current.GetRevision(), nil
 	}
-	build := c.opts.Config
-	if build == nil {
-		build = SampleConfig
+	return c.Apply(ctx, c.configBuilder()(c.Backends()))
+}
+
+// configBuilder is Options.Config, or SampleConfig.
+func (c *Cluster) configBuilder() func([]Backend) *pb.RoutingConfig {
+	if c.opts.Config != nil {
+		return c.opts.Config
 	}
-	return c.Apply(ctx, build(c.Backends()))
+	return SampleConfig
 }
 
 func (c *Cluster) startEdges(ctx context.Context, addrs []string) error {
@@ -231,9 +276,13 @@ func (c *Cluster) startEdges(ctx context.Context, addrs []string) error {
 		if c.opts.EdgeDialer != nil {
 			cfg.DialContext = c.opts.EdgeDialer(region)
 		}
+		cfg.DialContext = c.dialer(region, cfg.DialContext)
 		n, err := edgenode.Start(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("devcluster: edge %s: %w", name, err)
+		}
+		if c.simnet != nil {
+			c.simnet.Register(n.Addr(), region)
 		}
 		c.edges = append(c.edges, n)
 		c.edgeURL[region] = "http://" + n.Addr()
@@ -316,6 +365,10 @@ func (c *Cluster) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	if c.stopFollow != nil {
+		c.stopFollow()
+		c.following.Wait()
+	}
 	var errs []error
 	for _, e := range c.edges {
 		errs = append(errs, e.Close())

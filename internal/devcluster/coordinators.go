@@ -24,8 +24,18 @@ var ErrNoCoordinator = errors.New("devcluster: no coordinator is running")
 
 func (c *Cluster) startCoordinators(ctx context.Context, members []Member) error {
 	initial := map[string]string{}
-	for _, m := range members {
+	members = append([]Member(nil), members...)
+	for i, m := range members {
 		initial[m.Name] = m.RaftAddr
+		addr, err := c.fixedAddr(m.GRPCAddr)
+		if err != nil {
+			return fmt.Errorf("devcluster: coordinator %s: %w", m.Name, err)
+		}
+		members[i].GRPCAddr = addr
+		if c.simnet != nil {
+			c.simnet.Register(m.RaftAddr, m.Region)
+			c.simnet.Register(addr, m.Region)
+		}
 	}
 	c.mu.Lock()
 	c.members = append([]Member(nil), members...)
@@ -54,6 +64,8 @@ func (c *Cluster) coordinatorConfig(m Member, initial map[string]string) coordin
 		Name: m.Name, Region: m.Region, DataDir: c.memberDir(m.Name),
 		GRPCAddr: m.GRPCAddr, RaftAddr: m.RaftAddr, InitialCluster: initial,
 		Logger: c.log.With("region", m.Region),
+		Raft:   c.simulatedRaft(),
+		Dial:   c.dialer(m.Region, nil),
 	}
 }
 
@@ -212,6 +224,7 @@ func (c *Cluster) Apply(ctx context.Context, cfg *pb.RoutingConfig) (uint64, err
 	if err != nil {
 		return 0, fmt.Errorf("devcluster: apply config: %w", err)
 	}
+	c.setLatencies(cfg.GetLatencies())
 	return rev, nil
 }
 

@@ -5,6 +5,11 @@
 // tests and the load-test tool use it as a library, with free ports and a
 // temporary data directory.
 //
+// With Options.SimulateLatency the regions are as far apart as the routing
+// config's latency matrix says (internal/simnet): every member, edge and
+// backend address is registered with its region, and coordinators and edges
+// dial through the simulated network. `edgecell dev` turns it on by default.
+//
 // The cluster talks to itself only through the public surfaces (the admin gRPC
 // API, the edges' HTTP listeners), so what works here works between processes.
 package devcluster

@@ -4,7 +4,7 @@ BIN       := $(CURDIR)/bin
 TOOLS_MOD := $(CURDIR)/tools/go.mod
 BUF       := $(BIN)/buf
 
-.PHONY: all build dev test test-short bench bench-proxy generate check-generated lint tools image clean
+.PHONY: all build dev test test-short bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
 
 all: build
 
@@ -25,6 +25,14 @@ bench:
 
 bench-proxy: build
 	bash deploy/bench/proxy.sh
+
+# The load tool's own ceiling: 20,000 requests/s open-loop against a trivial server.
+loadtest-bench:
+	$(GO) test -run '^$$' -bench OpenLoop20k -benchtime 3x ./internal/loadtest
+
+# Renders a loadtest HTML report in headless Chromium (Debian: chromium); skips without it.
+loadtest-report-check:
+	$(GO) test -count=1 -v -run TestHTMLReportRendersInChromium ./internal/loadtest
 
 # The container image: FROM scratch around the static binary (no registry needed).
 image: build

@@ -112,7 +112,7 @@ Admin commands talk gRPC to any coordinator (--addr, or $EDGECELL_ADDR).`,
 		c.GroupID = "admin"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.coordinatorCommand(), a.edgeCommand(), a.devCommand(), a.demoBackendCommand()} {
+	for _, c := range []*cobra.Command{a.coordinatorCommand(), a.edgeCommand(), a.devCommand(), a.demoBackendCommand(), a.loadtestCommand()} {
 		c.GroupID = "server"
 		root.AddCommand(c)
 	}

@@ -1,0 +1,220 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/devcluster"
+)
+
+// Target is the cluster under test.
+type Target struct {
+	// Edges maps each region to its edge's base URL; every client region
+	// must have one.
+	Edges map[string]string
+	// Latencies is the routing config's latency matrix, used to order the
+	// other regions' edges for failover. Nil: the other regions in name order.
+	Latencies []*pb.Latency
+	// Admin is an AdminService client, needed for signed requests when no key
+	// is given (a key is created and revoked at the end) and for
+	// churn-placements. Nil: neither is available.
+	Admin pb.AdminServiceClient
+	// Controller controls the cluster's processes, for fault steps. Nil: fault
+	// steps that need it are refused before the run starts.
+	Controller Controller
+	// PlainKey and SignedKey are the routing keys of the plain and the signed
+	// requests (defaults: DevPlainKey and DevSignedKey).
+	PlainKey, SignedKey string
+	// KeyID and Secret sign requests; empty: a key is created through Admin.
+	KeyID, Secret string
+}
+
+// Controller controls the processes of a cluster, for fault steps.
+type Controller interface {
+	// KillLeader kills the current coordinator leader and returns its name.
+	KillLeader(ctx context.Context) (string, error)
+	// RestartCoordinators restarts every killed coordinator and returns their names.
+	RestartCoordinators(ctx context.Context) ([]string, error)
+	// StopBackends stops every backend of region; StartBackends starts them again.
+	StopBackends(region string) error
+	StartBackends(region string) error
+	// KillEdge stops the edge of region for good.
+	KillEdge(region string) error
+	// AppliedRevision is the lowest revision the running edges applied.
+	AppliedRevision() uint64
+	// WaitEdges blocks until every running edge applied rev.
+	WaitEdges(ctx context.Context, rev uint64) error
+}
+
+// Routing keys and the cell of the dev cluster config (DevConfig).
+const (
+	DevPlainKey   = "tenant-1"
+	DevSignedKey  = "signed-1"
+	DevSignedCell = "cell-signed"
+)
+
+// DevConfig is devcluster.SampleConfig plus DevSignedCell: a cell with
+// AUTH_MODE_HMAC and an endpoint in every region (the first demo backend of
+// each, under its own endpoint id), with DevSignedKey placed on it.
+func DevConfig(backends []devcluster.Backend) *pb.RoutingConfig {
+	cfg := devcluster.SampleConfig(backends)
+	cell := &pb.Cell{Id: DevSignedCell, Auth: &pb.AuthPolicy{Mode: pb.AuthMode_AUTH_MODE_HMAC}}
+	for _, b := range backends {
+		if b.ID == b.Region+"-1" {
+			cell.Endpoints = append(cell.Endpoints, &pb.Endpoint{Id: "signed-" + b.ID, Url: b.URL, Region: b.Region})
+		}
+	}
+	cfg.Cells = append(cfg.Cells, cell)
+	cfg.Placements = append(cfg.Placements, &pb.Placement{Key: DevSignedKey, Cell: DevSignedCell})
+	return cfg
+}
+
+// DevTarget is the Target of a running dev cluster started with DevConfig.
+func DevTarget(c *devcluster.Cluster) (Target, error) {
+	admin, err := c.Admin(c.Members()[0].Name)
+	if err != nil {
+		return Target{}, err
+	}
+	return Target{
+		Edges:      c.EdgeURLs(),
+		Latencies:  DevConfig(c.Backends()).GetLatencies(),
+		Admin:      admin,
+		Controller: &devController{c: c, killedEdges: map[string]bool{}},
+		PlainKey:   DevPlainKey,
+		SignedKey:  DevSignedKey,
+	}, nil
+}
+
+// devController is the Controller of an in-process dev cluster.
+type devController struct {
+	c *devcluster.Cluster
+
+	mu          sync.Mutex
+	killed      []string
+	killedEdges map[string]bool
+}
+
+func (d *devController) KillLeader(ctx context.Context) (string, error) {
+	leader, err := d.c.WaitLeader(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := d.c.KillCoordinator(leader); err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	d.killed = append(d.killed, leader)
+	d.mu.Unlock()
+	return leader, nil
+}
+
+func (d *devController) RestartCoordinators(ctx context.Context) ([]string, error) {
+	d.mu.Lock()
+	killed := d.killed
+	d.killed = nil
+	d.mu.Unlock()
+	var errs []error
+	for _, name := range killed {
+		errs = append(errs, d.c.RestartCoordinator(ctx, name))
+	}
+	return killed, errors.Join(errs...)
+}
+
+func (d *devController) backends(region string, f func(id string) error) error {
+	n := 0
+	var errs []error
+	for _, b := range d.c.Backends() {
+		if b.Region == region {
+			n++
+			errs = append(errs, f(b.ID))
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("region %q has no backends (regions: %v)", region, devcluster.Regions())
+	}
+	return errors.Join(errs...)
+}
+
+func (d *devController) StopBackends(region string) error {
+	return d.backends(region, d.c.StopBackend)
+}
+
+func (d *devController) StartBackends(region string) error {
+	return d.backends(region, d.c.StartBackend)
+}
+
+func (d *devController) KillEdge(region string) error {
+	for _, e := range d.c.Edges() {
+		if e.Region() == region {
+			d.mu.Lock()
+			d.killedEdges[region] = true
+			d.mu.Unlock()
+			return e.Close()
+		}
+	}
+	return fmt.Errorf("region %q has no edge (regions: %v)", region, devcluster.Regions())
+}
+
+func (d *devController) AppliedRevision() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var low uint64
+	first := true
+	for _, e := range d.c.Edges() {
+		if d.killedEdges[e.Region()] {
+			continue
+		}
+		if r := e.Revision(); first || r < low {
+			low, first = r, false
+		}
+	}
+	return low
+}
+
+func (d *devController) WaitEdges(ctx context.Context, rev uint64) error {
+	return d.c.WaitEdges(ctx, rev)
+}
+
+// failoverOrder is, for each region, every edge region ordered by distance:
+// its own first, then by one-way latency (a pair given once applies both
+// ways; an explicit reverse entry wins), ties and unknowns by name.
+func failoverOrder(edges map[string]string, lat []*pb.Latency) map[string][]string {
+	dist := map[[2]string]uint32{}
+	for _, l := range lat {
+		if _, ok := dist[[2]string{l.GetTo(), l.GetFrom()}]; !ok {
+			dist[[2]string{l.GetTo(), l.GetFrom()}] = l.GetOneWayMs()
+		}
+	}
+	for _, l := range lat {
+		dist[[2]string{l.GetFrom(), l.GetTo()}] = l.GetOneWayMs()
+	}
+	var regions []string
+	for r := range edges {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	out := map[string][]string{}
+	for _, from := range regions {
+		order := []string{from}
+		var others []string
+		for _, r := range regions {
+			if r != from {
+				others = append(others, r)
+			}
+		}
+		sort.SliceStable(others, func(i, j int) bool {
+			di, iok := dist[[2]string{from, others[i]}]
+			dj, jok := dist[[2]string{from, others[j]}]
+			if iok != jok {
+				return iok
+			}
+			return di < dj
+		})
+		out[from] = append(order, others...)
+	}
+	return out
+}

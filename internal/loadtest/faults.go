@@ -21,19 +21,22 @@ func (r *runner) runStep(ctx context.Context, s Step) {
 		return
 	}
 	c := r.target.Controller
+	// Events are stamped when the action starts: a kill takes effect at
+	// once, while stopping the process may take a second longer.
+	begin := r.since()
 	switch s.Action {
 	case ActionKillLeader:
 		name, err := c.KillLeader(ctx)
-		r.event(string(s.Action), name, err)
+		r.eventAt(begin, string(s.Action), name, err)
 	case ActionRestartCoordinators:
 		names, err := c.RestartCoordinators(ctx)
-		r.event(string(s.Action), strings.Join(names, ","), err)
+		r.eventAt(begin, string(s.Action), strings.Join(names, ","), err)
 	case ActionStopBackends:
-		r.event(string(s.Action), s.Region, c.StopBackends(s.Region))
+		r.eventAt(begin, string(s.Action), s.Region, c.StopBackends(s.Region))
 	case ActionStartBackends:
-		r.event(string(s.Action), s.Region, c.StartBackends(s.Region))
+		r.eventAt(begin, string(s.Action), s.Region, c.StartBackends(s.Region))
 	case ActionKillEdge:
-		r.event(string(s.Action), s.Region, c.KillEdge(s.Region))
+		r.eventAt(begin, string(s.Action), s.Region, c.KillEdge(s.Region))
 	case ActionChurnPlacements:
 		r.churnPlacements(ctx, s)
 	}

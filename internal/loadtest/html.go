@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -105,7 +106,8 @@ func niceCeil(v float64) float64 {
 	return 10 * p
 }
 
-func trimFloat(v float64) string { return strings.TrimSuffix(fmt.Sprintf("%.3g", v), ".0") }
+// trimFloat prints an axis value without exponent or trailing zeros: 1500, 0.5.
+func trimFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 var pageTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <html lang="en">

@@ -401,8 +401,11 @@ func (r *runner) generate(ctx context.Context, rc *regionClient) {
 }
 
 // event records a scenario event at the current time.
-func (r *runner) event(action, detail string, err error) {
-	e := Event{AtS: r.since().Seconds(), Action: action, Detail: detail}
+func (r *runner) event(action, detail string, err error) { r.eventAt(r.since(), action, detail, err) }
+
+// eventAt records an event that happened at offset at from the start.
+func (r *runner) eventAt(at time.Duration, action, detail string, err error) {
+	e := Event{AtS: at.Seconds(), Action: action, Detail: detail}
 	if err != nil {
 		e.Error = err.Error()
 	}

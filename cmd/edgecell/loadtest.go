@@ -27,6 +27,7 @@ type loadtestFlags struct {
 	requestTimeout      time.Duration
 	plainKey, signedKey string
 	keyID, secret       string
+	jwtToken, jwtKey    string
 	jsonFile, htmlFile  string
 	noProgress          bool
 	simulateLatency     bool
@@ -46,23 +47,27 @@ the scenario's events and the tool's own overhead.
 
 Targets:
   --cluster dev                start a three-region dev cluster in this process
-                               (with a signed cell, cell-signed, key signed-1),
+                               (with a signed cell, cell-signed, key signed-1,
+                               and a JWT cell, cell-jwt, key jwt-1, trusting an
+                               in-process ES256 issuer),
                                its links between regions delayed by the latency
                                matrix (--simulate-latency, --latency-scale)
   --edges us-east=URL,...      a running cluster; --addr for the admin API
                                (creates the API key for signed requests unless
-                               --key-id/--secret are given; placement churn)
+                               --key-id/--secret are given; placement churn);
+                               jwt requests need --jwt-token and --jwt-key
 
 Clients of a region send to their region's edge and, while it refuses
 connections or times out, to the next nearest edge by the latency matrix.
 
 Scenarios (--scenario): steady, leader-kill, backend-outage, config-churn,
-replay-storm, edge-kill, or a YAML file:
+replay-storm, edge-kill, region-partition (ap-south cut off from the other
+regions from 1/3 to 2/3 of the run), or a YAML file:
 
   name: my-test
   duration: 30s
   rate: {us-east: 2000, eu-west: 500}     # or a total: rate: 2500
-  mix: {plain: 70, signed: 25, replay: 5}
+  mix: {plain: 60, signed: 20, jwt: 15, replay: 5}
   steps:
     - {at: 33%, action: kill-leader}
     - {at: 66%, action: restart-coordinators}
@@ -70,8 +75,12 @@ replay-storm, edge-kill, or a YAML file:
     - {at: 20s, action: start-backends, region: us-east}
     - {at: 5s, action: kill-edge, region: eu-west}
     - {at: 0s, action: churn-placements, per_second: 20, until: 90%}
+    - {at: 40%, action: partition-region, region: ap-south}
+    - {at: 60%, action: heal-partition}
 
-Steps that control processes (all but churn-placements) need --cluster dev.
+Steps that control processes (all but churn-placements) need --cluster dev;
+partition-region and heal-partition also need --simulate-latency (the cut
+is made in the simulated network).
 --duration, --rate and --mix override the scenario's.
 
 The exit status is 1 when an invariant is broken (an accepted replay, a lost
@@ -85,7 +94,7 @@ acknowledged placement write), after the reports are written.`,
 	fl.StringVar(&f.scenario, "scenario", "steady", "built-in scenario name or YAML scenario file")
 	fl.DurationVar(&f.duration, "duration", 30*time.Second, "how long to send (default: the scenario's)")
 	fl.StringVar(&f.rate, "rate", "1000", "requests per second: a total split over the regions, or region=rate,...")
-	fl.StringVar(&f.mix, "mix", "plain=70,signed=25,replay=5", "request mix: plain=W,signed=W,replay=W (default: the scenario's)")
+	fl.StringVar(&f.mix, "mix", "plain=70,signed=25,replay=5", "request mix: plain=W,signed=W,jwt=W,replay=W (default: the scenario's)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", loadtest.DefaultMaxInFlight, "requests in flight per region at most; more count as client-saturated")
 	fl.IntVar(&f.connsPerEdge, "connections", loadtest.DefaultConnsPerEdge, "connections per edge at most (a rate R at latency L needs about R×L)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", loadtest.DefaultRequestTimeout, "timeout of each request")
@@ -93,6 +102,8 @@ acknowledged placement write), after the reports are written.`,
 	fl.StringVar(&f.signedKey, "signed-key", loadtest.DevSignedKey, "routing key of signed requests (a cell with HMAC auth)")
 	fl.StringVar(&f.keyID, "key-id", "", "API key id to sign with (default: create one through --addr, revoked at the end)")
 	fl.StringVar(&f.secret, "secret", "", "secret of --key-id")
+	fl.StringVar(&f.jwtToken, "jwt-token", "", "with --edges: bearer token of jwt requests")
+	fl.StringVar(&f.jwtKey, "jwt-key", "", "with --edges: routing key of jwt requests (a cell with JWT auth)")
 	fl.StringVar(&f.jsonFile, "json", "", "also write the report as JSON to this file")
 	fl.StringVar(&f.htmlFile, "html", "", "also write the report as a self-contained HTML page to this file")
 	fl.BoolVar(&f.simulateLatency, "simulate-latency", true, "with --cluster dev: delay connections between regions by the latency matrix")
@@ -155,8 +166,13 @@ func (a *app) loadtest(cmd *cobra.Command, f loadtestFlags) error {
 		if f.latencyScale < 0 {
 			return usagef("--latency-scale %v: want a factor >= 0", f.latencyScale)
 		}
+		iss, err := loadtest.NewIssuer()
+		if err != nil {
+			return err
+		}
+		defer iss.Close()
 		c, err := devcluster.Start(ctx, devcluster.Options{
-			Config: loadtest.DevConfig, SimulateLatency: f.simulateLatency, LatencyScale: f.latencyScale,
+			Config: loadtest.DevConfigJWT(iss), SimulateLatency: f.simulateLatency, LatencyScale: f.latencyScale,
 		})
 		if err != nil {
 			return err
@@ -165,6 +181,7 @@ func (a *app) loadtest(cmd *cobra.Command, f loadtestFlags) error {
 		if target, err = loadtest.DevTarget(c); err != nil {
 			return err
 		}
+		target.JWTKey, target.JWTToken = loadtest.DevJWTKey, iss.Token
 		if cmd.Flags().Changed("plain-key") || cmd.Flags().Changed("signed-key") {
 			target.PlainKey, target.SignedKey = f.plainKey, f.signedKey
 		}
@@ -179,7 +196,13 @@ func (a *app) loadtest(cmd *cobra.Command, f loadtestFlags) error {
 		if err != nil {
 			return err
 		}
-		target = loadtest.Target{Edges: edges, Admin: admin, PlainKey: f.plainKey, SignedKey: f.signedKey, KeyID: f.keyID, Secret: f.secret}
+		if plan.Mix[loadtest.KindJWT] > 0 && (f.jwtToken == "" || f.jwtKey == "") {
+			return usagef("--mix jwt=%d: with --edges, jwt requests need --jwt-token TOKEN and --jwt-key ROUTINGKEY (a key placed on a cell with JWT auth)", plan.Mix[loadtest.KindJWT])
+		}
+		target = loadtest.Target{Edges: edges, Admin: admin, PlainKey: f.plainKey, SignedKey: f.signedKey, KeyID: f.keyID, Secret: f.secret, JWTKey: f.jwtKey}
+		if f.jwtToken != "" {
+			target.JWTToken = func() (string, error) { return f.jwtToken, nil }
+		}
 		gctx, cancel := context.WithTimeout(ctx, a.timeout)
 		cfg, err := admin.GetConfig(gctx, &pb.GetConfigRequest{Consistency: pb.Consistency_CONSISTENCY_STALE})
 		cancel()

@@ -20,23 +20,9 @@ func TestLoadtestLeaderKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a dev cluster")
 	}
-	dir := t.TempDir()
-	jsonFile, htmlFile := filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
-	out := &syncBuffer{}
-	code := run(context.Background(), []string{"loadtest", "--cluster", "dev", "--scenario", "leader-kill",
-		"--duration", "6s", "--rate", "200", "--latency-scale", "0.1", "--json", jsonFile, "--html", htmlFile},
-		streams{in: strings.NewReader(""), out: out, err: out}, func(string) string { return "" })
-	if code != 0 {
-		t.Fatalf("exit %d:\n%s", code, out)
-	}
-	data, err := os.ReadFile(jsonFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep loadtest.Report
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
-	}
+	htmlFile := filepath.Join(t.TempDir(), "report.html")
+	rep, out := runLoadtest(t, "--scenario", "leader-kill", "--duration", "6s", "--rate", "200", "--html", htmlFile,
+		"--mix", "plain=60,signed=20,jwt=15,replay=5")
 	if rep.Schema != loadtest.SchemaVersion || rep.Scenario != "leader-kill" || !rep.OK || len(rep.Regions) != 3 {
 		t.Fatalf("report header: schema %q scenario %q ok %v regions %d", rep.Schema, rep.Scenario, rep.OK, len(rep.Regions))
 	}
@@ -50,6 +36,10 @@ func TestLoadtestLeaderKill(t *testing.T) {
 		for _, k := range rr.Kinds {
 			if k.Kind == loadtest.KindPlain && (k.Requests == 0 || k.OK != k.Requests) {
 				t.Errorf("%s: plain requests %d, ok %d, errors %v: want every plain request served while the leader is down", rr.Region, k.Requests, k.OK, k.Errors)
+			}
+			// Edges verify tokens against the issuer's JWKS: no coordinator.
+			if k.Kind == loadtest.KindJWT && (k.Requests == 0 || k.OK != k.Requests) {
+				t.Errorf("%s: jwt requests %d, ok %d, errors %v: want every jwt request served while the leader is down", rr.Region, k.Requests, k.OK, k.Errors)
 			}
 		}
 	}
@@ -72,6 +62,71 @@ func TestLoadtestLeaderKill(t *testing.T) {
 	}
 }
 
+// runLoadtest runs `edgecell loadtest --cluster dev --latency-scale 0.1` with
+// args in-process, wants exit status 0, and returns the JSON report and the
+// output.
+func runLoadtest(t *testing.T, args ...string) (loadtest.Report, *syncBuffer) {
+	t.Helper()
+	jsonFile := filepath.Join(t.TempDir(), "report.json")
+	out := &syncBuffer{}
+	args = append([]string{"loadtest", "--cluster", "dev", "--latency-scale", "0.1", "--json", jsonFile}, args...)
+	code := run(context.Background(), args, streams{in: strings.NewReader(""), out: out, err: out}, func(string) string { return "" })
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	data, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep loadtest.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep, out
+}
+
+// TestLoadtestRegionPartition runs the region-partition scenario: ap-south
+// (coordinator n3, an edge, two backends) is cut off from the other regions
+// a third of the way in and healed at two thirds. No replay is accepted,
+// every plain request succeeds in every region (the ap-south edge serves
+// tenant-1 from its snapshot to its local backends), and the report records
+// the partition and the heal.
+func TestLoadtestRegionPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a dev cluster")
+	}
+	rep, out := runLoadtest(t, "--scenario", "region-partition", "--duration", "6s", "--rate", "150")
+	if rep.Scenario != "region-partition" || !rep.OK || len(rep.Regions) != 3 {
+		t.Fatalf("report header: scenario %q ok %v regions %d\n%s", rep.Scenario, rep.OK, len(rep.Regions), out)
+	}
+	if rep.Replays.Accepted != 0 {
+		t.Errorf("replays %+v: want none accepted", rep.Replays)
+	}
+	for _, rr := range rep.Regions {
+		for _, k := range rr.Kinds {
+			if k.Kind == loadtest.KindPlain && (k.Requests == 0 || k.OK != k.Requests) {
+				t.Errorf("%s: plain requests %d, ok %d, errors %v: want every plain request served through the partition", rr.Region, k.Requests, k.OK, k.Errors)
+			}
+			// Cut off from every coordinator, the ap-south edge cannot
+			// check nonces: its signed requests are refused as unavailable.
+			if rr.Region == "ap-south" && k.Kind == loadtest.KindSigned && k.Errors["5xx:503"] == 0 {
+				t.Errorf("ap-south signed requests: errors %v, want some 503 while partitioned", k.Errors)
+			}
+		}
+	}
+	var cut, healed bool
+	for _, e := range rep.Events {
+		if e.Error != "" {
+			t.Errorf("event %+v failed", e)
+		}
+		cut = cut || (e.Action == "partition-region" && strings.HasPrefix(e.Detail, "ap-south") && e.AtS >= 1.5 && e.AtS < 3)
+		healed = healed || (e.Action == "heal-partition" && e.AtS >= 3.5)
+	}
+	if !cut || !healed {
+		t.Errorf("events %+v: want ap-south partitioned at about 2s and healed at about 4s", rep.Events)
+	}
+}
+
 // TestLoadtestUsage: a bad command line is refused with exit status 2,
 // naming the flag, before any cluster starts.
 func TestLoadtestUsage(t *testing.T) {
@@ -85,6 +140,8 @@ func TestLoadtestUsage(t *testing.T) {
 		{[]string{"loadtest", "--cluster", "dev", "--rate", "fast"}, "--rate"},
 		{[]string{"loadtest", "--cluster", "dev", "--scenario", "nope"}, "no such built-in scenario"},
 		{[]string{"loadtest", "--edges", "us-east=http://127.0.0.1:1", "--scenario", "leader-kill", "--mix", "plain=1"}, "--cluster dev"},
+		{[]string{"loadtest", "--edges", "us-east=http://127.0.0.1:1", "--mix", "plain=1,jwt=1", "--jwt-key", "k"}, "--jwt-token"},
+		{[]string{"loadtest", "--cluster", "dev", "--mix", "plain=1,bogus=1"}, `unknown request kind "bogus"`},
 	} {
 		out := &syncBuffer{}
 		code := run(context.Background(), tc.args, streams{in: strings.NewReader(""), out: out, err: out}, func(string) string { return "" })

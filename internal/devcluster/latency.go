@@ -2,9 +2,11 @@ package devcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,3 +147,33 @@ func (c *Cluster) fixedAddr(addr string) (string, error) {
 // its region, so a client of some region (a load-test client) dials edges
 // through Network().Dialer(region, nil) to pay the distance too.
 func (c *Cluster) Network() *simnet.Network { return c.simnet }
+
+// ErrNoSimulation is returned by the partition controls of a cluster started
+// without Options.SimulateLatency: only the simulated network can cut links.
+var ErrNoSimulation = errors.New("devcluster: partitions need latency simulation (Options.SimulateLatency, --simulate-latency)")
+
+// PartitionRegion cuts region off from the other regions (simnet's
+// Network.Partition): its coordinator, edge and backends keep talking among
+// themselves, and every link to another region fails until HealPartitions.
+// It returns how many open connections it cut.
+func (c *Cluster) PartitionRegion(region string) (int, error) {
+	if c.simnet == nil {
+		return 0, ErrNoSimulation
+	}
+	if !slices.Contains(Regions(), region) {
+		return 0, fmt.Errorf("devcluster: partition %q: no such region (regions: %s)", region, strings.Join(Regions(), ", "))
+	}
+	cut := c.simnet.Partition(region)
+	c.log.Info("latency simulation: region partitioned", "region", region, "connections_cut", cut)
+	return cut, nil
+}
+
+// HealPartitions ends every partition PartitionRegion made.
+func (c *Cluster) HealPartitions() error {
+	if c.simnet == nil {
+		return ErrNoSimulation
+	}
+	c.simnet.Heal()
+	c.log.Info("latency simulation: partitions healed")
+	return nil
+}

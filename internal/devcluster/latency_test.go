@@ -2,6 +2,7 @@ package devcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -168,5 +169,77 @@ func TestLatencyScaleMustBePositive(t *testing.T) {
 	_, err := Start(context.Background(), Options{SimulateLatency: true, LatencyScale: -1})
 	if err == nil {
 		t.Fatal("Start with LatencyScale -1 succeeded")
+	}
+}
+
+// TestPartitionRegion: with ap-south cut off, its edge still serves keys
+// whose backends are local and fails those that need us-east, the other
+// regions keep a quorum and commit writes, and healing restores the route.
+func TestPartitionRegion(t *testing.T) {
+	c := startCluster(t, Options{SimulateLatency: true, LatencyScale: 0.1, Config: farConfig})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	status := func(region, key string) (int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.EdgeURL(region)+"/hello", nil)
+		req.Header.Set("X-Routing-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	want := func(region, key string, ok bool) func() error {
+		return func() error {
+			code, err := status(region, key)
+			if err != nil {
+				return err
+			}
+			if (code == http.StatusOK) != ok {
+				return fmt.Errorf("key %s at the %s edge: status %d, want success %v", key, region, code, ok)
+			}
+			return nil
+		}
+	}
+
+	if _, err := c.PartitionRegion("mars"); err == nil || !strings.Contains(err.Error(), "mars") {
+		t.Errorf("PartitionRegion(mars): %v, want an error naming it", err)
+	}
+	if _, err := c.PartitionRegion("ap-south"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, want("ap-south", "tenant-2", false))
+	for range 10 {
+		if err := want("ap-south", "tenant-1", true)(); err != nil {
+			t.Fatalf("local key during the partition: %v", err)
+		}
+		if err := want("us-east", "tenant-1", true)(); err != nil {
+			t.Fatalf("another region during the partition: %v", err)
+		}
+	}
+	admin, err := c.Admin("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() error {
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer wcancel()
+		_, err := admin.PutPlacement(wctx, &pb.PutPlacementRequest{Placement: &pb.Placement{Key: "partition-write", Cell: "cell-1"}})
+		return err
+	})
+
+	if err := c.HealPartitions(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, want("ap-south", "tenant-2", true))
+}
+
+func TestPartitionNeedsSimulation(t *testing.T) {
+	c := &Cluster{}
+	if _, err := c.PartitionRegion("ap-south"); !errors.Is(err, ErrNoSimulation) {
+		t.Errorf("PartitionRegion without simulation: %v, want ErrNoSimulation", err)
+	}
+	if err := c.HealPartitions(); !errors.Is(err, ErrNoSimulation) {
+		t.Errorf("HealPartitions without simulation: %v, want ErrNoSimulation", err)
 	}
 }

@@ -212,8 +212,17 @@ func (r *runner) newRequest(ctx context.Context, kind Kind, e *edge, replay sign
 	if err != nil {
 		return nil, err
 	}
-	if kind == KindPlain {
+	switch kind {
+	case KindPlain:
 		req.Header.Set("X-Routing-Key", r.target.PlainKey)
+		return req, nil
+	case KindJWT:
+		token, err := r.target.JWTToken()
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("X-Routing-Key", r.target.JWTKey)
+		req.Header.Set("Authorization", "Bearer "+token)
 		return req, nil
 	}
 	req.Header.Set("X-Routing-Key", r.target.SignedKey)

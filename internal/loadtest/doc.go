@@ -23,6 +23,10 @@
 //   - plain: a request to a cell without authentication;
 //   - signed: an HMAC-signed request (package hmacsig) to a cell with
 //     AUTH_MODE_HMAC, with an API key created through the admin API;
+//   - jwt: a request carrying "Authorization: Bearer <token>" to a cell with
+//     AUTH_MODE_JWT; edges verify it locally against the issuer's JWKS, so
+//     it needs no coordinator. A dev cluster run starts its own issuer
+//     (Issuer); against a running cluster the token and key are given;
 //   - replay: an earlier signed request that was accepted, re-sent byte for
 //     byte to a different region's edge. It must be refused (401); an
 //     accepted replay is an invariant violation.
@@ -33,7 +37,9 @@
 // come from the built-in scenarios (Builtin) or from a YAML file
 // (ParseScenario). Steps that need control of processes (killing the leader,
 // stopping backends, killing an edge) need a Target with a Controller, which
-// only an in-process dev cluster provides; steps that go through the admin
+// only an in-process dev cluster provides; partitioning a region also needs
+// that cluster to simulate latency (a Controller that is a Partitioner), as
+// the cut is made in its simulated network; steps that go through the admin
 // API (placement churn) need an admin client.
 //
 // # Report

@@ -37,6 +37,11 @@ func (r *runner) runStep(ctx context.Context, s Step) {
 		r.eventAt(begin, string(s.Action), s.Region, c.StartBackends(s.Region))
 	case ActionKillEdge:
 		r.eventAt(begin, string(s.Action), s.Region, c.KillEdge(s.Region))
+	case ActionPartitionRegion:
+		cut, err := c.(Partitioner).PartitionRegion(s.Region)
+		r.eventAt(begin, string(s.Action), fmt.Sprintf("%s (%d connections cut)", s.Region, cut), err)
+	case ActionHealPartition:
+		r.eventAt(begin, string(s.Action), "", c.(Partitioner).HealPartitions())
 	case ActionChurnPlacements:
 		r.churnPlacements(ctx, s)
 	}

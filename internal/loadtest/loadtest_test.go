@@ -206,3 +206,69 @@ func TestFaultStepsNeedController(t *testing.T) {
 		t.Fatalf("err = %v; want steps[0] refused, pointing at --cluster dev", err)
 	}
 }
+
+// TestPartitionNeedsSimulatedNetwork: a partition step with a Controller
+// that cannot cut links (a dev cluster without latency simulation) is
+// refused before anything is sent.
+func TestPartitionNeedsSimulatedNetwork(t *testing.T) {
+	p, err := Builtin("region-partition")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.TotalRate, p.Mix = 10, Mix{KindPlain: 1}
+	edges := map[string]string{"ap-south": "http://127.0.0.1:1"}
+	_, err = Run(context.Background(), Options{Plan: p, Target: Target{Edges: edges, Controller: &devController{}}})
+	if !errors.Is(err, ErrBadOptions) || !strings.Contains(err.Error(), "steps[0]: partition-region") || !strings.Contains(err.Error(), "--simulate-latency") {
+		t.Fatalf("err = %v; want steps[0] refused, pointing at --simulate-latency", err)
+	}
+}
+
+// TestJWTRequests: jwt requests carry the JWT routing key and a bearer token
+// from the issuer, which reuses a token rather than minting one per request;
+// without a token source they are refused before anything is sent.
+func TestJWTRequests(t *testing.T) {
+	iss, err := NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	var bearer, other atomic.Int64
+	tokens := make(chan string, 100)
+	edge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || r.Header.Get("X-Routing-Key") != "jwt-key" {
+			other.Add(1)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		bearer.Add(1)
+		select {
+		case tokens <- tok:
+		default:
+		}
+	}))
+	defer edge.Close()
+	plan := Plan{Name: "test", Duration: 500 * time.Millisecond, TotalRate: 100, Mix: Mix{KindJWT: 1}}
+	target := Target{Edges: map[string]string{"r1": edge.URL}, JWTKey: "jwt-key", JWTToken: iss.Token}
+	rep, err := Run(context.Background(), Options{Plan: plan, Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := rep.Regions[0].Kinds; len(k) != 1 || k[0].Kind != KindJWT || k[0].OK != 50 || bearer.Load() != 50 || other.Load() != 0 {
+		t.Fatalf("kinds %+v, bearer requests %d, others %d; want 50 jwt requests, all with a bearer token", k, bearer.Load(), other.Load())
+	}
+	first := <-tokens
+	if parts := strings.Split(first, "."); len(parts) != 3 {
+		t.Fatalf("token %q is not a compact JWS", first)
+	}
+	for len(tokens) > 0 {
+		if tok := <-tokens; tok != first {
+			t.Fatal("a new token was minted within the reuse period")
+		}
+	}
+
+	target.JWTToken = nil
+	if _, err := Run(context.Background(), Options{Plan: plan, Target: target}); !errors.Is(err, ErrBadOptions) || !strings.Contains(err.Error(), "--jwt-token") {
+		t.Fatalf("jwt mix without a token: %v, want refused naming --jwt-token", err)
+	}
+}

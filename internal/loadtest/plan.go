@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,11 +21,12 @@ type Kind string
 const (
 	KindPlain  Kind = "plain"
 	KindSigned Kind = "signed"
+	KindJWT    Kind = "jwt"
 	KindReplay Kind = "replay"
 )
 
 // Kinds are the request kinds in report order.
-var Kinds = []Kind{KindPlain, KindSigned, KindReplay}
+var Kinds = []Kind{KindPlain, KindSigned, KindJWT, KindReplay}
 
 // Mix is the relative weight of each request kind; weights are integers,
 // for example plain=70,signed=25,replay=5.
@@ -48,6 +50,14 @@ const (
 	ActionStartBackends Action = "start-backends"
 	// ActionKillEdge closes the edge of Region for the rest of the run (dev cluster).
 	ActionKillEdge Action = "kill-edge"
+	// ActionPartitionRegion cuts Region off from every other region (dev
+	// cluster with latency simulation): its coordinator, edge and backends
+	// reach nothing outside it, and nothing outside reaches them. Load-test
+	// clients are not cut: each still reaches its own region's edge.
+	ActionPartitionRegion Action = "partition-region"
+	// ActionHealPartition ends every partition (dev cluster with latency
+	// simulation).
+	ActionHealPartition Action = "heal-partition"
 	// ActionChurnPlacements rewrites placements PerSecond times a second until
 	// Until, through the admin API.
 	ActionChurnPlacements Action = "churn-placements"
@@ -60,7 +70,13 @@ func (a Action) needsController() bool {
 	case ActionKillLeader, ActionRestartCoordinators, ActionStopBackends, ActionStartBackends, ActionKillEdge:
 		return true
 	}
-	return false
+	return a.needsPartitioner()
+}
+
+// needsPartitioner reports whether the action cuts links between regions,
+// which only a dev cluster that simulates latency can do.
+func (a Action) needsPartitioner() bool {
+	return a == ActionPartitionRegion || a == ActionHealPartition
 }
 
 func (a Action) valid() bool {
@@ -120,7 +136,8 @@ func parseOffset(s string) (Offset, error) {
 type Step struct {
 	At     Offset `yaml:"at"`
 	Action Action `yaml:"action"`
-	// Region names the region of stop-backends, start-backends and kill-edge.
+	// Region names the region of stop-backends, start-backends, kill-edge
+	// and partition-region.
 	Region string `yaml:"region,omitempty"`
 	// Until ends churn-placements (default: the end of the run).
 	Until *Offset `yaml:"until,omitempty"`
@@ -156,12 +173,14 @@ type scenarioFile struct {
 //	name: leader-kill-under-load
 //	duration: 30s
 //	rate: {us-east: 2000, eu-west: 500}   # or a total: rate: 3000
-//	mix: {plain: 70, signed: 25, replay: 5}
+//	mix: {plain: 60, signed: 20, jwt: 15, replay: 5}
 //	steps:
 //	  - {at: 33%, action: kill-leader}
 //	  - {at: 20s, action: restart-coordinators}
 //	  - {at: 5s, action: stop-backends, region: eu-west}
 //	  - {at: 5s, action: churn-placements, per_second: 50, until: 25s}
+//	  - {at: 10s, action: partition-region, region: ap-south}
+//	  - {at: 15s, action: heal-partition}
 //
 // Unknown fields are refused, and every error names the field.
 func ParseScenario(r io.Reader) (Plan, error) {
@@ -211,8 +230,8 @@ func (p Plan) validate() error {
 		}
 	}
 	for k, w := range p.Mix {
-		if k != KindPlain && k != KindSigned && k != KindReplay {
-			return fmt.Errorf("mix: unknown request kind %q (want plain, signed or replay)", k)
+		if !slices.Contains(Kinds, k) {
+			return fmt.Errorf("mix: unknown request kind %q (want plain, signed, jwt or replay)", k)
 		}
 		if w < 0 {
 			return fmt.Errorf("mix %s=%d: want a weight >= 0", k, w)
@@ -223,10 +242,10 @@ func (p Plan) validate() error {
 	}
 	for i, s := range p.Steps {
 		if !s.Action.valid() {
-			return fmt.Errorf("steps[%d].action: unknown action %q (want kill-leader, restart-coordinators, stop-backends, start-backends, kill-edge or churn-placements)", i, s.Action)
+			return fmt.Errorf("steps[%d].action: unknown action %q (want kill-leader, restart-coordinators, stop-backends, start-backends, kill-edge, partition-region, heal-partition or churn-placements)", i, s.Action)
 		}
 		switch s.Action {
-		case ActionStopBackends, ActionStartBackends, ActionKillEdge:
+		case ActionStopBackends, ActionStartBackends, ActionKillEdge, ActionPartitionRegion:
 			if s.Region == "" {
 				return fmt.Errorf("steps[%d].region: %s needs a region", i, s.Action)
 			}
@@ -246,7 +265,7 @@ func (m Mix) total() int {
 	return t
 }
 
-// ParseMix parses "plain=70,signed=25,replay=5".
+// ParseMix parses "plain=60,signed=20,jwt=15,replay=5".
 func ParseMix(s string) (Mix, error) {
 	m := Mix{}
 	for _, part := range strings.Split(s, ",") {
@@ -310,6 +329,8 @@ func Builtin(name string) (Plan, error) {
 		p.Steps = []Step{{At: Offset{}, Action: ActionChurnPlacements, PerSecond: 20}}
 	case "replay-storm":
 		p.Mix = Mix{KindPlain: 40, KindSigned: 20, KindReplay: 40}
+	case "region-partition":
+		p.Steps = []Step{{At: third, Action: ActionPartitionRegion, Region: "ap-south"}, {At: twoThirds, Action: ActionHealPartition}}
 	case "edge-kill":
 		p.Steps = []Step{{At: third, Action: ActionKillEdge, Region: "us-east"}}
 	default:
@@ -320,7 +341,7 @@ func Builtin(name string) (Plan, error) {
 
 // BuiltinNames are the built-in scenarios.
 func BuiltinNames() []string {
-	names := []string{"steady", "leader-kill", "backend-outage", "config-churn", "replay-storm", "edge-kill"}
+	names := []string{"steady", "leader-kill", "backend-outage", "config-churn", "replay-storm", "edge-kill", "region-partition"}
 	sort.Strings(names)
 	return names
 }

@@ -47,7 +47,7 @@ func TestParseScenarioRefusals(t *testing.T) {
 		{"duration: fast\n", "duration"},
 		{"rate: -5\n", "rate"},
 		{"rate: {us-east: 0}\n", "rate us-east=0"},
-		{"mix: {plain: 1, jwt: 1}\n", `unknown request kind "jwt"`},
+		{"mix: {plain: 1, oauth: 1}\n", `unknown request kind "oauth"`},
 		{"mix: {plain: 0}\n", "every weight is 0"},
 		{"steps: [{at: 1s, action: explode}]\n", `steps[0].action: unknown action "explode"`},
 		{"steps: [{at: 1s, action: kill-edge}]\n", "steps[0].region"},

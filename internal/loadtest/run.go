@@ -158,6 +158,9 @@ func newRunner(opts Options) (*runner, error) {
 	if (p.Mix[KindSigned] > 0 || p.Mix[KindReplay] > 0) && t.KeyID == "" && t.Admin == nil {
 		return nil, errors.New("mix: signed and replay requests need an API key (--key-id and --secret) or an admin address (--addr) to create one")
 	}
+	if p.Mix[KindJWT] > 0 && (t.JWTKey == "" || t.JWTToken == nil) {
+		return nil, errors.New("mix: jwt requests need a bearer token (--jwt-token) and the routing key of a cell with JWT auth (--jwt-key); --cluster dev provides both")
+	}
 	if p.Mix[KindReplay] > 0 && len(t.Edges) < 2 {
 		return nil, errors.New("mix: replays go to a different region's edge: give at least two edges")
 	}
@@ -165,6 +168,9 @@ func newRunner(opts Options) (*runner, error) {
 	for i, s := range p.Steps {
 		if s.Action.needsController() && t.Controller == nil {
 			return nil, fmt.Errorf("steps[%d]: %s needs control of the cluster's processes: run with --cluster dev", i, s.Action)
+		}
+		if _, ok := t.Controller.(Partitioner); s.Action.needsPartitioner() && t.Controller != nil && !ok {
+			return nil, fmt.Errorf("steps[%d]: %s needs the dev cluster's simulated network: run with --cluster dev --simulate-latency", i, s.Action)
 		}
 		if s.Action == ActionChurnPlacements {
 			if t.Admin == nil {

@@ -31,6 +31,11 @@ type Target struct {
 	PlainKey, SignedKey string
 	// KeyID and Secret sign requests; empty: a key is created through Admin.
 	KeyID, Secret string
+	// JWTKey is the routing key of jwt requests (a cell with AUTH_MODE_JWT),
+	// and JWTToken gives the bearer token of each; both are needed for jwt
+	// requests.
+	JWTKey   string
+	JWTToken func() (string, error)
 }
 
 // Controller controls the processes of a cluster, for fault steps.
@@ -50,11 +55,23 @@ type Controller interface {
 	WaitEdges(ctx context.Context, rev uint64) error
 }
 
-// Routing keys and the cell of the dev cluster config (DevConfig).
+// Partitioner is implemented by the Controllers that can cut links between
+// regions: those of a dev cluster that simulates latency.
+type Partitioner interface {
+	// PartitionRegion cuts region off from every other region and returns
+	// how many open connections it cut.
+	PartitionRegion(region string) (int, error)
+	// HealPartitions ends every partition.
+	HealPartitions() error
+}
+
+// Routing keys and cells of the dev cluster config (DevConfig, DevConfigJWT).
 const (
 	DevPlainKey   = "tenant-1"
 	DevSignedKey  = "signed-1"
 	DevSignedCell = "cell-signed"
+	DevJWTKey     = "jwt-1"
+	DevJWTCell    = "cell-jwt"
 )
 
 // DevConfig is devcluster.SampleConfig plus DevSignedCell: a cell with
@@ -62,15 +79,34 @@ const (
 // each, under its own endpoint id), with DevSignedKey placed on it.
 func DevConfig(backends []devcluster.Backend) *pb.RoutingConfig {
 	cfg := devcluster.SampleConfig(backends)
-	cell := &pb.Cell{Id: DevSignedCell, Auth: &pb.AuthPolicy{Mode: pb.AuthMode_AUTH_MODE_HMAC}}
+	addAuthCell(cfg, backends, DevSignedCell, DevSignedKey, "signed-", &pb.AuthPolicy{Mode: pb.AuthMode_AUTH_MODE_HMAC})
+	return cfg
+}
+
+// DevConfigJWT is DevConfig plus DevJWTCell, built the same way with
+// AUTH_MODE_JWT trusting iss, with DevJWTKey placed on it.
+func DevConfigJWT(iss *Issuer) func([]devcluster.Backend) *pb.RoutingConfig {
+	return func(backends []devcluster.Backend) *pb.RoutingConfig {
+		cfg := DevConfig(backends)
+		addAuthCell(cfg, backends, DevJWTCell, DevJWTKey, "jwt-", &pb.AuthPolicy{
+			Mode: pb.AuthMode_AUTH_MODE_JWT,
+			Jwt:  &pb.JwtPolicy{Issuer: DevJWTIssuer, Audience: DevJWTAudience, JwksUrl: iss.JWKSURL()},
+		})
+		return cfg
+	}
+}
+
+// addAuthCell adds cell id with auth and the first demo backend of every
+// region (endpoint ids prefixed with prefix), and places key on it.
+func addAuthCell(cfg *pb.RoutingConfig, backends []devcluster.Backend, id, key, prefix string, auth *pb.AuthPolicy) {
+	cell := &pb.Cell{Id: id, Auth: auth}
 	for _, b := range backends {
 		if b.ID == b.Region+"-1" {
-			cell.Endpoints = append(cell.Endpoints, &pb.Endpoint{Id: "signed-" + b.ID, Url: b.URL, Region: b.Region})
+			cell.Endpoints = append(cell.Endpoints, &pb.Endpoint{Id: prefix + b.ID, Url: b.URL, Region: b.Region})
 		}
 	}
 	cfg.Cells = append(cfg.Cells, cell)
-	cfg.Placements = append(cfg.Placements, &pb.Placement{Key: DevSignedKey, Cell: DevSignedCell})
-	return cfg
+	cfg.Placements = append(cfg.Placements, &pb.Placement{Key: key, Cell: id})
 }
 
 // DevTarget is the Target of a running dev cluster started with DevConfig.
@@ -79,15 +115,28 @@ func DevTarget(c *devcluster.Cluster) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
+	var ctl Controller = &devController{c: c, killedEdges: map[string]bool{}}
+	if c.Network() != nil {
+		ctl = devPartitioner{ctl.(*devController)}
+	}
 	return Target{
 		Edges:      c.EdgeURLs(),
 		Latencies:  DevConfig(c.Backends()).GetLatencies(),
 		Admin:      admin,
-		Controller: &devController{c: c, killedEdges: map[string]bool{}},
+		Controller: ctl,
 		PlainKey:   DevPlainKey,
 		SignedKey:  DevSignedKey,
 	}, nil
 }
+
+// devPartitioner is the Controller of a dev cluster that simulates latency.
+type devPartitioner struct{ *devController }
+
+func (d devPartitioner) PartitionRegion(region string) (int, error) {
+	return d.c.PartitionRegion(region)
+}
+
+func (d devPartitioner) HealPartitions() error { return d.c.HealPartitions() }
 
 // devController is the Controller of an in-process dev cluster.
 type devController struct {

@@ -37,7 +37,8 @@ type queue struct {
 	bytes    int
 	lastDue  time.Time
 	deadline time.Time
-	// err (outbound) is the socket's write error; later Writes return it.
+	// err fails later Writes (outbound: the socket's write error) and Reads;
+	// a partition (cut) sets both directions'.
 	err     error
 	changed chan struct{}
 }
@@ -142,6 +143,9 @@ func (c *delayConn) Read(p []byte) (int, error) {
 		if c.closed() {
 			return 0, c.opErr("read", net.ErrClosed)
 		}
+		if q.err != nil {
+			return 0, q.err
+		}
 		now := time.Now()
 		if len(q.items) > 0 && !now.Before(q.items[0].due) {
 			head := &q.items[0]
@@ -226,7 +230,9 @@ func (c *delayConn) writeLoop() {
 		}
 		if _, err := c.Conn.Write(ch.data); err != nil {
 			q.mu.Lock()
-			q.err = err
+			if q.err == nil { // a cut's error stays
+				q.err = err
+			}
 			q.notifyLocked()
 			q.mu.Unlock()
 			c.Conn.Close() // a broken stream: let readLoop see it too
@@ -262,6 +268,31 @@ func (c *delayConn) readLoop() {
 		}
 		q.mu.Unlock()
 	}
+}
+
+// cut is a partition: what is in flight both ways is dropped, pending and
+// later Reads and Writes fail with err, and the socket is closed at once, so
+// the peer sees the connection end. Close is still the owner's to call.
+func (c *delayConn) cut(err error) {
+	for _, q := range []*queue{&c.in, &c.out} {
+		q.mu.Lock()
+		clear(q.items)
+		q.items, q.bytes, q.lastDue = q.items[:0], 0, time.Time{}
+		if q.err == nil {
+			op := "read"
+			if q == &c.out {
+				op = "write"
+			}
+			q.err = c.opErr(op, err)
+		}
+		if q == &c.out { // ends writeLoop
+			q.pushLocked(chunk{close: true}, 0)
+		} else {
+			q.notifyLocked() // wakes readLoop waiting for room
+		}
+		q.mu.Unlock()
+	}
+	c.Conn.Close()
 }
 
 // Close fails pending and later Reads and Writes at once. What was written

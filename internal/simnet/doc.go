@@ -29,4 +29,12 @@
 // registered, and leaves alone connections this Network's dialers already
 // delay, so that no connection pays twice. A listener cannot delay the
 // client's connect, only the data.
+//
+// # Partitions
+//
+// Network.Partition cuts a region off from every other one until Heal: new
+// dials across the cut fail at once (ErrPartitioned), and the delayed
+// connections across it are closed with that error rather than left stalled,
+// so that their owners take their retry paths at once. Same-region traffic
+// never passes through the simulation and is unaffected.
 package simnet

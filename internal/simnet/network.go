@@ -2,6 +2,8 @@ package simnet
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -21,11 +23,25 @@ type Network struct {
 	mu      sync.RWMutex
 	regions map[string]string   // "host:port" or "host" -> region
 	dialed  map[string]struct{} // local addresses of connections our dialers delay
+	// partitioned are the regions cut off from every other one.
+	partitioned map[string]bool
+	// open are the delayed connections not yet closed, with their two
+	// regions, so that Partition can cut them.
+	open map[*delayConn][2]string
 }
+
+// ErrPartitioned is matched (errors.Is) by the errors of dials refused and
+// connections cut by a partition (see Network.Partition).
+var ErrPartitioned = errors.New("no route between regions")
 
 // NewNetwork returns a network with matrix m (nil: no delays until SetMatrix).
 func NewNetwork(m *Matrix) *Network {
-	n := &Network{regions: map[string]string{}, dialed: map[string]struct{}{}}
+	n := &Network{
+		regions:     map[string]string{},
+		dialed:      map[string]struct{}{},
+		partitioned: map[string]bool{},
+		open:        map[*delayConn][2]string{},
+	}
 	n.SetMatrix(m)
 	return n
 }
@@ -82,6 +98,9 @@ func (n *Network) Dialer(from string, base DialFunc) DialFunc {
 		if !ok || to == from {
 			return base(ctx, network, addr)
 		}
+		if err := n.cutErr(from, to); err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: staticAddr{network, addr}, Err: err}
+		}
 		conn, err := base(ctx, network, addr)
 		if err != nil {
 			return nil, err
@@ -93,13 +112,24 @@ func (n *Network) Dialer(from string, base DialFunc) DialFunc {
 		}
 		local := conn.LocalAddr().String()
 		n.mu.Lock()
-		n.dialed[local] = struct{}{}
-		n.mu.Unlock()
-		return newDelayConn(conn, n.delayFunc(from, to), n.delayFunc(to, from), func() {
+		// Checked again under the lock that Partition takes: a partition
+		// made during the handshake must not miss this connection.
+		if err := n.cutErrLocked(from, to); err != nil {
+			n.mu.Unlock()
+			conn.Close()
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: conn.RemoteAddr(), Err: err}
+		}
+		var dc *delayConn
+		dc = newDelayConn(conn, n.delayFunc(from, to), n.delayFunc(to, from), func() {
 			n.mu.Lock()
 			delete(n.dialed, local)
+			delete(n.open, dc)
 			n.mu.Unlock()
-		}), nil
+		})
+		n.dialed[local] = struct{}{}
+		n.open[dc] = [2]string{from, to}
+		n.mu.Unlock()
+		return dc, nil
 	}
 }
 
@@ -122,20 +152,107 @@ type listener struct {
 }
 
 func (l *listener) Accept() (net.Conn, error) {
-	conn, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		remote := conn.RemoteAddr().String()
+		l.n.mu.RLock()
+		_, ours := l.n.dialed[remote]
+		l.n.mu.RUnlock()
+		peer, ok := l.n.Region(remote)
+		if ours || !ok || peer == l.region {
+			return conn, nil
+		}
+		l.n.mu.Lock()
+		if l.n.cutErrLocked(l.region, peer) != nil {
+			// As if the connection never got through: the peer sees it end.
+			l.n.mu.Unlock()
+			conn.Close()
+			continue
+		}
+		var dc *delayConn
+		dc = newDelayConn(conn, l.n.delayFunc(l.region, peer), l.n.delayFunc(peer, l.region), func() {
+			l.n.mu.Lock()
+			delete(l.n.open, dc)
+			l.n.mu.Unlock()
+		})
+		l.n.open[dc] = [2]string{l.region, peer}
+		l.n.mu.Unlock()
+		return dc, nil
 	}
-	remote := conn.RemoteAddr().String()
-	l.n.mu.RLock()
-	_, ours := l.n.dialed[remote]
-	l.n.mu.RUnlock()
-	peer, ok := l.n.Region(remote)
-	if ours || !ok || peer == l.region {
-		return conn, nil
-	}
-	return newDelayConn(conn, l.n.delayFunc(l.region, peer), l.n.delayFunc(peer, l.region), nil), nil
 }
+
+// Partition cuts region off from every other region, until Heal: dials
+// between region and another region fail at once with an error matching
+// ErrPartitioned, and the delayed connections open between them are cut:
+// what is in flight is dropped, their Reads and Writes fail at once with
+// that error, and the peer sees the connection end. (A real partition would
+// rather leave them stalled until some timeout; closing gets every client
+// onto its retry path at once, which is what tests want to see.) Traffic
+// within a region, and with unregistered addresses, is unaffected. It
+// returns how many connections it cut.
+func (n *Network) Partition(region string) int {
+	n.mu.Lock()
+	n.partitioned[region] = true
+	var cut []*delayConn
+	for c, pair := range n.open {
+		if pair[0] != pair[1] && (pair[0] == region || pair[1] == region) {
+			cut = append(cut, c)
+		}
+	}
+	n.mu.Unlock()
+	err := fmt.Errorf("simnet: region %s is partitioned: %w", region, ErrPartitioned)
+	for _, c := range cut {
+		c.cut(err)
+	}
+	return len(cut)
+}
+
+// Heal ends every partition: new dials between regions succeed again.
+// Connections cut stay closed; their owners redial.
+func (n *Network) Heal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.partitioned)
+}
+
+// Partitioned are the regions cut off by Partition, in no order.
+func (n *Network) Partitioned() []string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make([]string, 0, len(n.partitioned))
+	for r := range n.partitioned {
+		out = append(out, r)
+	}
+	return out
+}
+
+// cutErr is why traffic between regions a and b cannot flow, or nil.
+func (n *Network) cutErr(a, b string) error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.cutErrLocked(a, b)
+}
+
+func (n *Network) cutErrLocked(a, b string) error {
+	if a == b {
+		return nil
+	}
+	for _, r := range []string{a, b} {
+		if n.partitioned[r] {
+			return fmt.Errorf("simnet: region %s is partitioned: %w", r, ErrPartitioned)
+		}
+	}
+	return nil
+}
+
+// staticAddr is a net.Addr for an address that was never dialed.
+type staticAddr struct{ network, addr string }
+
+func (a staticAddr) Network() string { return a.network }
+func (a staticAddr) String() string  { return a.addr }
 
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {

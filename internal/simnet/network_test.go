@@ -50,6 +50,28 @@ func listen(t *testing.T, serve func(net.Conn)) net.Listener {
 
 func echo(c net.Conn) { io.Copy(c, c) }
 
+// echoListener serves echo on loopback through n.Listener(region, ...) and
+// returns its address.
+func echoListener(t *testing.T, n *Network, region string) string {
+	t.Helper()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := n.Listener(region, raw)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); echo(c) }()
+		}
+	}()
+	return raw.Addr().String()
+}
+
 func newNetwork(t *testing.T, scale float64, lats ...*pb.Latency) *Network {
 	t.Helper()
 	m, err := NewMatrix(lats, scale)
@@ -347,22 +369,7 @@ func TestDialHonoursContext(t *testing.T) {
 
 func TestListenerDelaysRegisteredPeers(t *testing.T) {
 	n := newNetwork(t, 1, &pb.Latency{From: "a", To: "b", OneWayMs: 30})
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := n.Listener("a", raw)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); echo(c) }()
-		}
-	}()
-	addr := raw.Addr().String()
+	addr := echoListener(t, n, "a")
 	n.Register(addr, "a")
 
 	// A client in region b that does not use the Network: known by its host.

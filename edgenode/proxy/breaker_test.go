@@ -103,9 +103,16 @@ func TestRouteHeaderOnlyWhenAsked(t *testing.T) {
 	if r, ok := resp.Header["X-Edge-Route"]; ok {
 		t.Fatalf("X-Edge-Route %q sent without X-Edge-Debug", r)
 	}
+	if r, ok := resp.Header["X-Edge-Revision"]; ok {
+		t.Fatalf("X-Edge-Revision %q sent without X-Edge-Debug", r)
+	}
 	resp, _ = h.debugGet(t, c, "acme")
 	if r := resp.Header.Get("X-Edge-Route"); r != "failover us-east->eu-west: no endpoint in us-east" {
 		t.Fatalf("X-Edge-Route %q", r)
+	}
+	// buildTable's first argument is the table's revision.
+	if r := resp.Header.Get("X-Edge-Revision"); r != "1" {
+		t.Fatalf("X-Edge-Revision %q, want the routing table's revision 1", r)
 	}
 }
 

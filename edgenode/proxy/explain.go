@@ -154,6 +154,10 @@ func (c *conn) writeRoute(w *bufio.Writer, ep *route.Endpoint) {
 		}
 	}
 	b = c.appendAuth(b)
+	// The revision of the table the choice was made on, so that a load
+	// test can check it against the breaker states of that revision.
+	b = append(b, "\r\nX-Edge-Revision: "...)
+	b = strconv.AppendUint(b, c.revision, 10)
 	b = append(b, "\r\n"...)
 	c.whyBuf = b
 	w.Write(b)

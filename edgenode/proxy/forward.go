@@ -76,7 +76,7 @@ func (c *conn) serveRequest(start time.Time) bool {
 	// skipped, unless so few are left that the cell panics; the candidate
 	// order already fails over region by region.
 	now := start.UnixNano()
-	c.cell = cell
+	c.cell, c.revision = cell, t.Revision()
 	c.skips = [route.NumReasons]uint16{}
 	c.attempts, c.failed, c.retryAfter = 0, 0, nil
 	c.routable, c.panicking = cell.Panic(now)

@@ -29,6 +29,11 @@ func TestLoadtestLeaderKill(t *testing.T) {
 	if rep.Replays.Accepted != 0 || rep.Replays.Blocked == 0 {
 		t.Errorf("replays %+v: want some blocked and none accepted", rep.Replays)
 	}
+	for _, inv := range rep.Invariants {
+		if inv.Name == loadtest.InvariantNoRouteOpenBreaker && (!inv.Checked || inv.Violations != 0) {
+			t.Errorf("breaker invariant %+v: want it checked against the Watch history, with no violation", inv)
+		}
+	}
 	for _, rr := range rep.Regions {
 		if rr.Total.Requests == 0 || rr.Total.Latency.P50 <= 0 || rr.Total.Latency.P50 > rr.Total.Latency.P99 || len(rr.Timeline) == 0 {
 			t.Errorf("%s: total %+v, %d timeline points", rr.Region, rr.Total, len(rr.Timeline))

@@ -143,8 +143,16 @@ func (r *runner) do(ctx context.Context, rc *regionClient, i int64, sched time.D
 		if err != nil {
 			break
 		}
+		if r.breakers != nil && o.kind != KindReplay {
+			req.Header.Set("X-Edge-Debug", "1") // X-Edge-Endpoint and X-Edge-Revision for the breaker check
+		}
 		resp, err = r.client.Do(req)
 		if err == nil {
+			if r.breakers != nil {
+				if ep := resp.Header.Get("X-Edge-Endpoint"); ep != "" {
+					r.breakers.routedOn(ep, resp.Header.Get("X-Edge-Revision"))
+				}
+			}
 			if o.kind == KindSigned && resp.StatusCode/100 == 2 {
 				r.replays.add(signedRequest{target: req.URL.RequestURI(), header: req.Header, edge: e})
 			}

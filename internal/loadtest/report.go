@@ -227,10 +227,14 @@ func (r *runner) report(elapsed time.Duration) *Report {
 	} else {
 		rep.Invariants = append(rep.Invariants, Invariant{Name: InvariantNoLostWrite, Detail: "checked only when the scenario churns placements"})
 	}
-	rep.Invariants = append(rep.Invariants, Invariant{
-		Name:   InvariantNoRouteOpenBreaker,
-		Detail: "not checked: responses do not say at which revision the edge routed them",
-	})
+	if r.breakers != nil {
+		rep.Invariants = append(rep.Invariants, r.breakers.check(5*time.Second))
+	} else {
+		rep.Invariants = append(rep.Invariants, Invariant{
+			Name:   InvariantNoRouteOpenBreaker,
+			Detail: "not checked: needs the coordinators' Watch stream (--cluster dev)",
+		})
+	}
 	rep.OK = rep.Err() == nil
 	return rep
 }

@@ -77,6 +77,7 @@ type runner struct {
 
 	propagation *propagation
 	churn       *churnCheck
+	breakers    *breakerLog // nil: the breaker invariant is not checked
 	log         *slog.Logger
 }
 
@@ -165,6 +166,9 @@ func newRunner(opts Options) (*runner, error) {
 		return nil, errors.New("mix: replays go to a different region's edge: give at least two edges")
 	}
 	r := &runner{opts: opts, target: t, plan: p, edges: map[string]*edge{}, log: opts.Logger}
+	if len(t.Watchers) > 0 {
+		r.breakers = newBreakerLog(t.Watchers)
+	}
 	for i, s := range p.Steps {
 		if s.Action.needsController() && t.Controller == nil {
 			return nil, fmt.Errorf("steps[%d]: %s needs control of the cluster's processes: run with --cluster dev", i, s.Action)
@@ -313,6 +317,12 @@ func (r *runner) run(ctx context.Context) *Report {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.start = time.Now()
+	if r.breakers != nil {
+		// Until the report is written: it waits for the history to catch up.
+		followCtx, stopFollow := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopFollow()
+		go r.breakers.follow(followCtx)
+	}
 	var load, aux sync.WaitGroup
 	for _, rc := range r.regions {
 		load.Go(func() { r.generate(ctx, rc) })

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"sort"
 	"sync"
 
@@ -36,6 +38,11 @@ type Target struct {
 	// requests.
 	JWTKey   string
 	JWTToken func() (string, error)
+	// Watchers are EdgeService clients of the coordinators (any order): with
+	// them the run follows the breaker history and checks that no request
+	// was routed to an endpoint whose breaker was open at that revision.
+	// Nil: that invariant is not checked.
+	Watchers []pb.EdgeServiceClient
 }
 
 // Controller controls the processes of a cluster, for fault steps.
@@ -119,7 +126,16 @@ func DevTarget(c *devcluster.Cluster) (Target, error) {
 	if c.Network() != nil {
 		ctl = devPartitioner{ctl.(*devController)}
 	}
+	var watchers []pb.EdgeServiceClient
+	for _, addr := range c.CoordinatorAddrs() {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return Target{}, err
+		}
+		watchers = append(watchers, pb.NewEdgeServiceClient(conn))
+	}
 	return Target{
+		Watchers:   watchers,
 		Edges:      c.EdgeURLs(),
 		Latencies:  DevConfig(c.Backends()).GetLatencies(),
 		Admin:      admin,

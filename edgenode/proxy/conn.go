@@ -67,7 +67,7 @@ type conn struct {
 	// How the current request's endpoint was chosen, for X-Edge-Route and
 	// 502 reasons.
 	cell       *route.Cell
-	revision   uint64 // of the table the request is routed on, for X-Edge-Revision
+	revision   uint64                   // of the table the request is routed on, for X-Edge-Revision
 	skips      [route.NumReasons]uint16 // endpoints passed over, by the gate's reason
 	attempts   uint8                    // endpoints the request was sent (or dialled) to in vain
 	failed     uint8                    // 1<<attempt of each failed attempt's outcome

@@ -184,6 +184,15 @@ func benchDeath(b *testing.B, mode string) {
 		b.StartTimer()
 	}
 	b.StopTimer()
+	reportQuantiles(b, samples)
+}
+
+type errNotYet string
+
+func (e errNotYet) Error() string { return "breaker not yet open at the " + string(e) + " edge" }
+
+// reportQuantiles reports the p50, p99 and max of samples in milliseconds.
+func reportQuantiles(b *testing.B, samples []time.Duration) {
 	slices.Sort(samples)
 	q := func(p float64) float64 {
 		return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))]) / float64(time.Millisecond)
@@ -192,7 +201,3 @@ func benchDeath(b *testing.B, mode string) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(q(1), "max-ms")
 }
-
-type errNotYet string
-
-func (e errNotYet) Error() string { return "breaker not yet open at the " + string(e) + " edge" }

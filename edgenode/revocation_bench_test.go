@@ -2,7 +2,6 @@ package edgenode_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -59,11 +58,5 @@ func BenchmarkRevocationToEveryEdge(b *testing.B) {
 		samples = append(samples, time.Since(start))
 	}
 	b.StopTimer()
-	slices.Sort(samples)
-	q := func(p float64) float64 {
-		return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))]) / float64(time.Millisecond)
-	}
-	b.ReportMetric(q(0.5), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
-	b.ReportMetric(q(1), "max-ms")
+	reportQuantiles(b, samples)
 }

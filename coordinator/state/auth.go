@@ -3,6 +3,8 @@ package state
 import (
 	"fmt"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
@@ -46,6 +48,12 @@ func nonceKey(keyID, nonce string) string { return keyID + "\x00" + nonce }
 // expiry, then the nonce key.
 func expiryKey(expires int64, nk string) string {
 	return fmt.Sprintf("%016x\x00%s", uint64(expires), nk)
+}
+
+// expiryOf reads the expiry back from an expiryKey.
+func expiryOf(k string) uint64 {
+	exp, _ := strconv.ParseUint(k[:16], 16, 64)
+	return exp
 }
 
 // validateAuth checks a cell's auth policy; fields are relative to the cell.
@@ -209,9 +217,7 @@ func (tx *txn) reapNonces() {
 	now := uint64(tx.now.UnixMilli())
 	var due []string
 	tx.t.nonceExpiry.Scan(func(k string, _ struct{}) bool {
-		var exp uint64
-		fmt.Sscanf(k[:16], "%x", &exp)
-		if exp > now || len(due) == MaxReapPerTick {
+		if expiryOf(k) > now || len(due) == MaxReapPerTick {
 			return false
 		}
 		due = append(due, k)
@@ -230,9 +236,7 @@ func (v *view) nonceDeadline() (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	var exp uint64
-	fmt.Sscanf(k[:16], "%x", &exp)
-	return time.UnixMilli(int64(exp)), true
+	return time.UnixMilli(int64(expiryOf(k))), true
 }
 
 // Nonces is how many nonces are stored.
@@ -257,20 +261,11 @@ func (v *view) keys() []*pb.ApiKey {
 func (v *view) nonceRecords() []*pb.NonceRecord {
 	out := make([]*pb.NonceRecord, 0, v.t.nonces.Len())
 	v.t.nonces.Scan(func(nk string, e nonceEntry) bool {
-		keyID, nonce, _ := cutNul(nk)
+		keyID, nonce, _ := strings.Cut(nk, "\x00")
 		out = append(out, &pb.NonceRecord{KeyId: keyID, Nonce: nonce, ExpiresUnixMs: e.expires, CheckId: e.checkID})
 		return true
 	})
 	return out
-}
-
-func cutNul(s string) (before, after string, ok bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // restoreAuth loads keys and nonces from a snapshot into t.

@@ -326,6 +326,8 @@ func TestMovesToCoordinatorInOwnRegion(t *testing.T) {
 	e.waitRevision(t, 10)
 	// Progress keeps the far stream alive until the rebalance check moves the edge.
 	go func() {
+		tick := time.NewTicker(5 * time.Millisecond) // a stream's progress rate, not a synchronisation
+		defer tick.Stop()
 		for rev := uint64(11); ; rev++ {
 			select {
 			case w.send <- progress(rev):
@@ -334,7 +336,11 @@ func TestMovesToCoordinatorInOwnRegion(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				return
 			}
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-tick.C:
+			case <-w.end:
+				return
+			}
 		}
 	}()
 	w2 := near.nextWatch(t)

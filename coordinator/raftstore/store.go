@@ -6,14 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -28,7 +24,8 @@ type Config struct {
 	Name string
 	// RaftAddr is the address raft listens on and advertises to peers.
 	RaftAddr string
-	// DataDir holds wal/ (raft log and stable store) and snapshots/.
+	// DataDir holds raft.db (raft log and stable store) and snapshots/; see
+	// disk.go for the layout and what a damaged file does.
 	DataDir string
 	// Bootstrap, when non-empty and the data dir holds no raft state, bootstraps
 	// a cluster with these voters (name -> raft address). Every initial member
@@ -63,29 +60,6 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// logStore is what raft-wal provides: raft's log and stable stores.
-type logStore interface {
-	raft.LogStore
-	raft.StableStore
-	Close() error
-}
-
-// walStore closes the WAL's meta DB too, which WAL.Close (v0.4.0) leaves
-// open, holding its file lock: a member restarted in the same process
-// would wait on it forever.
-type walStore struct {
-	*wal.WAL
-	meta *metadb.BoltMetaDB
-}
-
-func (w walStore) Close() error {
-	err := w.WAL.Close()
-	if merr := w.meta.Close(); err == nil {
-		err = merr
-	}
-	return err
-}
-
 // Store is one member's raft node plus its state machine.
 type Store struct {
 	cfg       Config
@@ -93,7 +67,7 @@ type Store struct {
 	raft      *raft.Raft
 	fsm       *fsm
 	transport *raft.NetworkTransport
-	logs      logStore
+	logs      *logStore
 }
 
 // Open starts raft for this member. It returns once raft runs; it does not wait
@@ -109,11 +83,11 @@ func Open(cfg Config) (*Store, error) {
 		cfg.Logger = slog.Default()
 	}
 	setDefaults(&cfg)
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("raftstore: create data dir: %w", err)
-	}
 	log := cfg.Logger.With("member", cfg.Name)
 	hlog := newHCLogger(log)
+	if err := prepareDataDir(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.Name)
@@ -126,27 +100,10 @@ func Open(cfg Config) (*Store, error) {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.SnapshotInterval = 30 * time.Second
 
-	// The raft log and stable store is hashicorp/raft-wal (segment files plus
-	// a bbolt meta file), as in Consul: one fsync per append where
-	// raft-boltdb needs two, and no B+tree rewrites. It doubled the nonce
-	// check-and-store rate and halved its latency here (see README).
-	walDir := filepath.Join(cfg.DataDir, "wal")
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, "raft.db")); err == nil {
-		if _, err := os.Stat(walDir); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("raftstore: %s holds a raft.db (raft-boltdb) from an earlier edgecell, whose log this one does not read: "+
-				"start this member with an empty data directory and add it to the cluster again", cfg.DataDir)
-		}
-	}
-	if err := os.MkdirAll(walDir, 0o750); err != nil {
-		return nil, fmt.Errorf("raftstore: create %s: %w", walDir, err)
-	}
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithMetaStore(meta))
+	logs, err := openLogStore(cfg.DataDir)
 	if err != nil {
-		meta.Close()
-		return nil, fmt.Errorf("raftstore: open the raft log in %s: %w", walDir, err)
+		return nil, err
 	}
-	logs := walStore{WAL: w, meta: meta}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
 		logs.Close()
@@ -204,7 +161,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		transport.Close()
 		logs.Close()
-		return nil, fmt.Errorf("raftstore: start raft: %w", err)
+		return nil, fmt.Errorf("raftstore: start raft: %w", describeSnapshotError(cfg.DataDir, err))
 	}
 	s := &Store{cfg: cfg, log: log, raft: r, fsm: f, transport: transport, logs: logs}
 	log.Info("raft started", "raft_addr", string(transport.LocalAddr()), "existing_state", hasState)

@@ -14,6 +14,8 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/edgecell/edgecell/internal/boltfile"
 )
 
 // The data directory of a member:
@@ -116,23 +118,25 @@ func openLogStore(dir string) (*logStore, error) {
 	return &logStore{LogStore: cached, StableStore: db, db: db}, nil
 }
 
-// openBolt opens the bbolt file. bbolt panics on some damage that its open
-// does not detect (a page that is not what its parent says), so an existing
-// file is first opened on its own and put through bbolt's consistency check,
-// turning a panic or a failed check into an error naming the file instead of
-// a crash loop deep inside raft. raft-boltdb does not expose its *bbolt.DB,
-// hence the separate open.
-func openBolt(path string) (*raftboltdb.BoltStore, error) {
-	opts := &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
-	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-		if err := checkBolt(path, opts); err != nil {
-			return nil, err
-		}
+// openBolt opens the bbolt file. bbolt trusts its meta page and panics, in
+// goroutines nobody can recover, when a page it points at is missing, so a
+// file is first checked by internal/boltfile (a truncated or garbage file
+// is refused naming it instead of crash-looping the member).
+//
+// The freelist is synced (raft-boltdb's and Consul's default): with
+// NoFreelistSync bbolt rebuilds it on open by walking every page, which on
+// a damaged file panics in such a goroutine.
+func openBolt(path string) (db *raftboltdb.BoltStore, err error) {
+	if err := boltfile.Validate(path); err != nil {
+		return nil, damaged(path, err)
 	}
-	// NoFreelistSync skips writing the freelist on every commit (as etcd
-	// does); bbolt rebuilds it on open. It is not a durability setting: every
-	// commit is still fsynced.
-	db, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: opts})
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, damaged(path, fmt.Errorf("%v", r))
+		}
+	}()
+	opts := &bolt.Options{Timeout: lockTimeout, FreelistType: bolt.FreelistMapType}
+	db, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: opts})
 	if err != nil {
 		return nil, openError(path, err)
 	}
@@ -141,33 +145,6 @@ func openBolt(path string) (*raftboltdb.BoltStore, error) {
 		return nil, fmt.Errorf("raftstore: %s: %w", path, err)
 	}
 	return db, nil
-}
-
-func checkBolt(path string, opts *bolt.Options) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = damaged(path, fmt.Errorf("%v", r))
-		}
-	}()
-	db, err := bolt.Open(path, fileMode, opts)
-	if err != nil {
-		return openError(path, err)
-	}
-	defer db.Close()
-	if cerr := db.View(func(tx *bolt.Tx) error {
-		// Drain the channel: the checker reads pages until it is done, and
-		// must not outlive the transaction.
-		var first error
-		for cerr := range tx.Check() {
-			if first == nil {
-				first = cerr
-			}
-		}
-		return first
-	}); cerr != nil {
-		return damaged(path, cerr)
-	}
-	return nil
 }
 
 func openError(path string, err error) error {

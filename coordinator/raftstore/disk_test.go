@@ -1,0 +1,206 @@
+package raftstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func storeEntries(t *testing.T, ls *logStore, term, from, to uint64) {
+	t.Helper()
+	var logs []*raft.Log
+	for i := from; i <= to; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("entry %d term %d %s", i, term, strings.Repeat("x", 200)))})
+	}
+	if err := ls.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The failure that retired raft-wal: raft's "clearing log suffix" (a
+// follower dropping entries a deposed leader never committed) followed by a
+// restart. Every entry kept and every entry written after the truncation
+// must be readable after reopening.
+func TestLogSurvivesTailTruncationAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	ls, err := openLogStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeEntries(t, ls, 1, 1, 500)
+	if err := ls.DeleteRange(401, 500); err != nil { // clearing log suffix
+		t.Fatal(err)
+	}
+	storeEntries(t, ls, 2, 401, 450)
+	if err := ls.DeleteRange(1, 100); err != nil { // compaction after a snapshot
+		t.Fatal(err)
+	}
+	if err := ls.SetUint64([]byte("CurrentTerm"), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ls, err = openLogStore(dir)
+	if err != nil {
+		t.Fatalf("reopen after a tail truncation: %v", err)
+	}
+	defer ls.Close()
+	first, _ := ls.FirstIndex()
+	last, _ := ls.LastIndex()
+	if first != 101 || last != 450 {
+		t.Fatalf("log spans %d..%d after reopening, want 101..450", first, last)
+	}
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := ls.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		wantTerm := uint64(1)
+		if i > 400 {
+			wantTerm = 2
+		}
+		if l.Term != wantTerm || !bytes.HasPrefix(l.Data, []byte(fmt.Sprintf("entry %d term %d", i, wantTerm))) {
+			t.Fatalf("entry %d is term %d %q, want term %d", i, l.Term, l.Data[:20], wantTerm)
+		}
+	}
+	if term, err := ls.GetUint64([]byte("CurrentTerm")); err != nil || term != 2 {
+		t.Fatalf("CurrentTerm = %d, %v; want 2", term, err)
+	}
+}
+
+// A data dir from the raft-wal era is refused, naming the directory and the
+// way back (remove, wipe, join), never started empty.
+func TestLegacyWALDataDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	walDir := filepath.Join(dir, "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(walDir, "00000000000000000001-0000000000000001.wal"), []byte("segment"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger(),
+		Bootstrap: map[string]string{"n1": "127.0.0.1:0"}})
+	if !errors.Is(err, ErrDataDir) {
+		t.Fatalf("Open on a raft-wal data dir: %v, want ErrDataDir", err)
+	}
+	for _, want := range []string{walDir, "cluster remove", "cluster join"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, raftDBName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a raft.db was created beside the refused wal/ (stat: %v)", err)
+	}
+}
+
+// A raft.db damaged on disk is refused with an error naming it, never a
+// panic, and it is left exactly as it was for the operator to inspect.
+func TestDamagedRaftDBRefused(t *testing.T) {
+	const page = 4096
+	damages := []struct {
+		name   string
+		damage func(t *testing.T, path string, size int64)
+	}{
+		{"truncated to half", func(t *testing.T, path string, size int64) { truncate(t, path, size/2) }},
+		{"truncated to one page", func(t *testing.T, path string, size int64) { truncate(t, path, page) }},
+		{"truncated mid-page", func(t *testing.T, path string, size int64) { truncate(t, path, 3*page+100) }},
+		{"meta pages garbage", func(t *testing.T, path string, size int64) { overwrite(t, path, 0, 2*page, 1) }},
+		{"whole file garbage", func(t *testing.T, path string, size int64) { overwrite(t, path, 0, size, 2) }},
+		{"zeroed", func(t *testing.T, path string, size int64) { zero(t, path, size) }},
+	}
+	for _, d := range damages {
+		t.Run(d.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ls, err := openLogStore(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			storeEntries(t, ls, 1, 1, 400)
+			ls.Close()
+			path := filepath.Join(dir, raftDBName)
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.damage(t, path, fi.Size())
+			before, _ := os.ReadFile(path)
+
+			_, err = openLogStore(dir)
+			if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("opening a damaged raft.db: %v; want ErrDataDir naming %s", err, path)
+			}
+			after, _ := os.ReadFile(path)
+			if !bytes.Equal(before, after) {
+				t.Errorf("the damaged file was changed by the refused open")
+			}
+		})
+	}
+}
+
+// The data dir and raft.db are private to the member: they hold API key
+// secrets and the nonce store.
+func TestDataDirPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, raftDBName): 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s is mode %v, want %v", path, got, want)
+		}
+	}
+}
+
+func truncate(t *testing.T, path string, size int64) {
+	t.Helper()
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func overwrite(t *testing.T, path string, off, n int64, seed uint64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	buf := make([]byte, n)
+	for i := range buf {
+		buf[i] = byte(rng.Uint32())
+	}
+	if _, err := f.WriteAt(buf, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func zero(t *testing.T, path string, size int64) {
+	t.Helper()
+	if err := os.WriteFile(path, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -60,6 +60,7 @@ type RaftTuning struct {
 	CommitTimeout      time.Duration
 	SnapshotThreshold  uint64
 	TrailingLogs       uint64
+	SnapshotInterval   time.Duration
 	Watch              watch.Options
 }
 
@@ -123,7 +124,8 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, CommitTimeout: cfg.Raft.CommitTimeout,
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold, TrailingLogs: cfg.Raft.TrailingLogs,
-		Now: cfg.Now, Dial: cfg.Dial,
+		SnapshotInterval: cfg.Raft.SnapshotInterval,
+		Now:              cfg.Now, Dial: cfg.Dial,
 	})
 	if err != nil {
 		lis.Close()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +25,11 @@ func (a *app) runService(cmd *cobra.Command, start func(ctx context.Context, log
 	if err != nil {
 		return err
 	}
+	// Services write raft logs, snapshots, key secrets and caches: nothing
+	// they create is for other users (etcd's and Consul's data dirs are
+	// 0700 too). Libraries that create files themselves (raft's snapshot
+	// store) get the same.
+	syscall.Umask(0o077)
 	svc, err := start(cmd.Context(), log)
 	if err != nil {
 		return err
@@ -81,6 +88,9 @@ running cluster.`,
 	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:7101", "listen address of the gRPC API (admin, edges, peers)")
 	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7201", "listen and advertised address of raft")
 	f.StringVar(&initialCluster, "initial-cluster", "", "bootstrap a new cluster: name=raft-addr of every first member")
+	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "snapshot-threshold", 8192, "raft log entries that trigger a snapshot (and compaction of the log)")
+	f.Uint64Var(&cfg.Raft.TrailingLogs, "trailing-logs", 8192, "raft log entries a compaction keeps, so a lagging member catches up without a snapshot")
+	f.DurationVar(&cfg.Raft.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often raft checks --snapshot-threshold")
 	requireFlags(cmd, "name", "region", "data-dir")
 	return cmd
 }

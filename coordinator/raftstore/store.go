@@ -49,6 +49,9 @@ type Config struct {
 	// TrailingLogs is how many entries a snapshot leaves in the log, so that a
 	// slightly lagging follower catches up without a snapshot. Default 8192.
 	TrailingLogs uint64
+	// SnapshotInterval is how often raft checks whether SnapshotThreshold
+	// entries accumulated (it waits between one and two intervals). Default 30s.
+	SnapshotInterval time.Duration
 	// ApplyTimeout bounds how long Propose waits for raft. Default 10s.
 	ApplyTimeout time.Duration
 	// Now is the clock Propose stamps commands with (Command.now_unix_nano);
@@ -98,7 +101,7 @@ func Open(cfg Config) (*Store, error) {
 	rc.CommitTimeout = cfg.CommitTimeout
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
-	rc.SnapshotInterval = 30 * time.Second
+	rc.SnapshotInterval = cfg.SnapshotInterval
 
 	logs, err := openLogStore(cfg.DataDir)
 	if err != nil {
@@ -179,6 +182,7 @@ func setDefaults(cfg *Config) {
 	def(&cfg.LeaderLeaseTimeout, 250*time.Millisecond)
 	def(&cfg.CommitTimeout, 2*time.Millisecond)
 	def(&cfg.ApplyTimeout, 10*time.Second)
+	def(&cfg.SnapshotInterval, 30*time.Second)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

@@ -30,7 +30,7 @@ type crashMember struct {
 }
 
 type crashCluster struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	members []*crashMember
 	admins  map[string]pb.AdminServiceClient
@@ -40,7 +40,7 @@ type crashCluster struct {
 // so kills land during them too.
 var raftArgs = []string{"--snapshot-threshold", "40", "--trailing-logs", "10", "--snapshot-interval", "100ms"}
 
-func newCrashCluster(t *testing.T, bin string, names ...string) *crashCluster {
+func newCrashCluster(t testing.TB, bin string, names ...string) *crashCluster {
 	c := &crashCluster{t: t, bin: bin, admins: map[string]pb.AdminServiceClient{}}
 	var initial []string
 	for _, n := range names {
@@ -73,7 +73,7 @@ func (c *crashCluster) start(m *crashMember) {
 
 // kill SIGKILLs m and waits for it to be gone; it has had no chance to
 // flush or close anything.
-func (m *crashMember) kill(t *testing.T) { m.proc.kill(t) }
+func (m *crashMember) kill(t testing.TB) { m.proc.kill(t) }
 
 func (c *crashCluster) status(via string) (*pb.ClusterStatusResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

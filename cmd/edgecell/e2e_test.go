@@ -148,7 +148,7 @@ cells:
 	return cfg + placements
 }
 
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "edgecell")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
@@ -160,7 +160,7 @@ func buildBinary(t *testing.T) string {
 }
 
 // freeAddr is a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	addr, err := freeport.Loopback()
 	if err != nil {
@@ -194,7 +194,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startProcess(t *testing.T, name, bin string, args ...string) *process {
+func startProcess(t testing.TB, name, bin string, args ...string) *process {
 	t.Helper()
 	p := newProcess(name, bin, args...)
 	p.start(t)
@@ -207,7 +207,7 @@ func newProcess(name, bin string, args ...string) *process {
 
 // start runs p until the test ends (interrupt, then kill after 10s), and
 // logs its output if the test failed.
-func (p *process) start(t *testing.T) {
+func (p *process) start(t testing.TB) {
 	t.Helper()
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -228,7 +228,7 @@ func (p *process) start(t *testing.T) {
 	})
 }
 
-func (p *process) kill(t *testing.T) {
+func (p *process) kill(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatalf("kill %s: %v", p.name, err)
@@ -248,7 +248,7 @@ func cliRun(bin, addr string, stdin string, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-func runJSON(t *testing.T, bin, addr string, into proto.Message, args ...string) {
+func runJSON(t testing.TB, bin, addr string, into proto.Message, args ...string) {
 	t.Helper()
 	eventually(t, strings.Join(args, " "), func() error {
 		out, err := cliRun(bin, addr, "", append(args, "-o", "json")...)
@@ -261,7 +261,7 @@ func runJSON(t *testing.T, bin, addr string, into proto.Message, args ...string)
 
 // applyConfig applies cfg with `edgecell apply -f -`, retrying while the cluster
 // has no leader, and returns the new revision.
-func applyConfig(t *testing.T, bin, addr, cfg string) uint64 {
+func applyConfig(t testing.TB, bin, addr, cfg string) uint64 {
 	t.Helper()
 	var resp pb.ApplyConfigResponse
 	eventually(t, "apply -f", func() error {
@@ -278,7 +278,7 @@ func applyConfig(t *testing.T, bin, addr, cfg string) uint64 {
 }
 
 // waitEdgesAt polls `edgecell edges` until both edges are connected and applied rev.
-func waitEdgesAt(t *testing.T, bin, addr string, rev uint64) {
+func waitEdgesAt(t testing.TB, bin, addr string, rev uint64) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("both edges report revision %d", rev), func() error {
 		out, err := cliRun(bin, addr, "", "edges", "-o", "json")
@@ -343,7 +343,7 @@ func echoBackend(id, region string) http.Handler {
 
 // eventually polls f until it returns nil, failing the test with f's last error
 // after e2eDeadline.
-func eventually(t *testing.T, what string, f func() error) {
+func eventually(t testing.TB, what string, f func() error) {
 	t.Helper()
 	testutil.Eventually(t, e2eDeadline, func() error {
 		if err := f(); err != nil {

@@ -62,7 +62,29 @@ func prepareDataDir(dir string, log *slog.Logger) error {
 		}
 		log.Warn("data dir was readable by others; narrowed it", "path", dir, "was", perm.String(), "now", fs.FileMode(dirMode).String())
 	}
-	return checkLegacyWAL(dir)
+	if err := checkLegacyWAL(dir); err != nil {
+		return err
+	}
+	return clearInterruptedSnapshots(dir, log)
+}
+
+// clearInterruptedSnapshots removes snapshot directories a kill left half
+// written (raft writes <name>.tmp, fsyncs, then renames it). raft ignores
+// them but never removes them, so each kill during a snapshot would keep
+// one state's worth of disk forever. Nothing writes snapshots yet: raft has
+// not started.
+func clearInterruptedSnapshots(dir string, log *slog.Logger) error {
+	tmps, err := filepath.Glob(filepath.Join(dir, "snapshots", "*.tmp"))
+	if err != nil {
+		return err
+	}
+	for _, tmp := range tmps {
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("raftstore: remove interrupted snapshot %s: %w", tmp, err)
+		}
+		log.Warn("removed a snapshot a crash interrupted", "path", tmp)
+	}
+	return nil
 }
 
 // checkLegacyWAL refuses a data directory whose raft log is in raft-wal's

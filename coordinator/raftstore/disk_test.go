@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/freeport"
+	"github.com/edgecell/edgecell/internal/testutil"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -202,5 +208,82 @@ func zero(t *testing.T, path string, size int64) {
 	t.Helper()
 	if err := os.WriteFile(path, make([]byte, size), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// openSingle starts a one-member cluster on dir and waits for it to lead.
+func openSingle(t *testing.T, dir, raftAddr string) *Store {
+	t.Helper()
+	s, err := Open(Config{Name: "n1", RaftAddr: raftAddr, DataDir: dir, Logger: quietLogger(),
+		Bootstrap: map[string]string{"n1": raftAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if !s.IsLeader() {
+			return errors.New("not leader yet")
+		}
+		return nil
+	})
+	return s
+}
+
+func putMembers(t *testing.T, s *Store, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		m := &pb.Member{Name: fmt.Sprintf("m%03d", i), Region: "us-east", RaftAddr: "127.0.0.1:1", GrpcAddr: "127.0.0.1:2"}
+		res, err := s.Propose(context.Background(), &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: m}}})
+		if err != nil || res.GetError() != nil {
+			t.Fatalf("put member %d: %v %v", i, err, res.GetError())
+		}
+	}
+}
+
+// A member whose newest snapshot was damaged while it was down (the CRC
+// raft keeps for each no longer matches) starts from the older one and the
+// log, with every entry; a snapshot interrupted by a kill (a .tmp
+// directory) is cleared away at start.
+func TestDamagedSnapshotFallsBackToTheOlderOne(t *testing.T) {
+	dir := t.TempDir()
+	addr, err := freeport.Loopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openSingle(t, dir, addr)
+	putMembers(t, s, 0, 20)
+	if err := s.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putMembers(t, s, 20, 40)
+	if err := s.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	putMembers(t, s, 40, 50)
+	s.Close()
+
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "state.bin"))
+	if len(snaps) != 2 {
+		t.Fatalf("%d snapshots on disk, want 2", len(snaps))
+	}
+	newest := snaps[len(snaps)-1] // names sort by term, index, time
+	fi, _ := os.Stat(newest)
+	truncate(t, newest, fi.Size()/2)
+	interrupted := filepath.Join(dir, "snapshots", "2-999-1700000000000.tmp")
+	if err := os.MkdirAll(interrupted, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openSingle(t, dir, addr)
+	defer s.Close()
+	if err := s.ReadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, ok := s.State().Member(fmt.Sprintf("m%03d", i)); !ok {
+			t.Fatalf("member m%03d is gone after starting from the older snapshot", i)
+		}
+	}
+	if _, err := os.Stat(interrupted); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the interrupted snapshot %s is still there (stat: %v)", interrupted, err)
 	}
 }

@@ -4,7 +4,7 @@ BIN       := $(CURDIR)/bin
 TOOLS_MOD := $(CURDIR)/tools/go.mod
 BUF       := $(BIN)/buf
 
-.PHONY: all build dev test test-short bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
+.PHONY: all build dev test test-short fault-compose bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
 
 all: build
 
@@ -19,6 +19,12 @@ test:
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# The compose deployment in Docker under faults a host of its own needs
+# (docker network disconnect of the leader, docker kill of a member); builds
+# its own image and tears everything down. About two minutes.
+fault-compose:
+	$(GO) test -tags compose -count=1 -v -timeout 15m ./test/compose
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

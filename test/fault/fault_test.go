@@ -78,11 +78,30 @@ func seedsFromEnv(t *testing.T) []uint64 {
 
 func randomSeed() uint64 { return uint64(time.Now().UnixNano()) % 1_000_000_000 }
 
-// runSeed runs one seed and reports it; it fails t on a violation.
-func runSeed(t *testing.T, seed uint64) *Result {
+// runSeed runs one seed and reports it; it fails t on a violation. With
+// terse, the run's progress (faults as they happen) is printed only if it
+// failed.
+func runSeed(t *testing.T, seed uint64, terse bool) *Result {
 	t.Helper()
 	fmt.Printf("=== fault seed %d (replay: make fault FAULT_SEED=%d)\n", seed, seed)
-	res, err := Run(context.Background(), RunConfig{Seed: seed, Bin: binary(t), FaultFor: faultFor, Quiet: quiet, Logf: t.Logf})
+	logf := t.Logf
+	if terse {
+		var mu sync.Mutex
+		var progress []string
+		logf = func(format string, args ...any) {
+			mu.Lock()
+			progress = append(progress, fmt.Sprintf(format, args...))
+			mu.Unlock()
+		}
+		defer func() {
+			if t.Failed() {
+				mu.Lock()
+				t.Log("progress:\n" + strings.Join(progress, "\n"))
+				mu.Unlock()
+			}
+		}()
+	}
+	res, err := Run(context.Background(), RunConfig{Seed: seed, Bin: binary(t), FaultFor: faultFor, Quiet: quiet, Logf: logf})
 	if err != nil {
 		dir := ""
 		if res != nil {
@@ -95,7 +114,9 @@ func runSeed(t *testing.T, seed uint64) *Result {
 			t.Logf("seed %d: fault %s (%s) did not recover cleanly: %s", seed, f.Name, f.Target, f.Err)
 		}
 	}
-	t.Log(res.Summary())
+	if !terse {
+		t.Log(res.Summary())
+	}
 	if res.Failed() {
 		var b strings.Builder
 		for _, v := range res.Violations {
@@ -111,7 +132,7 @@ func runSeed(t *testing.T, seed uint64) *Result {
 // FAULT_SEED alone.
 func TestFault(t *testing.T) {
 	for _, seed := range seedsFromEnv(t) {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runSeed(t, seed) })
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runSeed(t, seed, false) })
 	}
 }
 
@@ -128,7 +149,7 @@ func TestSoak(t *testing.T) {
 	for i := range n {
 		seed := base + uint64(i)
 		var res *Result
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { res = runSeed(t, seed) })
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { res = runSeed(t, seed, true) })
 		if res == nil {
 			failed = append(failed, fmt.Sprintf("%d (harness)", seed))
 			fmt.Printf("soak %d/%d seed %d: harness failed\n", i+1, n, seed)

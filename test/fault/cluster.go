@@ -62,6 +62,7 @@ type Cluster struct {
 	live      map[string][]Interval
 	liveSince map[string]time.Duration // edges up and ready now, since when
 	targets   []string                 // what the failpoint running now acted on
+	ports     map[string]bool          // addresses handed out, bound or not yet
 }
 
 // uidBase is the first uid coordinators run as when partitions are
@@ -72,18 +73,18 @@ const uidBase = 62001
 // startCluster starts three coordinators in dir and waits for a leader
 // that knows every member's gRPC address.
 func startCluster(ctx context.Context, dir, bin string, rec *recorder, cut *netCutter, logf func(string, ...any)) (*Cluster, error) {
-	c := &Cluster{dir: dir, rec: rec, logf: logf, net: cut, live: map[string][]Interval{}, liveSince: map[string]time.Duration{}}
+	c := &Cluster{dir: dir, rec: rec, logf: logf, net: cut, live: map[string][]Interval{}, liveSince: map[string]time.Duration{}, ports: map[string]bool{}}
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
 	var initial []string
 	for i, region := range regions {
 		name := fmt.Sprintf("n%d", i+1)
-		grpcAddr, err := freeport.Loopback()
+		grpcAddr, err := c.freeAddr()
 		if err != nil {
 			return nil, err
 		}
-		raftAddr, err := freeport.Loopback()
+		raftAddr, err := c.freeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -135,6 +136,23 @@ func startCluster(ctx context.Context, dir, bin string, rec *recorder, cut *netC
 	return c, err
 }
 
+// freeAddr is a free loopback address not handed out before in this run:
+// freeport checks that nothing listens, and the addresses of processes not
+// started yet are not listened on.
+func (c *Cluster) freeAddr() (string, error) {
+	for range 100 {
+		addr, err := freeport.Loopback()
+		if err != nil {
+			return "", err
+		}
+		if !c.ports[addr] {
+			c.ports[addr] = true
+			return addr, nil
+		}
+	}
+	return "", errors.New("no fresh free loopback port")
+}
+
 // startEdges starts one edge per region and waits until each serves.
 func (c *Cluster) startEdges(ctx context.Context, bin string) error {
 	var coords []string
@@ -143,11 +161,11 @@ func (c *Cluster) startEdges(ctx context.Context, bin string) error {
 	}
 	for _, region := range regions {
 		name := "edge-" + region
-		listen, err := freeport.Loopback()
+		listen, err := c.freeAddr()
 		if err != nil {
 			return err
 		}
-		admin, err := freeport.Loopback()
+		admin, err := c.freeAddr()
 		if err != nil {
 			return err
 		}

@@ -26,6 +26,7 @@ var failpoints = []Failpoint{
 	killCoordinator{leader: true},
 	killCoordinator{leader: false},
 	killAllCoordinators{},
+	killAllCoordinators{restartEdge: true},
 	pauseCoordinator{leader: true},
 	pauseCoordinator{leader: false},
 	killEdge{},
@@ -74,20 +75,33 @@ func (f killCoordinator) Inject(ctx context.Context, c *Cluster, rng *rand.Rand)
 }
 
 // killAllCoordinators SIGKILLs every coordinator at once and restarts them
-// all: the edges serve from their snapshots meanwhile.
-type killAllCoordinators struct{}
+// all: the edges serve from their snapshots meanwhile. With restartEdge, an
+// edge is also killed and restarted while no coordinator runs: it must start
+// from its cache and serve (static stability at start).
+type killAllCoordinators struct{ restartEdge bool }
 
-func (killAllCoordinators) Name() string            { return "kill-all-coordinators" }
+func (f killAllCoordinators) Name() string {
+	if f.restartEdge {
+		return "kill-all-coordinators+edge"
+	}
+	return "kill-all-coordinators"
+}
+
 func (killAllCoordinators) Available(*Cluster) bool { return true }
 
-func (killAllCoordinators) Inject(ctx context.Context, c *Cluster, rng *rand.Rand) error {
+func (f killAllCoordinators) Inject(ctx context.Context, c *Cluster, rng *rand.Rand) error {
 	down := between(rng, time.Second, 4*time.Second)
 	c.target("all down %s", down)
 	for _, m := range c.members {
 		m.kill()
 	}
-	sleep(ctx, down)
 	var errs []error
+	if f.restartEdge {
+		e := c.edges[rng.IntN(len(c.edges))]
+		c.target("%s restarted meanwhile", e.name)
+		errs = append(errs, c.restartEdge(ctx, e, 0))
+	}
+	sleep(ctx, down)
 	for _, m := range c.members {
 		errs = append(errs, m.start())
 	}
@@ -136,6 +150,12 @@ func (killEdge) Inject(ctx context.Context, c *Cluster, rng *rand.Rand) error {
 	down := between(rng, 300*time.Millisecond, 2*time.Second)
 	e := c.edges[rng.IntN(len(c.edges))]
 	c.target("%s down %s", e.name, down)
+	return c.restartEdge(ctx, e, down)
+}
+
+// restartEdge SIGKILLs e, starts it again after down and waits until it is
+// ready.
+func (c *Cluster) restartEdge(ctx context.Context, e *edge, down time.Duration) error {
 	c.edgeDown(e)
 	e.kill()
 	e.client.CloseIdleConnections()

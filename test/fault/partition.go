@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -34,6 +35,9 @@ func newNetCutter() (*netCutter, error) {
 	}
 	if _, err := exec.LookPath("iptables"); err != nil {
 		return nil, fmt.Errorf("no iptables: %w", err)
+	}
+	if dir, ok := othersCanReach(os.TempDir()); !ok {
+		return nil, fmt.Errorf("coordinators would run as other users, who cannot reach %s (no o+x)", dir)
 	}
 	removeStaleChains()
 	n := &netCutter{chain: chainPrefix + strconv.Itoa(os.Getpid())}
@@ -96,6 +100,20 @@ func removeStaleChains() {
 			continue // its process still runs
 		}
 		(&netCutter{chain: chainPrefix + chain}).close()
+	}
+}
+
+// othersCanReach reports whether other users may traverse dir and each of
+// its parents, naming the first that they may not.
+func othersCanReach(dir string) (string, bool) {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return d, false
+		}
+		if d == filepath.Dir(d) {
+			return "", true
+		}
 	}
 }
 

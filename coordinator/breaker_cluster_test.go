@@ -155,3 +155,44 @@ func TestBreakerIsReplicatedAndSurvivesFailover(t *testing.T) {
 		t.Fatalf("ListBreakers: %v %v; want both endpoints, a-use as reset", list, err)
 	}
 }
+
+// TestRetriedReportCountsOnce sends one outcome batch twice through the
+// real API, as an edge does after a timeout (the first try may have
+// committed), to a follower and then to the leader: the breaker counts it
+// once. With 5 consecutive failures to open, 3 failures reported twice
+// leave it closed, and two more open it.
+func TestRetriedReportCountsOnce(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	cfg := sampleConfig()
+	cfg.Cells[0].Breaker = &pb.BreakerPolicy{ConsecutiveFailures: 5, BaseEjectionMs: 60000, ProbeLeaseMs: 60000}
+	if _, err := tc.admin(tc.waitLeader()).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: cfg}); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	report := func(via string, id uint64, failures uint32) uint64 {
+		t.Helper()
+		resp, err := tc.edge(via).ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
+			Edge: "edge-1", Region: "us-east", BatchId: id,
+			Outcomes: []*pb.EndpointOutcomes{{Endpoint: "a-use", ConnectErrors: failures}},
+		})
+		if err != nil {
+			t.Fatalf("report batch %d via %s: %v", id, via, err)
+		}
+		return resp.GetRevision()
+	}
+	rev := report(tc.follower(), 0xfeed, 3)
+	if again := report(tc.waitLeader(), 0xfeed, 3); again != rev {
+		t.Fatalf("the retried batch moved the revision %d -> %d: it changed a breaker", rev, again)
+	}
+	// Counted twice, this would be the 7th failure; counted once, the 4th.
+	if next := report(tc.follower(), 0xbeef, 1); next != rev {
+		t.Fatalf("the 4th failure moved the revision %d -> %d: the retry was counted", rev, next)
+	}
+	tc.breakerEverywhere("a-use", pb.BreakerState_BREAKER_STATE_CLOSED)
+	if opened := report(tc.follower(), 0xcafe, 1); opened <= rev {
+		t.Fatalf("the 5th failure left the revision at %d: the breaker did not open", opened)
+	}
+	if open := tc.breakerEverywhere("a-use", pb.BreakerState_BREAKER_STATE_OPEN); open.GetTrips() != 1 {
+		t.Fatalf("open breaker %v; want trip 1", open)
+	}
+}

@@ -8,7 +8,10 @@ import (
 
 // The breaker and health RPCs. Edge reports are writes: they go through
 // propose (forwarded to the leader, which stamps its clock on the command),
-// one raft entry per report for now. Reads are served like the other admin
+// one raft entry per report for now. A report's batch_id travels into the
+// command, so a batch the edge resends after an unknown outcome is counted
+// once (coordinator/state, reports.go); the answer to a retry is the same
+// success as the first one's. Reads are served like the other admin
 // reads, at the requested consistency.
 
 // ReportOutcomes implements EdgeService.
@@ -20,7 +23,7 @@ func (s *Server) ReportOutcomes(ctx context.Context, req *pb.ReportOutcomesReque
 		return &pb.ReportOutcomesResponse{Revision: s.raft.State().Revision()}, nil
 	}
 	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ReportOutcomes{ReportOutcomes: &pb.ReportOutcomesOp{
-		Edge: req.GetEdge(), Outcomes: req.GetOutcomes(),
+		Edge: req.GetEdge(), Outcomes: req.GetOutcomes(), BatchId: req.GetBatchId(),
 	}}})
 	if err != nil {
 		return nil, err
@@ -37,7 +40,7 @@ func (s *Server) ReportHealth(ctx context.Context, req *pb.ReportHealthRequest) 
 		return &pb.ReportHealthResponse{Revision: s.raft.State().Revision()}, nil
 	}
 	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ReportHealth{ReportHealth: &pb.ReportHealthOp{
-		Edge: req.GetEdge(), Region: req.GetRegion(), Checks: req.GetChecks(),
+		Edge: req.GetEdge(), Region: req.GetRegion(), Checks: req.GetChecks(), BatchId: req.GetBatchId(),
 	}}})
 	if err != nil {
 		return nil, err

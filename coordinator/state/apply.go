@@ -92,6 +92,7 @@ func (tx *txn) do(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
 		return tx.reportHealth(op.ReportHealth)
 	case *pb.Command_Tick:
 		tx.reapNonces()
+		tx.reapReports()
 		return tx.tick(), nil
 	case *pb.Command_CreateKey:
 		return tx.createKey(op.CreateKey)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidwall/btree"
+
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/policy"
 )
@@ -214,9 +216,16 @@ func (tx *txn) checkNonces(op *pb.CheckNoncesOp) ([]*pb.Event, *pb.CommandError)
 
 // reapNonces deletes up to MaxReapPerTick nonces whose expiry has passed.
 func (tx *txn) reapNonces() {
+	tx.reapExpired(tx.t.nonceExpiry, func(nk string) { tx.t.nonces.Delete(nk) })
+}
+
+// reapExpired deletes, up to MaxReapPerTick, the entries of an expiry
+// index whose expiry is at or before tx.now, calling drop with the key
+// each indexed.
+func (tx *txn) reapExpired(index *btree.Map[string, struct{}], drop func(key string)) {
 	now := uint64(tx.now.UnixMilli())
 	var due []string
-	tx.t.nonceExpiry.Scan(func(k string, _ struct{}) bool {
+	index.Scan(func(k string, _ struct{}) bool {
 		if expiryOf(k) > now || len(due) == MaxReapPerTick {
 			return false
 		}
@@ -224,15 +233,18 @@ func (tx *txn) reapNonces() {
 		return true
 	})
 	for _, k := range due {
-		tx.t.nonceExpiry.Delete(k)
-		tx.t.nonces.Delete(k[17:])
+		index.Delete(k)
+		drop(k[17:])
 		tx.dirty = true
 	}
 }
 
 // nonceDeadline is when the next nonce expires, for NextDeadline.
-func (v *view) nonceDeadline() (time.Time, bool) {
-	k, _, ok := v.t.nonceExpiry.Min()
+func (v *view) nonceDeadline() (time.Time, bool) { return earliestExpiry(v.t.nonceExpiry) }
+
+// earliestExpiry is the first expiry of an expiry index.
+func earliestExpiry(index *btree.Map[string, struct{}]) (time.Time, bool) {
+	k, _, ok := index.Min()
 	if !ok {
 		return time.Time{}, false
 	}

@@ -30,6 +30,11 @@
 // clock, and never read one. An unknown endpoint is refused (NOT_FOUND, the
 // field naming it); a refused batch counts nothing.
 //
+// Edge reports are idempotent: a ReportOutcomes or ReportHealth batch with
+// a non-zero batch_id equal to the last one counted for the same edge (and
+// kind) is a retry, acknowledged without counting (see reports.go), so an
+// edge may resend a batch whose outcome it does not know.
+//
 // Revision rule: a command that only moves counters (a failure run, the
 // rate window, an edge's observation) is applied on every replica but emits
 // no event and does not move the revision, so frequent edge reports do not

@@ -80,14 +80,21 @@ func requireEdge(edge string) *pb.CommandError {
 	return nil
 }
 
+// reportOutcomes counts a batch, unless it is a retry of the edge's last
+// counted one (see reports.go): checked before the endpoints, so a retry is
+// acknowledged even after the config dropped one of them.
 func (tx *txn) reportOutcomes(op *pb.ReportOutcomesOp) ([]*pb.Event, *pb.CommandError) {
 	if e := requireEdge(op.GetEdge()); e != nil {
 		return nil, e
+	}
+	if tx.replayed(op.GetEdge(), outcomeReports, op.GetBatchId()) {
+		return nil, nil
 	}
 	cells, e := ownersOf(tx, "outcomes", op.GetOutcomes(), (*pb.EndpointOutcomes).GetEndpoint)
 	if e != nil {
 		return nil, e
 	}
+	tx.counted(op.GetEdge(), outcomeReports, op.GetBatchId())
 	var events []*pb.Event
 	outs := op.GetOutcomes()
 	for i, o := range outs {
@@ -105,14 +112,19 @@ func (tx *txn) reportOutcomes(op *pb.ReportOutcomesOp) ([]*pb.Event, *pb.Command
 	return events, nil
 }
 
+// reportHealth is reportOutcomes for health check results.
 func (tx *txn) reportHealth(op *pb.ReportHealthOp) ([]*pb.Event, *pb.CommandError) {
 	if e := requireEdge(op.GetEdge()); e != nil {
 		return nil, e
+	}
+	if tx.replayed(op.GetEdge(), healthReports, op.GetBatchId()) {
+		return nil, nil
 	}
 	cells, e := ownersOf(tx, "checks", op.GetChecks(), (*pb.EndpointChecks).GetEndpoint)
 	if e != nil {
 		return nil, e
 	}
+	tx.counted(op.GetEdge(), healthReports, op.GetBatchId())
 	var events []*pb.Event
 	for i, c := range op.GetChecks() {
 		if len(c.GetResults()) == 0 {

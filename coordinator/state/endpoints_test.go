@@ -255,14 +255,20 @@ func TestSnapshotCarriesBreakerAndHealthState(t *testing.T) {
 		t.Fatal("original and restored store diverged after the same command")
 	}
 
-	for name, edit := range map[string]func(*pb.Snapshot){
+	refusesRestore(t, decoded, map[string]func(*pb.Snapshot){
 		"corrupt breaker":  func(x *pb.Snapshot) { x.EndpointStates[0].Breaker = []byte("{") },
 		"corrupt health":   func(x *pb.Snapshot) { x.EndpointStates[0].Health = []byte(`{"V":7}`) },
 		"unknown endpoint": func(x *pb.Snapshot) { x.EndpointStates[0].Endpoint = "nope" },
 		"future revision":  func(x *pb.Snapshot) { x.EndpointStates[0].BreakerModRevision = 99 },
 		"duplicate":        func(x *pb.Snapshot) { x.EndpointStates = append(x.EndpointStates, x.EndpointStates[0]) },
-	} {
-		bad := proto.Clone(decoded).(*pb.Snapshot)
+	})
+}
+
+// refusesRestore checks that FromSnapshot refuses snap after each edit.
+func refusesRestore(t *testing.T, snap *pb.Snapshot, edits map[string]func(*pb.Snapshot)) {
+	t.Helper()
+	for name, edit := range edits {
+		bad := proto.Clone(snap).(*pb.Snapshot)
 		edit(bad)
 		if _, err := FromSnapshot(bad); !errors.Is(err, ErrInvalidSnapshot) {
 			t.Errorf("%s: restore error %v, want ErrInvalidSnapshot", name, err)

@@ -125,12 +125,15 @@ func (s *Store) Health() ([]*pb.EndpointHealthReport, uint64) {
 }
 
 // NextDeadline returns the earliest time at which a TickOp would change some
-// breaker or health state or reap a nonce: the leader proposes one once it
-// has passed. ok is false when only new reports can change anything. It
-// costs O(endpoints with state).
+// breaker or health state, reap a nonce or forget an edge's report batches:
+// the leader proposes one once it has passed. ok is false when only new
+// reports can change anything. It costs O(endpoints with state).
 func (s *Store) NextDeadline() (t time.Time, ok bool) {
 	v := s.cur.Load()
 	t, ok = v.nonceDeadline()
+	if d, has := v.reportDeadline(); has && (!ok || d.Before(t)) {
+		t, ok = d, true
+	}
 	v.t.epStates.Scan(func(_ string, e endpointState) bool {
 		if d, has := e.deadline(); has && (!ok || d.Before(t)) {
 			t, ok = d, true

@@ -114,7 +114,8 @@ func FromState(st *pb.State) (*Store, error) {
 }
 
 // FromSnapshot is FromState plus the breaker and health state of every
-// endpoint, as Frozen.Snapshot wrote them. An endpoint state naming an
+// endpoint, the nonces and the edges' last report batches, as
+// Frozen.Snapshot wrote them. An endpoint state naming an
 // endpoint the config lacks, named twice, stamped above the revision or
 // undecodable is refused with an error wrapping ErrInvalidSnapshot.
 func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
@@ -127,6 +128,9 @@ func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
 		return nil, err
 	}
 	if err := s.master.restoreAuth(nil, snap.GetNonces(), v.revision); err != nil {
+		return nil, err
+	}
+	if err := s.master.restoreReports(snap.GetReportBatches()); err != nil {
 		return nil, err
 	}
 	s.publish(v.revision, v.topo)
@@ -173,14 +177,18 @@ func (f Frozen) State() *pb.State {
 
 // Snapshot returns the raft snapshot payload: State plus the complete
 // breaker and health state of every endpoint (counters, windows, per-edge
-// observations), which FromSnapshot restores exactly. applied is the raft
+// observations), the nonces and the edges' last report batches, which
+// FromSnapshot restores exactly. applied is the raft
 // index the caller processed last.
 func (f Frozen) Snapshot(applied uint64) (*pb.Snapshot, error) {
 	eps, err := f.v.endpointStates()
 	if err != nil {
 		return nil, err
 	}
-	return &pb.Snapshot{AppliedIndex: applied, State: f.State(), EndpointStates: eps, Nonces: f.v.nonceRecords()}, nil
+	return &pb.Snapshot{
+		AppliedIndex: applied, State: f.State(), EndpointStates: eps, Nonces: f.v.nonceRecords(),
+		ReportBatches: f.v.reportRecords(),
+	}, nil
 }
 
 // Snapshot returns a deep copy of the whole state at one revision, suitable

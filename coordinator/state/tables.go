@@ -29,6 +29,9 @@ type tables struct {
 	nonces     *btree.Map[string, nonceEntry]    // nonceKey(key id, nonce) -> entry
 	// nonceExpiry indexes nonces by expiry: expiryKey(expires, nonceKey) -> nothing.
 	nonceExpiry *btree.Map[string, struct{}]
+	reports     *btree.Map[string, reportRecord] // edge -> its last counted report batches
+	// reportExpiry indexes reports by expiry: expiryKey(expires, edge) -> nothing.
+	reportExpiry *btree.Map[string, struct{}]
 }
 
 func newTables() tables {
@@ -42,8 +45,10 @@ func newTables() tables {
 		keys:       btree.NewMap[string, *pb.ApiKey](btreeDegree),
 		// Nonces come and go by the tens of thousands a second: wider nodes
 		// mean fewer levels to copy per insert.
-		nonces:      btree.NewMap[string, nonceEntry](64),
-		nonceExpiry: btree.NewMap[string, struct{}](64),
+		nonces:       btree.NewMap[string, nonceEntry](64),
+		nonceExpiry:  btree.NewMap[string, struct{}](64),
+		reports:      btree.NewMap[string, reportRecord](btreeDegree),
+		reportExpiry: btree.NewMap[string, struct{}](btreeDegree),
 	}
 }
 
@@ -52,15 +57,17 @@ func newTables() tables {
 // a published version.
 func (t tables) isoCopy() tables {
 	return tables{
-		cells:       t.cells.IsoCopy(),
-		endpoints:   t.endpoints.IsoCopy(),
-		placements:  t.placements.IsoCopy(),
-		byCell:      t.byCell.IsoCopy(),
-		members:     t.members.IsoCopy(),
-		epStates:    t.epStates.IsoCopy(),
-		keys:        t.keys.IsoCopy(),
-		nonces:      t.nonces.IsoCopy(),
-		nonceExpiry: t.nonceExpiry.IsoCopy(),
+		cells:        t.cells.IsoCopy(),
+		endpoints:    t.endpoints.IsoCopy(),
+		placements:   t.placements.IsoCopy(),
+		byCell:       t.byCell.IsoCopy(),
+		members:      t.members.IsoCopy(),
+		epStates:     t.epStates.IsoCopy(),
+		keys:         t.keys.IsoCopy(),
+		nonces:       t.nonces.IsoCopy(),
+		nonceExpiry:  t.nonceExpiry.IsoCopy(),
+		reports:      t.reports.IsoCopy(),
+		reportExpiry: t.reportExpiry.IsoCopy(),
 	}
 }
 

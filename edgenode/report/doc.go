@@ -9,8 +9,16 @@
 // "edgecell-check/<edge>"; neither reuses connections.
 //
 // The counts live in each endpoint's route.Gate, where the proxy adds to
-// them with one atomic add per request; a Reporter takes them, sends one
-// batch for the endpoints of the current table, and gives them back when the
-// batch fails so the next one carries them. A Reporter owns no routing
+// them with one atomic add per request; a Reporter takes them and sends one
+// batch for the endpoints of the current table. A Reporter owns no routing
 // state and never blocks the proxy.
+//
+// Reports are idempotent. Each batch (outcomes, health results) carries a
+// random batch id, and the coordinators count a batch id once per edge. A
+// batch whose outcome is unknown (a timeout, UNAVAILABLE during an
+// election: it may have committed) is resent as it is, same id, before
+// anything newer, for up to MaxHold; what the edge observes meanwhile waits
+// for a later batch, so a count is never in two batches. Only a batch the
+// coordinators refused (it counted nothing) gives its content back to be
+// merged into the next one.
 package report

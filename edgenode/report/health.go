@@ -65,6 +65,8 @@ type Checker struct {
 
 	mu      sync.Mutex
 	pending map[string][]*pb.CheckResult
+
+	out *outbox[[]*pb.EndpointChecks]
 }
 
 // check is one endpoint's running check loop.
@@ -91,11 +93,13 @@ func NewChecker(cfg CheckerConfig) *Checker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Checker{
+	c := &Checker{
 		cfg: cfg, log: cfg.Logger, probes: newProber("edgecell-check/"+cfg.Edge, cfg.DialContext),
 		rpc:     caller{coords: cfg.Coordinators, timeout: cfg.RPCTimeout},
 		running: map[string]*check{}, pending: map[string][]*pb.CheckResult{},
 	}
+	c.out = &outbox[[]*pb.EndpointChecks]{what: "health", log: cfg.Logger, now: time.Now, send: c.sendBatch, giveBack: c.giveBack}
+	return c
 }
 
 // Run checks and reports until ctx ends, then stops every check, sends the
@@ -269,17 +273,26 @@ func appendCapped(rs []*pb.CheckResult, more ...*pb.CheckResult) []*pb.CheckResu
 	return rs
 }
 
-// Flush sends one ReportHealth batch with the results gathered since the
-// last one, for endpoints still in the table. On failure they are kept for
-// the next batch, and the error is logged and returned. Nothing to send: no
-// RPC, nil.
+// Flush reports health check results in numbered batches (see outbox):
+// first it resends, with the same batch id, a batch whose outcome is
+// unknown, then sends one new batch with the results gathered since the
+// last one, for endpoints still in the table. A batch the coordinators
+// refused gives its results back for the next batch (the newest
+// maxPending per endpoint). The first failure is logged and returned;
+// nothing newer is sent after it. Nothing to send: no RPC, nil.
 func (c *Checker) Flush(ctx context.Context) error {
+	return c.out.flush(ctx, c.take)
+}
+
+// take moves the pending results of endpoints in the table into a batch,
+// by endpoint; results of endpoints no longer in the table are dropped.
+func (c *Checker) take() ([]*pb.EndpointChecks, bool) {
 	c.mu.Lock()
 	taken := c.pending
 	c.pending = map[string][]*pb.CheckResult{}
 	c.mu.Unlock()
 	if len(taken) == 0 {
-		return nil
+		return nil, false
 	}
 	batch := make([]*pb.EndpointChecks, 0, len(taken))
 	for _, cg := range c.cfg.Table.Load().Gates() {
@@ -288,21 +301,22 @@ func (c *Checker) Flush(ctx context.Context) error {
 			delete(taken, cg.Endpoint.ID)
 		}
 	}
-	if len(batch) == 0 {
-		return nil
-	}
 	slices.SortFunc(batch, func(a, b *pb.EndpointChecks) int { return strings.Compare(a.GetEndpoint(), b.GetEndpoint()) })
-	err := c.rpc.call(ctx, func(ctx context.Context, cl pb.EdgeServiceClient) error {
-		_, err := cl.ReportHealth(ctx, &pb.ReportHealthRequest{Edge: c.cfg.Edge, Region: c.cfg.Region, Checks: batch})
+	return batch, len(batch) > 0
+}
+
+func (c *Checker) sendBatch(ctx context.Context, batch []*pb.EndpointChecks, id uint64) error {
+	return c.rpc.call(ctx, func(ctx context.Context, cl pb.EdgeServiceClient) error {
+		_, err := cl.ReportHealth(ctx, &pb.ReportHealthRequest{Edge: c.cfg.Edge, Region: c.cfg.Region, Checks: batch, BatchId: id})
 		return err
 	})
-	if err != nil {
-		c.mu.Lock()
-		for _, ec := range batch {
-			c.pending[ec.GetEndpoint()] = appendCapped(ec.GetResults(), c.pending[ec.GetEndpoint()]...)
-		}
-		c.mu.Unlock()
-		c.log.Warn("health report failed; results kept for the next batch", "endpoints", len(batch), "err", err)
+}
+
+// giveBack puts a refused batch's results in front of those gathered since.
+func (c *Checker) giveBack(batch []*pb.EndpointChecks) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ec := range batch {
+		c.pending[ec.GetEndpoint()] = appendCapped(ec.GetResults(), c.pending[ec.GetEndpoint()]...)
 	}
-	return err
 }

@@ -117,9 +117,10 @@ func TestCheckerChecksItsAssignment(t *testing.T) {
 	}
 }
 
-// Results the coordinators could not take are sent with the next batch, up
-// to maxPending per endpoint, newest kept.
-func TestCheckerKeepsResultsWhileReportsFail(t *testing.T) {
+// A health batch whose outcome is unknown is resent as it was, same batch
+// id; results gathered meanwhile wait for the next batch, up to maxPending
+// per endpoint, newest kept.
+func TestCheckerResendsAHeldBatch(t *testing.T) {
 	f, addr := startFake(t)
 	f.regions = []string{"us-east"}
 	be := newCheckBackend(t)
@@ -133,22 +134,33 @@ func TestCheckerKeepsResultsWhileReportsFail(t *testing.T) {
 	if err := c.Flush(ctx); err == nil {
 		t.Fatal("Flush reported no error while the coordinator refused")
 	}
-	c.record("a", &pb.CheckResult{Ok: true, Detail: "last"})
+	for i := range maxPending + 1 {
+		c.record("a", &pb.CheckResult{Ok: true, Detail: "later" + string(rune('A'+i))})
+	}
 	f.failHealth.Store(false)
 	if err := c.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := f.results()["a"]
-	if len(got) != maxPending || got[len(got)-1].Detail != "last" || got[0].Detail != "r"+string(rune('A'+6)) {
-		t.Fatalf("after a failed flush got %d results, first %v, last %v; want the newest %d ending with \"last\"",
-			len(got), got[0], got[len(got)-1], maxPending)
+	f.mu.Lock()
+	ids := slices.Clone(f.healthAttempts)
+	batches := slices.Clone(f.health)
+	f.mu.Unlock()
+	if len(ids) != 3 || ids[0] == 0 || ids[1] != ids[0] || ids[2] == ids[0] || ids[2] == 0 {
+		t.Fatalf("batch ids sent %v; want one id twice (the failure, its retry), then a new one", ids)
+	}
+	first, second := batches[0].GetChecks()[0].GetResults(), batches[1].GetChecks()[0].GetResults()
+	if len(first) != maxPending || first[0].Detail != "r"+string(rune('A'+5)) {
+		t.Fatalf("the resent batch holds %d results from %v; want the same newest %d as the first attempt", len(first), first[0], maxPending)
+	}
+	if len(second) != maxPending || second[0].Detail != "laterB" {
+		t.Fatalf("the next batch holds %d results from %v; want the newest %d of those gathered meanwhile", len(second), second[0], maxPending)
 	}
 	if err := c.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.health) != 1 {
+	if len(f.health) != 2 {
 		t.Fatalf("an empty flush sent a batch: %d batches", len(f.health))
 	}
 }

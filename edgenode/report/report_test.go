@@ -24,8 +24,11 @@ import (
 // fakeCoordinator is an EdgeService that records what edges send.
 type fakeCoordinator struct {
 	pb.UnimplementedEdgeServiceServer
-	fail  atomic.Bool // answer UNAVAILABLE to ReportOutcomes
-	grant atomic.Bool // grant probe leases
+	fail atomic.Bool // answer UNAVAILABLE to ReportOutcomes
+	// refuse answers NOT_FOUND to ReportOutcomes, as for an endpoint the
+	// config no longer has: the batch counted nothing.
+	refuse atomic.Bool
+	grant  atomic.Bool // grant probe leases
 
 	failHealth atomic.Bool // answer UNAVAILABLE to ReportHealth
 
@@ -33,16 +36,22 @@ type fakeCoordinator struct {
 	regions  []string // CheckAssignment's answer
 	health   []*pb.ReportHealthRequest
 	outcomes []*pb.ReportOutcomesRequest
-	acquires []*pb.AcquireProbeRequest
-	probes   []*pb.ReportProbeRequest
+	// Every ReportOutcomes and ReportHealth that arrived, failed ones too.
+	outcomeAttempts, healthAttempts []uint64 // batch ids
+	acquires                        []*pb.AcquireProbeRequest
+	probes                          []*pb.ReportProbeRequest
 }
 
 func (f *fakeCoordinator) ReportOutcomes(_ context.Context, req *pb.ReportOutcomesRequest) (*pb.ReportOutcomesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outcomeAttempts = append(f.outcomeAttempts, req.GetBatchId())
 	if f.fail.Load() {
 		return nil, status.Error(codes.Unavailable, "no quorum")
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	if f.refuse.Load() {
+		return nil, status.Error(codes.NotFound, "outcomes[0].endpoint: endpoint \"a\" is not in the routing config")
+	}
 	f.outcomes = append(f.outcomes, req)
 	return &pb.ReportOutcomesResponse{}, nil
 }
@@ -68,11 +77,12 @@ func (f *fakeCoordinator) CheckAssignment(_ context.Context, req *pb.CheckAssign
 }
 
 func (f *fakeCoordinator) ReportHealth(_ context.Context, req *pb.ReportHealthRequest) (*pb.ReportHealthResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.healthAttempts = append(f.healthAttempts, req.GetBatchId())
 	if f.failHealth.Load() {
 		return nil, status.Error(codes.Unavailable, "no quorum")
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.health = append(f.health, req)
 	return &pb.ReportHealthResponse{}, nil
 }
@@ -151,12 +161,16 @@ func TestOutcomeBatches(t *testing.T) {
 		t.Fatal("a batch was sent with no outcomes")
 	}
 
-	// A failed report keeps the counts for the next batch.
+	// A report whose outcome is unknown (UNAVAILABLE: it may have
+	// committed) is resent as it was, with its batch id, and what came
+	// since goes in a later batch: no count is in two batches.
 	a.Record(route.Success)
 	a.Record(route.Timeout)
 	f.fail.Store(true)
-	if err := r.SendOutcomes(ctx); status.Code(err) != codes.Unavailable {
-		t.Fatalf("failed report returned %v", err)
+	for range 2 {
+		if err := r.SendOutcomes(ctx); status.Code(err) != codes.Unavailable {
+			t.Fatalf("failed report returned %v", err)
+		}
 	}
 	f.fail.Store(false)
 	a.Record(route.Success)
@@ -164,16 +178,30 @@ func TestOutcomeBatches(t *testing.T) {
 	if err := r.SendOutcomes(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := &pb.ReportOutcomesRequest{Edge: "edge-1", Region: "us-east", Outcomes: []*pb.EndpointOutcomes{
-		{Endpoint: "a", Successes: 2, Timeouts: 1},
-		{Endpoint: "b", ConnectErrors: 1},
-	}}
 	f.mu.Lock()
-	got := f.outcomes[0]
+	ids := slices.Clone(f.outcomeAttempts)
+	sent := slices.Clone(f.outcomes)
 	f.mu.Unlock()
-	sortOutcomes(got)
-	if !proto.Equal(got, want) {
-		t.Fatalf("batch %v, want %v", got, want)
+	if len(ids) != 4 || ids[0] == 0 || ids[1] != ids[0] || ids[2] != ids[0] || ids[3] == ids[0] || ids[3] == 0 {
+		t.Fatalf("batch ids sent %v; want one non-zero id three times (two failures, the retry that worked), then a new one", ids)
+	}
+	wantBatches := []*pb.ReportOutcomesRequest{
+		{Edge: "edge-1", Region: "us-east", BatchId: ids[0], Outcomes: []*pb.EndpointOutcomes{
+			{Endpoint: "a", Successes: 1}, {Endpoint: "a", Timeouts: 1}, // the timeout came after the last success
+		}},
+		{Edge: "edge-1", Region: "us-east", BatchId: ids[3], Outcomes: []*pb.EndpointOutcomes{
+			{Endpoint: "a", Successes: 1},
+			{Endpoint: "b", ConnectErrors: 1},
+		}},
+	}
+	if len(sent) != 2 {
+		t.Fatalf("%d batches delivered; want 2", len(sent))
+	}
+	for i, want := range wantBatches {
+		sortOutcomes(sent[i])
+		if !proto.Equal(sent[i], want) {
+			t.Fatalf("batch %d: %v, want %v", i, sent[i], want)
+		}
 	}
 
 	// An endpoint that left the table is not reported: the coordinator
@@ -191,15 +219,74 @@ func TestOutcomeBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
-	got = f.outcomes[1]
+	got := f.outcomes[2]
 	f.mu.Unlock()
 	if want := []*pb.EndpointOutcomes{{Endpoint: "a", Status_5Xx: 1}}; len(got.Outcomes) != 1 || !proto.Equal(got.Outcomes[0], want[0]) {
 		t.Fatalf("batch after b left: %v", got.Outcomes)
 	}
 }
 
+// A refused batch counted nothing: its counts go into the next batch,
+// which has a new id.
+func TestRefusedBatchIsMergedIntoTheNext(t *testing.T) {
+	f, addr := startFake(t)
+	r, table := newReporter(t, addr, state(1, &pb.Cell{Id: "c1", Endpoints: []*pb.Endpoint{{Id: "a", Url: "http://a.example", Region: "us-east"}}}))
+	ctx := context.Background()
+	a := gate(t, table.Load(), "a")
+	a.Record(route.Success)
+	f.refuse.Store(true)
+	if err := r.SendOutcomes(ctx); status.Code(err) != codes.NotFound {
+		t.Fatalf("refused report returned %v", err)
+	}
+	if _, held := r.out.hasHeld(); held {
+		t.Fatal("a refused batch is held for resending")
+	}
+	f.refuse.Store(false)
+	a.Record(route.Success)
+	if err := r.SendOutcomes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.outcomeAttempts) != 2 || f.outcomeAttempts[0] == f.outcomeAttempts[1] {
+		t.Fatalf("batch ids sent %v; want two different ids", f.outcomeAttempts)
+	}
+	if got := f.outcomes[0].GetOutcomes(); len(got) != 1 || got[0].GetSuccesses() != 2 {
+		t.Fatalf("batch after the refusal %v; want both successes", got)
+	}
+}
+
+// A batch that could not be delivered for MaxHold is dropped; what came
+// after it is still reported.
+func TestHeldBatchIsDroppedAfterMaxHold(t *testing.T) {
+	f, addr := startFake(t)
+	p, conns := tableAndConns(t, addr, state(1, &pb.Cell{Id: "c1", Endpoints: []*pb.Endpoint{
+		{Id: "a", Url: "http://a.example", Region: "us-east"}, {Id: "b", Url: "http://b.example", Region: "us-east"},
+	}}))
+	var now atomic.Int64
+	now.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	r := New(Config{Edge: "edge-1", Region: "us-east", Table: p, Coordinators: conns, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	ctx := context.Background()
+	gate(t, p.Load(), "a").Record(route.Timeout)
+	f.fail.Store(true)
+	if err := r.SendOutcomes(ctx); err == nil {
+		t.Fatal("a failed report returned nil")
+	}
+	f.fail.Store(false)
+	now.Add(int64(MaxHold + time.Second))
+	gate(t, p.Load(), "b").Record(route.Timeout)
+	if err := r.SendOutcomes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.outcomes) != 1 || f.outcomes[0].GetOutcomes()[0].GetEndpoint() != "b" || f.outcomes[0].GetBatchId() == f.outcomeAttempts[0] {
+		t.Fatalf("delivered %v; want only b's outcomes, in a new batch", f.outcomes)
+	}
+}
+
 func sortOutcomes(r *pb.ReportOutcomesRequest) {
-	slices.SortFunc(r.Outcomes, func(a, b *pb.EndpointOutcomes) int { return strings.Compare(a.Endpoint, b.Endpoint) })
+	slices.SortStableFunc(r.Outcomes, func(a, b *pb.EndpointOutcomes) int { return strings.Compare(a.Endpoint, b.Endpoint) })
 }
 
 // Run sends batches on its own, every Interval.

@@ -47,7 +47,15 @@ type Reporter struct {
 	log    *slog.Logger
 	probes *prober
 	rpc    caller
+	out    *outbox[outcomeBatch]
 	wg     sync.WaitGroup // probes in flight
+}
+
+// outcomeBatch is the content of one ReportOutcomes batch and the gates its
+// counts were taken from (gates[i] gave outcomes[i]).
+type outcomeBatch struct {
+	gates    []*route.Gate
+	outcomes []*pb.EndpointOutcomes
 }
 
 // New returns a Reporter; Run starts it.
@@ -70,8 +78,15 @@ func New(cfg Config) *Reporter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reporter{cfg: cfg, log: cfg.Logger, probes: newProber("edgecell-probe/"+cfg.Edge, cfg.DialContext),
+	r := &Reporter{cfg: cfg, log: cfg.Logger, probes: newProber("edgecell-probe/"+cfg.Edge, cfg.DialContext),
 		rpc: caller{coords: cfg.Coordinators, timeout: cfg.RPCTimeout}}
+	r.out = &outbox[outcomeBatch]{what: "outcome", log: cfg.Logger, now: cfg.Now, send: r.sendBatch,
+		giveBack: func(b outcomeBatch) {
+			for i, g := range b.gates {
+				g.ReturnOutcomes(b.outcomes[i])
+			}
+		}}
+	return r
 }
 
 // Run reports every Interval until ctx ends, then sends a last batch
@@ -100,33 +115,31 @@ func (r *Reporter) Run(ctx context.Context) error {
 	}
 }
 
-// SendOutcomes sends one ReportOutcomes batch with every endpoint of the
-// current table that has outcomes since the last batch. On failure the
-// counts go back to their endpoints for the next batch, and the error is
-// logged and returned. No outcomes: no RPC, nil.
+// SendOutcomes reports outcomes in numbered batches (see outbox): first it
+// resends, with the same batch id, a batch whose outcome is unknown, then
+// sends one new batch with every endpoint of the current table that has
+// outcomes since the last batch. A batch the coordinators refused gives
+// its counts back to their endpoints for the next batch. The first failure
+// is logged and returned; nothing newer is sent after it. No outcomes: no
+// RPC, nil.
 func (r *Reporter) SendOutcomes(ctx context.Context) error {
-	var gates []*route.Gate
-	var batch []*pb.EndpointOutcomes
-	for _, cg := range r.cfg.Table.Load().Gates() {
-		for _, o := range cg.Endpoint.Gate.TakeOutcomes() {
-			gates = append(gates, cg.Endpoint.Gate)
-			batch = append(batch, o)
+	return r.out.flush(ctx, func() (outcomeBatch, bool) {
+		var b outcomeBatch
+		for _, cg := range r.cfg.Table.Load().Gates() {
+			for _, o := range cg.Endpoint.Gate.TakeOutcomes() {
+				b.gates = append(b.gates, cg.Endpoint.Gate)
+				b.outcomes = append(b.outcomes, o)
+			}
 		}
-	}
-	if len(batch) == 0 {
-		return nil
-	}
-	err := r.rpc.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
-		_, err := c.ReportOutcomes(ctx, &pb.ReportOutcomesRequest{Edge: r.cfg.Edge, Region: r.cfg.Region, Outcomes: batch})
+		return b, len(b.outcomes) > 0
+	})
+}
+
+func (r *Reporter) sendBatch(ctx context.Context, b outcomeBatch, id uint64) error {
+	return r.rpc.call(ctx, func(ctx context.Context, c pb.EdgeServiceClient) error {
+		_, err := c.ReportOutcomes(ctx, &pb.ReportOutcomesRequest{Edge: r.cfg.Edge, Region: r.cfg.Region, Outcomes: b.outcomes, BatchId: id})
 		return err
 	})
-	if err != nil {
-		for i, g := range gates {
-			g.ReturnOutcomes(batch[i])
-		}
-		r.log.Warn("outcome report failed; counts kept for the next batch", "endpoints", len(batch), "err", err)
-	}
-	return err
 }
 
 // Coordinators hands out a client for the coordinator to report to; *Conns

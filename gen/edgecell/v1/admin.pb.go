@@ -1479,11 +1479,13 @@ func (x *MemberStatus) GetRevision() uint64 {
 }
 
 type ClusterStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Members       []*MemberStatus        `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
-	Leader        string                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
-	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
-	Revision      uint64                 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Members  []*MemberStatus        `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Leader   string                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term     uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	Revision uint64                 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The cluster's id (State.cluster_id).
+	ClusterId     string `protobuf:"bytes,5,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1544,6 +1546,13 @@ func (x *ClusterStatusResponse) GetRevision() uint64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *ClusterStatusResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type AddMemberRequest struct {
@@ -2703,12 +2712,14 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1a\n" +
 	"\brevision\x18\n" +
-	" \x01(\x04R\brevision\"\x94\x01\n" +
+	" \x01(\x04R\brevision\"\xb3\x01\n" +
 	"\x15ClusterStatusResponse\x123\n" +
 	"\amembers\x18\x01 \x03(\v2\x19.edgecell.v1.MemberStatusR\amembers\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x04R\brevision\"?\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x05 \x01(\tR\tclusterId\"?\n" +
 	"\x10AddMemberRequest\x12+\n" +
 	"\x06member\x18\x01 \x01(\v2\x13.edgecell.v1.MemberR\x06member\"/\n" +
 	"\x11AddMemberResponse\x12\x1a\n" +

@@ -77,7 +77,7 @@ func (x CommandError_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandError_Code.Descriptor instead.
 func (CommandError_Code) EnumDescriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{20, 0}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{21, 0}
 }
 
 // Command is the raft log entry: exactly one operation. Decoding failure of a
@@ -112,6 +112,7 @@ type Command struct {
 	//	*Command_RevokeKey
 	//	*Command_RotateKey
 	//	*Command_CheckNonces
+	//	*Command_InitCluster
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -321,6 +322,15 @@ func (x *Command) GetCheckNonces() *CheckNoncesOp {
 	return nil
 }
 
+func (x *Command) GetInitCluster() *InitClusterOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_InitCluster); ok {
+			return x.InitCluster
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -393,6 +403,10 @@ type Command_CheckNonces struct {
 	CheckNonces *CheckNoncesOp `protobuf:"bytes,26,opt,name=check_nonces,json=checkNonces,proto3,oneof"`
 }
 
+type Command_InitCluster struct {
+	InitCluster *InitClusterOp `protobuf:"bytes,27,opt,name=init_cluster,json=initCluster,proto3,oneof"`
+}
+
 func (*Command_ApplyConfig) isCommand_Op() {}
 
 func (*Command_PutCell) isCommand_Op() {}
@@ -426,6 +440,8 @@ func (*Command_RevokeKey) isCommand_Op() {}
 func (*Command_RotateKey) isCommand_Op() {}
 
 func (*Command_CheckNonces) isCommand_Op() {}
+
+func (*Command_InitCluster) isCommand_Op() {}
 
 // ApplyConfigOp replaces the whole routing config.
 type ApplyConfigOp struct {
@@ -744,9 +760,12 @@ func (x *DeleteMemberOp) GetName() string {
 
 // ReportOutcomesOp is one edge's batch of proxy outcomes, fed to the breakers.
 type ReportOutcomesOp struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
-	Outcomes      []*EndpointOutcomes    `protobuf:"bytes,2,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Edge     string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Outcomes []*EndpointOutcomes    `protobuf:"bytes,2,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	// The edge's id for this batch; a batch whose id is the last one applied
+	// for the edge is a retry and changes nothing.
+	BatchId       uint64 `protobuf:"varint,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -795,12 +814,21 @@ func (x *ReportOutcomesOp) GetOutcomes() []*EndpointOutcomes {
 	return nil
 }
 
+func (x *ReportOutcomesOp) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
 // ReportHealthOp is one edge's batch of active health check results.
 type ReportHealthOp struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
-	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	Checks        []*EndpointChecks      `protobuf:"bytes,3,rep,name=checks,proto3" json:"checks,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Edge   string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Region string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Checks []*EndpointChecks      `protobuf:"bytes,3,rep,name=checks,proto3" json:"checks,omitempty"`
+	// As ReportOutcomesOp.batch_id.
+	BatchId       uint64 `protobuf:"varint,4,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -856,6 +884,60 @@ func (x *ReportHealthOp) GetChecks() []*EndpointChecks {
 	return nil
 }
 
+func (x *ReportHealthOp) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
+// InitClusterOp gives the state its cluster id, once: the leader proposes it
+// (the id drawn outside the state machine) while the state has none, and a
+// second one is a no-op, so racing proposals are harmless.
+type InitClusterOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitClusterOp) Reset() {
+	*x = InitClusterOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitClusterOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitClusterOp) ProtoMessage() {}
+
+func (x *InitClusterOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitClusterOp.ProtoReflect.Descriptor instead.
+func (*InitClusterOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *InitClusterOp) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
 // TickOp lets time act on every breaker and health state whose deadline has
 // passed at the command's now_unix_nano. The leader proposes it.
 type TickOp struct {
@@ -866,7 +948,7 @@ type TickOp struct {
 
 func (x *TickOp) Reset() {
 	*x = TickOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	mi := &file_edgecell_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +960,7 @@ func (x *TickOp) String() string {
 func (*TickOp) ProtoMessage() {}
 
 func (x *TickOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	mi := &file_edgecell_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +973,7 @@ func (x *TickOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TickOp.ProtoReflect.Descriptor instead.
 func (*TickOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 // GrantProbeOp asks for the probe lease of a half-open breaker for edge;
@@ -906,7 +988,7 @@ type GrantProbeOp struct {
 
 func (x *GrantProbeOp) Reset() {
 	*x = GrantProbeOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[11]
+	mi := &file_edgecell_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1000,7 @@ func (x *GrantProbeOp) String() string {
 func (*GrantProbeOp) ProtoMessage() {}
 
 func (x *GrantProbeOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[11]
+	mi := &file_edgecell_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1013,7 @@ func (x *GrantProbeOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantProbeOp.ProtoReflect.Descriptor instead.
 func (*GrantProbeOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GrantProbeOp) GetEndpoint() string {
@@ -961,7 +1043,7 @@ type ProbeResultOp struct {
 
 func (x *ProbeResultOp) Reset() {
 	*x = ProbeResultOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[12]
+	mi := &file_edgecell_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1055,7 @@ func (x *ProbeResultOp) String() string {
 func (*ProbeResultOp) ProtoMessage() {}
 
 func (x *ProbeResultOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[12]
+	mi := &file_edgecell_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1068,7 @@ func (x *ProbeResultOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResultOp.ProtoReflect.Descriptor instead.
 func (*ProbeResultOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProbeResultOp) GetEndpoint() string {
@@ -1027,7 +1109,7 @@ type ResetBreakerOp struct {
 
 func (x *ResetBreakerOp) Reset() {
 	*x = ResetBreakerOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[13]
+	mi := &file_edgecell_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1121,7 @@ func (x *ResetBreakerOp) String() string {
 func (*ResetBreakerOp) ProtoMessage() {}
 
 func (x *ResetBreakerOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[13]
+	mi := &file_edgecell_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1134,7 @@ func (x *ResetBreakerOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetBreakerOp.ProtoReflect.Descriptor instead.
 func (*ResetBreakerOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResetBreakerOp) GetEndpoint() string {
@@ -1076,7 +1158,7 @@ type CreateKeyOp struct {
 
 func (x *CreateKeyOp) Reset() {
 	*x = CreateKeyOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	mi := &file_edgecell_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1170,7 @@ func (x *CreateKeyOp) String() string {
 func (*CreateKeyOp) ProtoMessage() {}
 
 func (x *CreateKeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	mi := &file_edgecell_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1183,7 @@ func (x *CreateKeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyOp.ProtoReflect.Descriptor instead.
 func (*CreateKeyOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateKeyOp) GetId() string {
@@ -1142,7 +1224,7 @@ type RevokeKeyOp struct {
 
 func (x *RevokeKeyOp) Reset() {
 	*x = RevokeKeyOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[15]
+	mi := &file_edgecell_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1236,7 @@ func (x *RevokeKeyOp) String() string {
 func (*RevokeKeyOp) ProtoMessage() {}
 
 func (x *RevokeKeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[15]
+	mi := &file_edgecell_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1249,7 @@ func (x *RevokeKeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyOp.ProtoReflect.Descriptor instead.
 func (*RevokeKeyOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokeKeyOp) GetId() string {
@@ -1190,7 +1272,7 @@ type RotateKeyOp struct {
 
 func (x *RotateKeyOp) Reset() {
 	*x = RotateKeyOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[16]
+	mi := &file_edgecell_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1284,7 @@ func (x *RotateKeyOp) String() string {
 func (*RotateKeyOp) ProtoMessage() {}
 
 func (x *RotateKeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[16]
+	mi := &file_edgecell_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1297,7 @@ func (x *RotateKeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyOp.ProtoReflect.Descriptor instead.
 func (*RotateKeyOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RotateKeyOp) GetId() string {
@@ -1250,7 +1332,7 @@ type CheckNoncesOp struct {
 
 func (x *CheckNoncesOp) Reset() {
 	*x = CheckNoncesOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[17]
+	mi := &file_edgecell_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1344,7 @@ func (x *CheckNoncesOp) String() string {
 func (*CheckNoncesOp) ProtoMessage() {}
 
 func (x *CheckNoncesOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[17]
+	mi := &file_edgecell_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1357,7 @@ func (x *CheckNoncesOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNoncesOp.ProtoReflect.Descriptor instead.
 func (*CheckNoncesOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CheckNoncesOp) GetChecks() []*NonceCheck {
@@ -1304,7 +1386,7 @@ type EndpointHealthState struct {
 
 func (x *EndpointHealthState) Reset() {
 	*x = EndpointHealthState{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[18]
+	mi := &file_edgecell_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1398,7 @@ func (x *EndpointHealthState) String() string {
 func (*EndpointHealthState) ProtoMessage() {}
 
 func (x *EndpointHealthState) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[18]
+	mi := &file_edgecell_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1411,7 @@ func (x *EndpointHealthState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointHealthState.ProtoReflect.Descriptor instead.
 func (*EndpointHealthState) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EndpointHealthState) GetEndpoint() string {
@@ -1385,7 +1467,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[19]
+	mi := &file_edgecell_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1479,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[19]
+	mi := &file_edgecell_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1492,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CommandResult) GetRevision() uint64 {
@@ -1454,7 +1536,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[20]
+	mi := &file_edgecell_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1548,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[20]
+	mi := &file_edgecell_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1561,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CommandError) GetCode() CommandError_Code {
@@ -1514,14 +1596,16 @@ type Snapshot struct {
 	// Breaker and health state of every endpoint that has any, by endpoint.
 	EndpointStates []*EndpointHealthState `protobuf:"bytes,3,rep,name=endpoint_states,json=endpointStates,proto3" json:"endpoint_states,omitempty"`
 	// Nonces not yet reaped, by key id then nonce.
-	Nonces        []*NonceRecord `protobuf:"bytes,4,rep,name=nonces,proto3" json:"nonces,omitempty"`
+	Nonces []*NonceRecord `protobuf:"bytes,4,rep,name=nonces,proto3" json:"nonces,omitempty"`
+	// The last report batch applied per edge, by edge.
+	ReportBatches []*ReportBatches `protobuf:"bytes,5,rep,name=report_batches,json=reportBatches,proto3" json:"report_batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[21]
+	mi := &file_edgecell_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1617,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[21]
+	mi := &file_edgecell_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1630,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Snapshot) GetAppliedIndex() uint64 {
@@ -1577,11 +1661,90 @@ func (x *Snapshot) GetNonces() []*NonceRecord {
 	return nil
 }
 
+func (x *Snapshot) GetReportBatches() []*ReportBatches {
+	if x != nil {
+		return x.ReportBatches
+	}
+	return nil
+}
+
+// ReportBatches is what the state remembers of one edge's reports, to count
+// a retried batch once.
+type ReportBatches struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	OutcomesBatch uint64                 `protobuf:"varint,2,opt,name=outcomes_batch,json=outcomesBatch,proto3" json:"outcomes_batch,omitempty"`
+	HealthBatch   uint64                 `protobuf:"varint,3,opt,name=health_batch,json=healthBatch,proto3" json:"health_batch,omitempty"`
+	// The leader's time of the edge's last report; the record is reaped by
+	// Tick once it is older than the retry horizon.
+	SeenUnixNano  int64 `protobuf:"varint,4,opt,name=seen_unix_nano,json=seenUnixNano,proto3" json:"seen_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportBatches) Reset() {
+	*x = ReportBatches{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBatches) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBatches) ProtoMessage() {}
+
+func (x *ReportBatches) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBatches.ProtoReflect.Descriptor instead.
+func (*ReportBatches) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReportBatches) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
+func (x *ReportBatches) GetOutcomesBatch() uint64 {
+	if x != nil {
+		return x.OutcomesBatch
+	}
+	return 0
+}
+
+func (x *ReportBatches) GetHealthBatch() uint64 {
+	if x != nil {
+		return x.HealthBatch
+	}
+	return 0
+}
+
+func (x *ReportBatches) GetSeenUnixNano() int64 {
+	if x != nil {
+		return x.SeenUnixNano
+	}
+	return 0
+}
+
 var File_edgecell_v1_command_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\x8e\t\n" +
+	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\xcf\t\n" +
 	"\aCommand\x12'\n" +
 	"\x0fexpect_revision\x18\x01 \x01(\x04R\x0eexpectRevision\x12\"\n" +
 	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12?\n" +
@@ -1608,7 +1771,8 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"revoke_key\x18\x18 \x01(\v2\x18.edgecell.v1.RevokeKeyOpH\x00R\trevokeKey\x129\n" +
 	"\n" +
 	"rotate_key\x18\x19 \x01(\v2\x18.edgecell.v1.RotateKeyOpH\x00R\trotateKey\x12?\n" +
-	"\fcheck_nonces\x18\x1a \x01(\v2\x1a.edgecell.v1.CheckNoncesOpH\x00R\vcheckNoncesB\x04\n" +
+	"\fcheck_nonces\x18\x1a \x01(\v2\x1a.edgecell.v1.CheckNoncesOpH\x00R\vcheckNonces\x12?\n" +
+	"\finit_cluster\x18\x1b \x01(\v2\x1a.edgecell.v1.InitClusterOpH\x00R\vinitClusterB\x04\n" +
 	"\x02op\"C\n" +
 	"\rApplyConfigOp\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\"2\n" +
@@ -1623,14 +1787,19 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\vPutMemberOp\x12+\n" +
 	"\x06member\x18\x01 \x01(\v2\x13.edgecell.v1.MemberR\x06member\"$\n" +
 	"\x0eDeleteMemberOp\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"a\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"|\n" +
 	"\x10ReportOutcomesOp\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x129\n" +
-	"\boutcomes\x18\x02 \x03(\v2\x1d.edgecell.v1.EndpointOutcomesR\boutcomes\"q\n" +
+	"\boutcomes\x18\x02 \x03(\v2\x1d.edgecell.v1.EndpointOutcomesR\boutcomes\x12\x19\n" +
+	"\bbatch_id\x18\x03 \x01(\x04R\abatchId\"\x8c\x01\n" +
 	"\x0eReportHealthOp\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x123\n" +
-	"\x06checks\x18\x03 \x03(\v2\x1b.edgecell.v1.EndpointChecksR\x06checks\"\b\n" +
+	"\x06checks\x18\x03 \x03(\v2\x1b.edgecell.v1.EndpointChecksR\x06checks\x12\x19\n" +
+	"\bbatch_id\x18\x04 \x01(\x04R\abatchId\".\n" +
+	"\rInitClusterOp\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\b\n" +
 	"\x06TickOp\">\n" +
 	"\fGrantProbeOp\x12\x1a\n" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x12\n" +
@@ -1675,12 +1844,18 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\x15CODE_INVALID_ARGUMENT\x10\x01\x12\x1a\n" +
 	"\x16CODE_REVISION_MISMATCH\x10\x02\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x03\x12\x1c\n" +
-	"\x18CODE_FAILED_PRECONDITION\x10\x04\"\xd6\x01\n" +
+	"\x18CODE_FAILED_PRECONDITION\x10\x04\"\x99\x02\n" +
 	"\bSnapshot\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12(\n" +
 	"\x05state\x18\x02 \x01(\v2\x12.edgecell.v1.StateR\x05state\x12I\n" +
 	"\x0fendpoint_states\x18\x03 \x03(\v2 .edgecell.v1.EndpointHealthStateR\x0eendpointStates\x120\n" +
-	"\x06nonces\x18\x04 \x03(\v2\x18.edgecell.v1.NonceRecordR\x06noncesB\xa5\x01\n" +
+	"\x06nonces\x18\x04 \x03(\v2\x18.edgecell.v1.NonceRecordR\x06nonces\x12A\n" +
+	"\x0ereport_batches\x18\x05 \x03(\v2\x1a.edgecell.v1.ReportBatchesR\rreportBatches\"\x93\x01\n" +
+	"\rReportBatches\x12\x12\n" +
+	"\x04edge\x18\x01 \x01(\tR\x04edge\x12%\n" +
+	"\x0eoutcomes_batch\x18\x02 \x01(\x04R\routcomesBatch\x12!\n" +
+	"\fhealth_batch\x18\x03 \x01(\x04R\vhealthBatch\x12$\n" +
+	"\x0eseen_unix_nano\x18\x04 \x01(\x03R\fseenUnixNanoB\xa5\x01\n" +
 	"\x0fcom.edgecell.v1B\fCommandProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
 
 var (
@@ -1696,7 +1871,7 @@ func file_edgecell_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_edgecell_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_edgecell_v1_command_proto_goTypes = []any{
 	(CommandError_Code)(0),      // 0: edgecell.v1.CommandError.Code
 	(*Command)(nil),             // 1: edgecell.v1.Command
@@ -1709,27 +1884,29 @@ var file_edgecell_v1_command_proto_goTypes = []any{
 	(*DeleteMemberOp)(nil),      // 8: edgecell.v1.DeleteMemberOp
 	(*ReportOutcomesOp)(nil),    // 9: edgecell.v1.ReportOutcomesOp
 	(*ReportHealthOp)(nil),      // 10: edgecell.v1.ReportHealthOp
-	(*TickOp)(nil),              // 11: edgecell.v1.TickOp
-	(*GrantProbeOp)(nil),        // 12: edgecell.v1.GrantProbeOp
-	(*ProbeResultOp)(nil),       // 13: edgecell.v1.ProbeResultOp
-	(*ResetBreakerOp)(nil),      // 14: edgecell.v1.ResetBreakerOp
-	(*CreateKeyOp)(nil),         // 15: edgecell.v1.CreateKeyOp
-	(*RevokeKeyOp)(nil),         // 16: edgecell.v1.RevokeKeyOp
-	(*RotateKeyOp)(nil),         // 17: edgecell.v1.RotateKeyOp
-	(*CheckNoncesOp)(nil),       // 18: edgecell.v1.CheckNoncesOp
-	(*EndpointHealthState)(nil), // 19: edgecell.v1.EndpointHealthState
-	(*CommandResult)(nil),       // 20: edgecell.v1.CommandResult
-	(*CommandError)(nil),        // 21: edgecell.v1.CommandError
-	(*Snapshot)(nil),            // 22: edgecell.v1.Snapshot
-	(*RoutingConfig)(nil),       // 23: edgecell.v1.RoutingConfig
-	(*Cell)(nil),                // 24: edgecell.v1.Cell
-	(*Placement)(nil),           // 25: edgecell.v1.Placement
-	(*Member)(nil),              // 26: edgecell.v1.Member
-	(*EndpointOutcomes)(nil),    // 27: edgecell.v1.EndpointOutcomes
-	(*EndpointChecks)(nil),      // 28: edgecell.v1.EndpointChecks
-	(*NonceCheck)(nil),          // 29: edgecell.v1.NonceCheck
-	(*State)(nil),               // 30: edgecell.v1.State
-	(*NonceRecord)(nil),         // 31: edgecell.v1.NonceRecord
+	(*InitClusterOp)(nil),       // 11: edgecell.v1.InitClusterOp
+	(*TickOp)(nil),              // 12: edgecell.v1.TickOp
+	(*GrantProbeOp)(nil),        // 13: edgecell.v1.GrantProbeOp
+	(*ProbeResultOp)(nil),       // 14: edgecell.v1.ProbeResultOp
+	(*ResetBreakerOp)(nil),      // 15: edgecell.v1.ResetBreakerOp
+	(*CreateKeyOp)(nil),         // 16: edgecell.v1.CreateKeyOp
+	(*RevokeKeyOp)(nil),         // 17: edgecell.v1.RevokeKeyOp
+	(*RotateKeyOp)(nil),         // 18: edgecell.v1.RotateKeyOp
+	(*CheckNoncesOp)(nil),       // 19: edgecell.v1.CheckNoncesOp
+	(*EndpointHealthState)(nil), // 20: edgecell.v1.EndpointHealthState
+	(*CommandResult)(nil),       // 21: edgecell.v1.CommandResult
+	(*CommandError)(nil),        // 22: edgecell.v1.CommandError
+	(*Snapshot)(nil),            // 23: edgecell.v1.Snapshot
+	(*ReportBatches)(nil),       // 24: edgecell.v1.ReportBatches
+	(*RoutingConfig)(nil),       // 25: edgecell.v1.RoutingConfig
+	(*Cell)(nil),                // 26: edgecell.v1.Cell
+	(*Placement)(nil),           // 27: edgecell.v1.Placement
+	(*Member)(nil),              // 28: edgecell.v1.Member
+	(*EndpointOutcomes)(nil),    // 29: edgecell.v1.EndpointOutcomes
+	(*EndpointChecks)(nil),      // 30: edgecell.v1.EndpointChecks
+	(*NonceCheck)(nil),          // 31: edgecell.v1.NonceCheck
+	(*State)(nil),               // 32: edgecell.v1.State
+	(*NonceRecord)(nil),         // 33: edgecell.v1.NonceRecord
 }
 var file_edgecell_v1_command_proto_depIdxs = []int32{
 	2,  // 0: edgecell.v1.Command.apply_config:type_name -> edgecell.v1.ApplyConfigOp
@@ -1741,31 +1918,33 @@ var file_edgecell_v1_command_proto_depIdxs = []int32{
 	8,  // 6: edgecell.v1.Command.delete_member:type_name -> edgecell.v1.DeleteMemberOp
 	9,  // 7: edgecell.v1.Command.report_outcomes:type_name -> edgecell.v1.ReportOutcomesOp
 	10, // 8: edgecell.v1.Command.report_health:type_name -> edgecell.v1.ReportHealthOp
-	11, // 9: edgecell.v1.Command.tick:type_name -> edgecell.v1.TickOp
-	12, // 10: edgecell.v1.Command.grant_probe:type_name -> edgecell.v1.GrantProbeOp
-	13, // 11: edgecell.v1.Command.probe_result:type_name -> edgecell.v1.ProbeResultOp
-	14, // 12: edgecell.v1.Command.reset_breaker:type_name -> edgecell.v1.ResetBreakerOp
-	15, // 13: edgecell.v1.Command.create_key:type_name -> edgecell.v1.CreateKeyOp
-	16, // 14: edgecell.v1.Command.revoke_key:type_name -> edgecell.v1.RevokeKeyOp
-	17, // 15: edgecell.v1.Command.rotate_key:type_name -> edgecell.v1.RotateKeyOp
-	18, // 16: edgecell.v1.Command.check_nonces:type_name -> edgecell.v1.CheckNoncesOp
-	23, // 17: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
-	24, // 18: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
-	25, // 19: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
-	26, // 20: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
-	27, // 21: edgecell.v1.ReportOutcomesOp.outcomes:type_name -> edgecell.v1.EndpointOutcomes
-	28, // 22: edgecell.v1.ReportHealthOp.checks:type_name -> edgecell.v1.EndpointChecks
-	29, // 23: edgecell.v1.CheckNoncesOp.checks:type_name -> edgecell.v1.NonceCheck
-	21, // 24: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
-	0,  // 25: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
-	30, // 26: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
-	19, // 27: edgecell.v1.Snapshot.endpoint_states:type_name -> edgecell.v1.EndpointHealthState
-	31, // 28: edgecell.v1.Snapshot.nonces:type_name -> edgecell.v1.NonceRecord
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	12, // 9: edgecell.v1.Command.tick:type_name -> edgecell.v1.TickOp
+	13, // 10: edgecell.v1.Command.grant_probe:type_name -> edgecell.v1.GrantProbeOp
+	14, // 11: edgecell.v1.Command.probe_result:type_name -> edgecell.v1.ProbeResultOp
+	15, // 12: edgecell.v1.Command.reset_breaker:type_name -> edgecell.v1.ResetBreakerOp
+	16, // 13: edgecell.v1.Command.create_key:type_name -> edgecell.v1.CreateKeyOp
+	17, // 14: edgecell.v1.Command.revoke_key:type_name -> edgecell.v1.RevokeKeyOp
+	18, // 15: edgecell.v1.Command.rotate_key:type_name -> edgecell.v1.RotateKeyOp
+	19, // 16: edgecell.v1.Command.check_nonces:type_name -> edgecell.v1.CheckNoncesOp
+	11, // 17: edgecell.v1.Command.init_cluster:type_name -> edgecell.v1.InitClusterOp
+	25, // 18: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
+	26, // 19: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
+	27, // 20: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
+	28, // 21: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
+	29, // 22: edgecell.v1.ReportOutcomesOp.outcomes:type_name -> edgecell.v1.EndpointOutcomes
+	30, // 23: edgecell.v1.ReportHealthOp.checks:type_name -> edgecell.v1.EndpointChecks
+	31, // 24: edgecell.v1.CheckNoncesOp.checks:type_name -> edgecell.v1.NonceCheck
+	22, // 25: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
+	0,  // 26: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
+	32, // 27: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
+	20, // 28: edgecell.v1.Snapshot.endpoint_states:type_name -> edgecell.v1.EndpointHealthState
+	33, // 29: edgecell.v1.Snapshot.nonces:type_name -> edgecell.v1.NonceRecord
+	24, // 30: edgecell.v1.Snapshot.report_batches:type_name -> edgecell.v1.ReportBatches
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_command_proto_init() }
@@ -1794,6 +1973,7 @@ func file_edgecell_v1_command_proto_init() {
 		(*Command_RevokeKey)(nil),
 		(*Command_RotateKey)(nil),
 		(*Command_CheckNonces)(nil),
+		(*Command_InitCluster)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1801,7 +1981,7 @@ func file_edgecell_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_command_proto_rawDesc), len(file_edgecell_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -26,7 +26,11 @@ type WatchRequest struct {
 	Edge   string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
 	Region string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
 	// Revision the edge already has; 0 for none.
-	FromRevision  uint64 `protobuf:"varint,3,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
+	FromRevision uint64 `protobuf:"varint,3,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
+	// The cluster the edge's state came from (State.cluster_id), "" if it
+	// has none. A coordinator of another cluster answers with a reset, whatever
+	// from_revision says: revisions of different clusters do not compare.
+	ClusterId     string `protobuf:"bytes,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -80,6 +84,13 @@ func (x *WatchRequest) GetFromRevision() uint64 {
 		return x.FromRevision
 	}
 	return 0
+}
+
+func (x *WatchRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type WatchResponse struct {
@@ -342,10 +353,14 @@ func (*AckResponse) Descriptor() ([]byte, []int) {
 }
 
 type ReportOutcomesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
-	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	Outcomes      []*EndpointOutcomes    `protobuf:"bytes,3,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Edge     string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Region   string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Outcomes []*EndpointOutcomes    `protobuf:"bytes,3,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	// Names this batch, non-zero and random per batch: a batch resent after a
+	// timeout or an election (it may have committed) carries the same id and
+	// is counted once. 0: not deduplicated.
+	BatchId       uint64 `protobuf:"varint,4,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -401,6 +416,13 @@ func (x *ReportOutcomesRequest) GetOutcomes() []*EndpointOutcomes {
 	return nil
 }
 
+func (x *ReportOutcomesRequest) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
 type ReportOutcomesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Revision after the report: it moves only when a breaker changed state.
@@ -447,10 +469,12 @@ func (x *ReportOutcomesResponse) GetRevision() uint64 {
 }
 
 type ReportHealthRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
-	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	Checks        []*EndpointChecks      `protobuf:"bytes,3,rep,name=checks,proto3" json:"checks,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Edge   string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Region string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Checks []*EndpointChecks      `protobuf:"bytes,3,rep,name=checks,proto3" json:"checks,omitempty"`
+	// As ReportOutcomesRequest.batch_id.
+	BatchId       uint64 `protobuf:"varint,4,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -504,6 +528,13 @@ func (x *ReportHealthRequest) GetChecks() []*EndpointChecks {
 		return x.Checks
 	}
 	return nil
+}
+
+func (x *ReportHealthRequest) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
 }
 
 type ReportHealthResponse struct {
@@ -979,11 +1010,13 @@ var File_edgecell_v1_edge_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\n" +
-	"\x16edgecell/v1/edge.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"_\n" +
+	"\x16edgecell/v1/edge.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"~\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12#\n" +
-	"\rfrom_revision\x18\x03 \x01(\x04R\ffromRevision\"\xa8\x01\n" +
+	"\rfrom_revision\x18\x03 \x01(\x04R\ffromRevision\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x04 \x01(\tR\tclusterId\"\xa8\x01\n" +
 	"\rWatchResponse\x12*\n" +
 	"\x05reset\x18\x01 \x01(\v2\x12.edgecell.v1.StateH\x00R\x05reset\x124\n" +
 	"\achanges\x18\x02 \x01(\v2\x18.edgecell.v1.ChangeBatchH\x00R\achanges\x12-\n" +
@@ -998,17 +1031,19 @@ const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\x10applied_revision\x18\x03 \x01(\x04R\x0fappliedRevision\x12+\n" +
 	"\x11rejected_revision\x18\x04 \x01(\x04R\x10rejectedRevision\x12#\n" +
 	"\rreject_reason\x18\x05 \x01(\tR\frejectReason\"\r\n" +
-	"\vAckResponse\"~\n" +
+	"\vAckResponse\"\x99\x01\n" +
 	"\x15ReportOutcomesRequest\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x129\n" +
-	"\boutcomes\x18\x03 \x03(\v2\x1d.edgecell.v1.EndpointOutcomesR\boutcomes\"4\n" +
+	"\boutcomes\x18\x03 \x03(\v2\x1d.edgecell.v1.EndpointOutcomesR\boutcomes\x12\x19\n" +
+	"\bbatch_id\x18\x04 \x01(\x04R\abatchId\"4\n" +
 	"\x16ReportOutcomesResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\"v\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"\x91\x01\n" +
 	"\x13ReportHealthRequest\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x123\n" +
-	"\x06checks\x18\x03 \x03(\v2\x1b.edgecell.v1.EndpointChecksR\x06checks\"2\n" +
+	"\x06checks\x18\x03 \x03(\v2\x1b.edgecell.v1.EndpointChecksR\x06checks\x12\x19\n" +
+	"\bbatch_id\x18\x04 \x01(\x04R\abatchId\"2\n" +
 	"\x14ReportHealthResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\"D\n" +
 	"\x16CheckAssignmentRequest\x12\x12\n" +

@@ -558,7 +558,9 @@ type State struct {
 	// Health verdicts that ever changed, by endpoint; an endpoint not listed is unknown.
 	Health []*HealthStatus `protobuf:"bytes,5,rep,name=health,proto3" json:"health,omitempty"`
 	// API keys, revoked ones included, by id, with their secrets.
-	Keys          []*ApiKey `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys []*ApiKey `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The cluster's id, drawn once when it was bootstrapped; "" until then.
+	ClusterId     string `protobuf:"bytes,7,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -633,6 +635,13 @@ func (x *State) GetKeys() []*ApiKey {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *State) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // Topology is the part of the config that is not cells or placements.
@@ -711,6 +720,7 @@ type Event struct {
 	//	*Event_PutBreaker
 	//	*Event_PutHealth
 	//	*Event_PutKey
+	//	*Event_SetClusterId
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -843,6 +853,15 @@ func (x *Event) GetPutKey() *ApiKey {
 	return nil
 }
 
+func (x *Event) GetSetClusterId() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_SetClusterId); ok {
+			return x.SetClusterId
+		}
+	}
+	return ""
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -892,6 +911,11 @@ type Event_PutKey struct {
 	PutKey *ApiKey `protobuf:"bytes,10,opt,name=put_key,json=putKey,proto3,oneof"`
 }
 
+type Event_SetClusterId struct {
+	// The cluster got its id (once, after bootstrap).
+	SetClusterId string `protobuf:"bytes,11,opt,name=set_cluster_id,json=setClusterId,proto3,oneof"`
+}
+
 func (*Event_PutCell) isEvent_Kind() {}
 
 func (*Event_DeleteCell) isEvent_Kind() {}
@@ -911,6 +935,8 @@ func (*Event_PutBreaker) isEvent_Kind() {}
 func (*Event_PutHealth) isEvent_Kind() {}
 
 func (*Event_PutKey) isEvent_Kind() {}
+
+func (*Event_SetClusterId) isEvent_Kind() {}
 
 // Change is every event of one committed revision.
 type Change struct {
@@ -1009,18 +1035,20 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +
 	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x1b\n" +
-	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\"\x9a\x02\n" +
+	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\"\xb9\x02\n" +
 	"\x05State\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\x12-\n" +
 	"\amembers\x18\x03 \x03(\v2\x13.edgecell.v1.MemberR\amembers\x126\n" +
 	"\bbreakers\x18\x04 \x03(\v2\x1a.edgecell.v1.BreakerStatusR\bbreakers\x121\n" +
 	"\x06health\x18\x05 \x03(\v2\x19.edgecell.v1.HealthStatusR\x06health\x12'\n" +
-	"\x04keys\x18\x06 \x03(\v2\x13.edgecell.v1.ApiKeyR\x04keys\"\x90\x01\n" +
+	"\x04keys\x18\x06 \x03(\v2\x13.edgecell.v1.ApiKeyR\x04keys\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\a \x01(\tR\tclusterId\"\x90\x01\n" +
 	"\bTopology\x12-\n" +
 	"\aregions\x18\x01 \x03(\v2\x13.edgecell.v1.RegionR\aregions\x122\n" +
 	"\tlatencies\x18\x02 \x03(\v2\x14.edgecell.v1.LatencyR\tlatencies\x12!\n" +
-	"\fdefault_cell\x18\x03 \x01(\tR\vdefaultCell\"\x92\x04\n" +
+	"\fdefault_cell\x18\x03 \x01(\tR\vdefaultCell\"\xba\x04\n" +
 	"\x05Event\x12.\n" +
 	"\bput_cell\x18\x01 \x01(\v2\x11.edgecell.v1.CellH\x00R\aputCell\x12!\n" +
 	"\vdelete_cell\x18\x02 \x01(\tH\x00R\n" +
@@ -1036,7 +1064,8 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\n" +
 	"put_health\x18\t \x01(\v2\x19.edgecell.v1.HealthStatusH\x00R\tputHealth\x12.\n" +
 	"\aput_key\x18\n" +
-	" \x01(\v2\x13.edgecell.v1.ApiKeyH\x00R\x06putKeyB\x06\n" +
+	" \x01(\v2\x13.edgecell.v1.ApiKeyH\x00R\x06putKey\x12&\n" +
+	"\x0eset_cluster_id\x18\v \x01(\tH\x00R\fsetClusterIdB\x06\n" +
 	"\x04kind\"P\n" +
 	"\x06Change\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12*\n" +
@@ -1124,6 +1153,7 @@ func file_edgecell_v1_routing_proto_init() {
 		(*Event_PutBreaker)(nil),
 		(*Event_PutHealth)(nil),
 		(*Event_PutKey)(nil),
+		(*Event_SetClusterId)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -162,13 +162,14 @@ type writer struct {
 	tried int
 }
 
-func (w *writer) run(ctx context.Context, c *crashCluster, rng *rand.Rand, done *sync.WaitGroup) {
+// run writes through admins, a copy the test does not change while it runs.
+func (w *writer) run(ctx context.Context, admins []pb.AdminServiceClient, rng *rand.Rand, done *sync.WaitGroup) {
 	defer done.Done()
 	for i := 0; ctx.Err() == nil; i++ {
-		m := c.members[rng.IntN(len(c.members))]
+		admin := admins[rng.IntN(len(admins))]
 		key, cell := fmt.Sprintf("crash-%05d", i), fmt.Sprintf("cell-%d", 1+i%2)
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := c.admins[m.name].PutPlacement(wctx, &pb.PutPlacementRequest{Placement: &pb.Placement{Key: key, Cell: cell}})
+		_, err := admin.PutPlacement(wctx, &pb.PutPlacementRequest{Placement: &pb.Placement{Key: key, Cell: cell}})
 		cancel()
 		w.mu.Lock()
 		w.tried++
@@ -208,7 +209,11 @@ cells:
 	var wg sync.WaitGroup
 	w := &writer{acked: map[string]string{}}
 	wg.Add(1)
-	go w.run(ctx, c, rand.New(rand.NewPCG(seed+1, 1)), &wg)
+	var admins []pb.AdminServiceClient
+	for _, m := range c.members {
+		admins = append(admins, c.admins[m.name])
+	}
+	go w.run(ctx, admins, rand.New(rand.NewPCG(seed+1, 1)), &wg)
 	defer func() { stop(); wg.Wait() }()
 
 	pause := func() time.Duration { return time.Duration(50+rng.IntN(400)) * time.Millisecond }

@@ -123,16 +123,16 @@ func Open(cfg Config) (*Store, error) {
 	if resolved.IP != nil && !resolved.IP.IsUnspecified() && resolved.Port != 0 {
 		advertise = resolved
 	}
+	st := state.New()
+	f := &fsm{applied: newIndexNotifier(0)}
+	f.store.Store(st)
+	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Snapshot() }, st.Revision())
+
 	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, hlog)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("raftstore: listen on raft address %q: %w", cfg.RaftAddr, err)
 	}
-
-	st := state.New()
-	f := &fsm{applied: newIndexNotifier(0)}
-	f.store.Store(st)
-	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Snapshot() }, st.Revision())
 
 	hasState, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {

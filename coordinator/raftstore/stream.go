@@ -1,19 +1,25 @@
 package raftstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
-// newTransport listens on bindAddr and returns raft's network transport. With
-// dial nil it is raft's own TCP transport; otherwise peers are dialed through
-// dial (latency simulation injects one), over the same kind of listener.
-func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Context, network, addr string) (net.Conn, error), logger hclog.Logger) (*raft.NetworkTransport, error) {
+// newTransport listens on bindAddr and returns raft's network transport over
+// a stream layer that dials peers through dial (nil: plain TCP; latency
+// simulation injects one) and opens every connection with a handshake (see
+// raftPreamble).
+func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Context, network, addr string) (net.Conn, error),
+	logger hclog.Logger) (*raft.NetworkTransport, error) {
 	cfg := &raft.NetworkTransportConfig{
 		MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
 		// 1 disables pipelined replication. With the default (2) its
@@ -26,13 +32,13 @@ func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Con
 		MaxRPCsInFlight: 1,
 	}
 	if dial == nil {
-		return raft.NewTCPTransportWithConfig(bindAddr, advertise, cfg)
+		dial = (&net.Dialer{}).DialContext
 	}
 	ln, err := net.Listen("tcp", bindAddr)
 	if err != nil {
 		return nil, err
 	}
-	stream := &dialStreamLayer{ln: ln, advertise: advertise, dial: dial}
+	stream := &dialStreamLayer{ln: ln, advertise: advertise, dial: dial, log: logger}
 	// As raft's TCP transport: peers must be able to reach what is advertised.
 	if addr, ok := stream.Addr().(*net.TCPAddr); !ok || addr.IP == nil || addr.IP.IsUnspecified() {
 		ln.Close()
@@ -42,22 +48,56 @@ func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Con
 	return raft.NewNetworkTransportWithConfig(cfg), nil
 }
 
-// dialStreamLayer is raft's TCP stream layer with an injected dialer.
+// dialStreamLayer is raft's TCP stream layer with an injected dialer and the
+// handshake.
 type dialStreamLayer struct {
 	ln        net.Listener
 	advertise net.Addr // nil: the bound address
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	log       hclog.Logger
 }
 
-// Dial opens a connection to a peer within raft's timeout.
+// The handshake. Every raft connection starts with raftPreamble; an
+// accepted connection that does not is closed before raft decodes a byte of
+// it. Anything else reaching the raft port (a scanner, an HTTP client, a
+// peer of another protocol version) then costs a few bytes and a log line,
+// not a msgpack decode of whatever it sent. It names the protocol, not the
+// peer: mutual TLS will authenticate peers, and a cluster id in the
+// handshake will keep members of different clusters apart.
+var raftPreamble = []byte("edgecell-raft/1\n")
+
+const handshakeTimeout = 5 * time.Second
+
+// Dial opens a connection to a peer within raft's timeout and sends the
+// handshake.
 func (s *dialStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return s.dial(ctx, "tcp", string(address))
+	conn, err := s.dial(ctx, "tcp", string(address))
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetWriteDeadline(dl)
+	}
+	if _, err := conn.Write(raftPreamble); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("raft handshake with %s: %w", address, err)
+	}
+	conn.SetWriteDeadline(time.Time{})
+	return conn, nil
 }
 
-// Accept waits for a peer's connection.
-func (s *dialStreamLayer) Accept() (net.Conn, error) { return s.ln.Accept() }
+// Accept waits for a peer's connection. The handshake is read on the
+// connection's first Read, in raft's goroutine for that connection, so a
+// slow or silent peer never holds up the accept loop.
+func (s *dialStreamLayer) Accept() (net.Conn, error) {
+	conn, err := s.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &handshakeConn{Conn: conn, layer: s}, nil
+}
 
 // Close stops listening.
 func (s *dialStreamLayer) Close() error { return s.ln.Close() }
@@ -68,4 +108,39 @@ func (s *dialStreamLayer) Addr() net.Addr {
 		return s.advertise
 	}
 	return s.ln.Addr()
+}
+
+// handshakeConn is an accepted connection whose handshake is checked before
+// raft reads anything from it.
+type handshakeConn struct {
+	net.Conn
+	layer *dialStreamLayer
+	once  sync.Once
+	err   error
+}
+
+func (c *handshakeConn) Read(p []byte) (int, error) {
+	c.once.Do(func() {
+		if c.err = c.handshake(); c.err != nil {
+			c.layer.log.Error("refused a raft connection", "remote", c.RemoteAddr().String(), "error", c.err.Error())
+			c.Conn.Close()
+		}
+	})
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *handshakeConn) handshake() error {
+	c.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	defer c.SetReadDeadline(time.Time{})
+	head := make([]byte, len(raftPreamble))
+	if _, err := io.ReadFull(c.Conn, head); err != nil {
+		return fmt.Errorf("raft handshake: %w", err)
+	}
+	if !bytes.Equal(head, raftPreamble) {
+		return errors.New("raft handshake: the peer did not open with edgecell's raft handshake (another program, or an edgecell of another raft protocol version)")
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -51,5 +52,53 @@ func TestInjectedDialerCarriesRaft(t *testing.T) {
 	}
 	if _, err := s.transport.AppendEntriesPipeline("n2", raft.ServerAddress(peer.RaftAddr())); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
 		t.Fatalf("pipelined replication is enabled with an injected dialer (AppendEntriesPipeline: %v)", err)
+	}
+}
+
+// A connection to the raft port that does not open with the handshake (any
+// other program, or a raft peer of another kind) is closed before raft
+// decodes a byte of it, and the member goes on serving its real peers.
+func TestRaftPortRefusesConnectionsWithoutTheHandshake(t *testing.T) {
+	s, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, junk := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"\x00\x01\x02 raw msgpack-looking bytes that are not a handshake",
+		"edgecell-raft/2\n", // a version this member does not speak
+	} {
+		conn, err := net.Dial("tcp", s.RaftAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte(junk)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, err := conn.Read(buf)
+		conn.Close()
+		if err == nil || n > 0 {
+			t.Fatalf("raft answered %q to %q; want the connection closed", buf[:n], junk)
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the connection sending %q was left open", junk)
+		}
+	}
+	// The member's own transport still works: a vote request through the
+	// handshake gets an answer.
+	peer, err := Open(Config{Name: "n2", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	var resp raft.RequestVoteResponse
+	if err := peer.transport.RequestVote("n1", raft.ServerAddress(s.RaftAddr()), &raft.RequestVoteRequest{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("n2"), Addr: []byte(peer.RaftAddr())}, Term: 1,
+	}, &resp); err != nil {
+		t.Fatalf("a real peer's RequestVote after the junk: %v", err)
 	}
 }

@@ -2,17 +2,10 @@ package cache
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
-	"time"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -44,34 +37,8 @@ var statusBuckets = [][]byte{bucketBreakers, bucketHealth}
 // Store is the bbolt file. Its methods are safe for concurrent use (bbolt
 // serialises writers); Close must be called once nothing else uses it.
 type Store struct {
-	db *bolt.DB
-}
-
-// Open opens or creates the cache file at path, creating its directory. It
-// waits up to a second for the file lock and then fails with ErrLocked. A file
-// that is not a readable bbolt database is moved aside (path.corrupt-<unix
-// time>) and a fresh one is created: a cache must never keep an edge down.
-func Open(path string, log *slog.Logger) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("cache %s: %w", path, err)
-	}
-	opts := &bolt.Options{Timeout: time.Second, NoFreelistSync: true}
-	db, err := bolt.Open(path, 0o600, opts)
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
-	}
-	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
-		aside := path + ".corrupt-" + strconv.FormatInt(time.Now().Unix(), 10)
-		log.Error("cache file unreadable, moving it aside", "path", path, "aside", aside, "err", err)
-		if rerr := os.Rename(path, aside); rerr != nil {
-			return nil, fmt.Errorf("cache %s: %w (and moving it aside failed: %v)", path, err, rerr)
-		}
-		db, err = bolt.Open(path, 0o600, opts)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cache %s: %w", path, err)
-	}
-	return &Store{db: db}, nil
+	db   *bolt.DB
+	path string
 }
 
 // Close closes the file.
@@ -90,47 +57,93 @@ type Loader interface {
 }
 
 // Load feeds the stored state to l and returns its revision; 0 (and no call
-// to l) when the file holds no state. A record that does not decode, or that
-// l refuses, fails with ErrCorrupt.
+// to l) when the file holds no state.
+//
+// A state that cannot be loaded (a record that does not decode, one that l
+// refuses, or bbolt panicking on a page) fails with ErrCorrupt naming the
+// file, after a copy of the file has been put aside (path.corrupt-*, as Open
+// does) and the store emptied, so the edge starts without it and the next
+// reset from a coordinator fills it again. l may then have received part of
+// the state and must be discarded.
 func (s *Store) Load(l Loader) (uint64, error) {
 	var rev uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil || string(meta.Get(keyFormat)) != formatVersion {
-			return nil
-		}
-		if v := meta.Get(keyRevision); len(v) == 8 {
-			rev = binary.BigEndian.Uint64(v)
-		}
-		if rev == 0 {
-			return nil
-		}
-		topo := &pb.Topology{}
-		if err := proto.Unmarshal(tx.Bucket(bucketTopology).Get(keyTopology), topo); err != nil {
-			return fmt.Errorf("topology: %w", err)
-		}
-		l.SetTopology(topo)
-		if err := forEachMessage(tx, bucketCells, "cell", func(c *pb.Cell) error { return l.PutCell(c) }); err != nil {
+	err := guard(func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			var err error
+			rev, err = loadTx(tx, l)
 			return err
-		}
-		if err := tx.Bucket(bucketPlacements).ForEach(func(k, v []byte) error {
-			return l.PutPlacement(string(k), string(v))
-		}); err != nil {
-			return err
-		}
-		if err := forEachMessage(tx, bucketMembers, "member", func(m *pb.Member) error { return l.PutMember(m) }); err != nil {
-			return err
-		}
-		if err := forEachMessage(tx, bucketBreakers, "breaker", func(m *pb.BreakerStatus) error { return l.PutBreaker(m) }); err != nil {
-			return err
-		}
-		if err := forEachMessage(tx, bucketHealth, "health", func(m *pb.HealthStatus) error { return l.PutHealth(m) }); err != nil {
-			return err
-		}
-		return forEachMessage(tx, bucketKeys, "key", func(m *pb.ApiKey) error { return l.PutKey(m) })
+		})
 	})
-	if err != nil {
-		return 0, fmt.Errorf("%w: %s: %w", ErrCorrupt, s.db.Path(), err)
+	if err == nil {
+		return rev, nil
+	}
+	aside, derr := s.discard()
+	if derr != nil {
+		return 0, fmt.Errorf("%w: %s: %w (and emptying it failed: %v; remove the file and restart the edge)", ErrCorrupt, s.path, err, derr)
+	}
+	return 0, fmt.Errorf("%w: %s: %w; emptied it, a copy is at %s", ErrCorrupt, s.path, err, aside)
+}
+
+// discard copies the file aside and removes the stored state.
+func (s *Store) discard() (aside string, err error) {
+	err = guard(func() error {
+		aside = asideName(s.path)
+		if err := s.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(aside, fileMode) }); err != nil {
+			return fmt.Errorf("copying it to %s: %w", aside, err)
+		}
+		pruneAside(s.path)
+		return s.db.Update(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketMeta) == nil {
+				return nil
+			}
+			return tx.DeleteBucket(bucketMeta)
+		})
+	})
+	return aside, err
+}
+
+// loadTx reads the state in tx into l.
+func loadTx(tx *bolt.Tx, l Loader) (uint64, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil || string(meta.Get(keyFormat)) != formatVersion {
+		return 0, nil
+	}
+	var rev uint64
+	if v := meta.Get(keyRevision); len(v) == 8 {
+		rev = binary.BigEndian.Uint64(v)
+	}
+	if rev == 0 {
+		return 0, nil
+	}
+	for _, name := range [][]byte{bucketTopology, bucketCells, bucketPlacements, bucketMembers} {
+		if tx.Bucket(name) == nil {
+			return 0, fmt.Errorf("bucket %s is missing", name)
+		}
+	}
+	topo := &pb.Topology{}
+	if err := proto.Unmarshal(tx.Bucket(bucketTopology).Get(keyTopology), topo); err != nil {
+		return 0, fmt.Errorf("topology: %w", err)
+	}
+	l.SetTopology(topo)
+	if err := forEachMessage(tx, bucketCells, "cell", func(c *pb.Cell) error { return l.PutCell(c) }); err != nil {
+		return 0, err
+	}
+	if err := tx.Bucket(bucketPlacements).ForEach(func(k, v []byte) error {
+		return l.PutPlacement(string(k), string(v))
+	}); err != nil {
+		return 0, err
+	}
+	if err := forEachMessage(tx, bucketMembers, "member", func(m *pb.Member) error { return l.PutMember(m) }); err != nil {
+		return 0, err
+	}
+	if err := forEachMessage(tx, bucketBreakers, "breaker", func(m *pb.BreakerStatus) error { return l.PutBreaker(m) }); err != nil {
+		return 0, err
+	}
+	if err := forEachMessage(tx, bucketHealth, "health", func(m *pb.HealthStatus) error { return l.PutHealth(m) }); err != nil {
+		return 0, err
+	}
+	if err := forEachMessage(tx, bucketKeys, "key", func(m *pb.ApiKey) error { return l.PutKey(m) }); err != nil {
+		return 0, err
 	}
 	return rev, nil
 }

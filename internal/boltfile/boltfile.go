@@ -132,7 +132,9 @@ func Validate(path string) error {
 	if ps < minPageSize || ps > maxPageSize || ps&(ps-1) != 0 {
 		return fmt.Errorf("%w: page size %d in the meta page", ErrDamaged, ps)
 	}
-	if m.pgid < 4 || m.root >= m.pgid || m.freelist >= m.pgid {
+	// A file written with NoFreelistSync names no freelist page (all ones).
+	const noFreelist = ^uint64(0)
+	if m.pgid < 4 || m.root >= m.pgid || (m.freelist != noFreelist && m.freelist >= m.pgid) {
 		return fmt.Errorf("%w: meta page (txid %d) names pages outside its own high-water mark %d", ErrDamaged, m.txid, m.pgid)
 	}
 	if m.pgid > uint64(size/ps) {

@@ -12,10 +12,10 @@ import (
 
 // writeDB makes a real bbolt file with a few hundred transactions, so both
 // meta pages have been written and the file spans many pages.
-func writeDB(t *testing.T) (path string, pageSize int, used int64) {
+func writeDB(t *testing.T, noFreelistSync bool) (path string, pageSize int, used int64) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "x.db")
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: noFreelistSync})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,31 +63,33 @@ func TestValidate(t *testing.T) {
 		{"shorter than a meta", func(t *testing.T, path string, _ int, _ int64) { os.Truncate(path, 40) }, true},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			path, ps, used := writeDB(t)
-			c.damage(t, path, ps, used)
-			err := Validate(path)
-			if c.damaged != errors.Is(err, ErrDamaged) {
-				t.Fatalf("Validate = %v, want damaged=%v", err, c.damaged)
-			}
-			if c.damaged || c.name == "missing" {
-				return
-			}
-			// What Validate accepts, bbolt opens and reads.
-			db, err := bolt.Open(path, 0o600, nil)
-			if err != nil {
-				t.Fatalf("bbolt refuses a file Validate accepted: %v", err)
-			}
-			defer db.Close()
-			if err := db.View(func(tx *bolt.Tx) error {
-				if b := tx.Bucket([]byte("b")); b != nil {
-					return b.ForEach(func(k, v []byte) error { return nil })
+		for _, nfs := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/no-freelist-sync=%v", c.name, nfs), func(t *testing.T) {
+				path, ps, used := writeDB(t, nfs)
+				c.damage(t, path, ps, used)
+				err := Validate(path)
+				if c.damaged != errors.Is(err, ErrDamaged) {
+					t.Fatalf("Validate = %v, want damaged=%v", err, c.damaged)
 				}
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-		})
+				if c.damaged || c.name == "missing" {
+					return
+				}
+				// What Validate accepts, bbolt opens and reads.
+				db, err := bolt.Open(path, 0o600, nil)
+				if err != nil {
+					t.Fatalf("bbolt refuses a file Validate accepted: %v", err)
+				}
+				defer db.Close()
+				if err := db.View(func(tx *bolt.Tx) error {
+					if b := tx.Bucket([]byte("b")); b != nil {
+						return b.ForEach(func(k, v []byte) error { return nil })
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
 	}
 }
 

@@ -118,11 +118,11 @@ type logStore struct {
 
 func (l *logStore) Close() error { return l.db.Close() }
 
-// openLogStore opens <dir>/raft.db. A file that bbolt cannot read (torn,
-// truncated, garbage, another version) or one whose pages fail bbolt's
-// consistency check is refused with an error naming it; it is never
-// replaced silently, because an empty log would let this member vote as if
-// it had never acknowledged anything.
+// openLogStore opens <dir>/raft.db. A file whose meta pages are invalid or
+// name pages past its end (truncated, garbage, another version), or that
+// bbolt refuses, is refused with an error naming it; it is never replaced
+// silently, because an empty log would let this member vote as if it had
+// never acknowledged anything.
 func openLogStore(dir string) (*logStore, error) {
 	path := filepath.Join(dir, raftDBName)
 	if err := checkFile(path); err != nil {
@@ -170,8 +170,11 @@ func openBolt(path string) (db *raftboltdb.BoltStore, err error) {
 }
 
 func openError(path string, err error) error {
-	if errors.Is(err, berrors.ErrTimeout) {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
 		return fmt.Errorf("%w: %s is locked by another process (is another coordinator running on this data dir?)", ErrDataDir, path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w: %s: %v (the coordinator must own its data dir)", ErrDataDir, path, err)
 	}
 	return damaged(path, err)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/clusterid"
 )
 
 // DefaultTickPoll is how often the leader looks for a breaker or health
@@ -35,6 +36,9 @@ func (c *Coordinator) runTicker(ctx context.Context) {
 		if !c.store.IsLeader() {
 			continue
 		}
+		if c.store.State().ClusterID() == "" {
+			c.initCluster(ctx)
+		}
 		if d, ok := c.store.State().NextDeadline(); !ok || c.now().Before(d) {
 			continue
 		}
@@ -46,5 +50,24 @@ func (c *Coordinator) runTicker(ctx context.Context) {
 			continue
 		}
 		c.log.Debug("tick committed", "revision", res.GetRevision())
+	}
+}
+
+// initCluster gives a cluster that has no id yet one, drawn here, outside
+// the state machine (which must stay deterministic). A leader that has not
+// applied its predecessor's InitCluster yet may propose another: the first
+// committed wins and the rest change nothing.
+func (c *Coordinator) initCluster(ctx context.Context) {
+	id := clusterid.New()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := c.store.Propose(pctx, &pb.Command{Op: &pb.Command_InitCluster{InitCluster: &pb.InitClusterOp{ClusterId: id}}})
+	switch {
+	case err != nil:
+		c.log.Debug("cluster id not committed; retrying at the next poll", "error", err)
+	case res.GetError() != nil:
+		c.log.Error("cluster id refused", "cluster_id", id, "error", res.GetError().GetMessage())
+	default:
+		c.log.Info("cluster has its id", "cluster_id", c.store.State().ClusterID(), "revision", res.GetRevision())
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgecell/edgecell/edgenode/cache"
 	"github.com/edgecell/edgecell/edgenode/jwtauth"
 	"github.com/edgecell/edgecell/edgenode/nonce"
@@ -21,7 +23,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/route"
 	"github.com/edgecell/edgecell/edgenode/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/edgecell/edgecell/internal/clusterid"
 )
 
 // Config configures an edge. Name, Region, DataDir and Listen are required;
@@ -39,6 +41,8 @@ type Config struct {
 	// Coordinators are gRPC addresses to follow the state from (a seed: the
 	// members the state lists are added).
 	Coordinators []string
+	// ClusterID, if set, pins the edge to that cluster (watch.Config.ClusterID).
+	ClusterID string
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// DialContext opens upstream and coordinator connections; nil uses a
@@ -129,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// The watch client is made (not run) first: the coordinator it streams
 	// from is the first one asked for nonce checks and reports.
 	n.watch, err = watch.New(watch.Config{
-		Edge: cfg.Name, Region: cfg.Region, Seeds: cfg.Coordinators,
+		Edge: cfg.Name, Region: cfg.Region, Seeds: cfg.Coordinators, ClusterID: cfg.ClusterID,
 		Table: &n.table, Persister: n.persist, DialContext: cfg.DialContext, Logger: n.log,
 		BackoffBase: cfg.WatchBackoffBase, BackoffMax: cfg.WatchBackoffMax,
 	})
@@ -231,6 +235,11 @@ func validate(cfg *Config) error {
 	} {
 		if f.v == "" {
 			return fmt.Errorf("%w: %s is required", ErrInvalidConfig, f.name)
+		}
+	}
+	if cfg.ClusterID != "" {
+		if err := clusterid.Validate(cfg.ClusterID); err != nil {
+			return fmt.Errorf("%w: ClusterID: %v", ErrInvalidConfig, err)
 		}
 	}
 	if cfg.Logger == nil {

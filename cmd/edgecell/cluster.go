@@ -31,7 +31,7 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 }
 
 func statusTable(w io.Writer, resp *pb.ClusterStatusResponse) {
-	fmt.Fprintf(w, "leader: %s  term: %d  revision: %d\n\n", orDash(resp.GetLeader()), resp.GetTerm(), resp.GetRevision())
+	fmt.Fprintf(w, "cluster: %s  leader: %s  term: %d  revision: %d\n\n", orDash(resp.GetClusterId()), orDash(resp.GetLeader()), resp.GetTerm(), resp.GetRevision())
 	row(w, "MEMBER", "REGION", "ROLE", "VOTER", "TERM", "APPLIED", "COMMIT", "REVISION", "GRPC", "RAFT")
 	for _, m := range resp.GetMembers() {
 		row(w, m.GetName(), orDash(m.GetRegion()), m.GetRole(), m.GetVoter(), m.GetTerm(),

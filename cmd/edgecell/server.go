@@ -130,6 +130,7 @@ requests by their X-Routing-Key header.`,
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8081", "HTTP listen address of the proxy")
 	f.StringVar(&cfg.AdminListen, "admin-listen", "", "HTTP listen address for health and metrics (empty: none)")
 	f.StringVar(&coordinators, "coordinators", "", "comma-separated gRPC addresses of coordinators")
+	f.StringVar(&cfg.ClusterID, "cluster-id", "", "follow only this cluster (the id `edgecell cluster status` shows); unset, follow whichever cluster the coordinators serve")
 	requireFlags(cmd, "name", "region", "data-dir", "coordinators")
 	return cmd
 }

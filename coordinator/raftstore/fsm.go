@@ -21,6 +21,16 @@ type fsm struct {
 	store   atomic.Pointer[state.Store]
 	hub     *watch.Hub
 	applied *indexNotifier // raft index of the last command or configuration the FSM processed
+	cluster *clusterIdentity
+}
+
+// noteCluster hands a newly learnt cluster id to the hub (after the change
+// that carries it was published, so watchers of the same cluster see it in
+// order before any reset decision).
+func (f *fsm) noteCluster() {
+	if f.cluster.learn(f.store.Load().ClusterID()) {
+		f.hub.SetClusterID(f.cluster.get())
+	}
 }
 
 var (
@@ -38,6 +48,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	res, change := f.store.Load().Apply(l.Index, cmd)
 	if change != nil {
 		f.hub.Publish(change)
+		f.noteCluster()
 	}
 	f.applied.advance(l.Index)
 	return res
@@ -75,6 +86,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.store.Store(fresh)
 	f.hub.Reset(fresh.Revision())
+	f.noteCluster()
 	f.applied.advance(max(snap.GetAppliedIndex(), fresh.Revision()))
 	return nil
 }

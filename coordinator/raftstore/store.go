@@ -123,12 +123,18 @@ func Open(cfg Config) (*Store, error) {
 	if resolved.IP != nil && !resolved.IP.IsUnspecified() && resolved.Port != 0 {
 		advertise = resolved
 	}
+	clusterID, err := readClusterID(cfg.DataDir)
+	if err != nil {
+		logs.Close()
+		return nil, err
+	}
 	st := state.New()
-	f := &fsm{applied: newIndexNotifier(0)}
+	f := &fsm{applied: newIndexNotifier(0), cluster: &clusterIdentity{dir: cfg.DataDir, log: log, id: clusterID}}
 	f.store.Store(st)
 	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Snapshot() }, st.Revision())
+	f.hub.SetClusterID(clusterID)
 
-	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, hlog)
+	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, f.cluster.get, hlog)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("raftstore: listen on raft address %q: %w", cfg.RaftAddr, err)
@@ -223,6 +229,11 @@ func (s *Store) Hub() *watch.Hub { return s.fsm.hub }
 // State is the current state store, for stale reads. The returned store may
 // be replaced by a snapshot restore; do not hold it across calls.
 func (s *Store) State() *state.Store { return s.fsm.store.Load() }
+
+// ClusterID is the id of the cluster this member belongs to: the replicated
+// state's, or before this member has it back after a restart, the one it
+// persisted; "" for a new cluster or member that has not learnt it yet.
+func (s *Store) ClusterID() string { return s.fsm.cluster.get() }
 
 // IsLeader reports whether this member believes it is the leader.
 func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }

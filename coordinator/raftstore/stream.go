@@ -1,25 +1,28 @@
 package raftstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/edgecell/edgecell/internal/clusterid"
 )
 
 // newTransport listens on bindAddr and returns raft's network transport over
 // a stream layer that dials peers through dial (nil: plain TCP; latency
 // simulation injects one) and opens every connection with a handshake (see
-// raftPreamble).
+// handshake). cluster is this member's cluster id ("" while unknown), read
+// at every handshake.
 func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Context, network, addr string) (net.Conn, error),
-	logger hclog.Logger) (*raft.NetworkTransport, error) {
+	cluster func() string, logger hclog.Logger) (*raft.NetworkTransport, error) {
 	cfg := &raft.NetworkTransportConfig{
 		MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
 		// 1 disables pipelined replication. With the default (2) its
@@ -38,7 +41,7 @@ func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Con
 	if err != nil {
 		return nil, err
 	}
-	stream := &dialStreamLayer{ln: ln, advertise: advertise, dial: dial, log: logger}
+	stream := &dialStreamLayer{ln: ln, advertise: advertise, dial: dial, cluster: cluster, log: logger}
 	// As raft's TCP transport: peers must be able to reach what is advertised.
 	if addr, ok := stream.Addr().(*net.TCPAddr); !ok || addr.IP == nil || addr.IP.IsUnspecified() {
 		ln.Close()
@@ -54,19 +57,32 @@ type dialStreamLayer struct {
 	ln        net.Listener
 	advertise net.Addr // nil: the bound address
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	cluster   func() string
 	log       hclog.Logger
 }
 
-// The handshake. Every raft connection starts with raftPreamble; an
-// accepted connection that does not is closed before raft decodes a byte of
-// it. Anything else reaching the raft port (a scanner, an HTTP client, a
-// peer of another protocol version) then costs a few bytes and a log line,
-// not a msgpack decode of whatever it sent. It names the protocol, not the
-// peer: mutual TLS will authenticate peers, and a cluster id in the
-// handshake will keep members of different clusters apart.
-var raftPreamble = []byte("edgecell-raft/1\n")
+// The handshake. Every raft connection starts with one line,
+//
+//	edgecell-raft/2 cluster=<cluster id, empty while the dialer knows none>\n
+//
+// and an accepted connection that does not is closed before raft decodes a
+// byte of it. Anything else reaching the raft port (a scanner, an HTTP
+// client, a peer of another protocol version) then costs a few bytes and a
+// log line, not a msgpack decode of whatever it sent. When both ends know
+// their cluster id and the ids differ, the connection is refused too: a
+// member of another cluster (or a data dir moved between clusters) can
+// neither replicate to this member nor vote in its elections. A member that
+// knows no id yet (a new cluster before its first leader committed one, a
+// wiped member joining) is accepted and learns it from the log. Mutual TLS
+// will authenticate the peers themselves.
+const raftHandshakePrefix = "edgecell-raft/2 cluster="
+
+// maxHandshake bounds the line: the prefix, an id and the newline.
+const maxHandshake = len(raftHandshakePrefix) + clusterid.MaxLen + 1
 
 const handshakeTimeout = 5 * time.Second
+
+func handshakeLine(cluster string) []byte { return []byte(raftHandshakePrefix + cluster + "\n") }
 
 // Dial opens a connection to a peer within raft's timeout and sends the
 // handshake.
@@ -80,7 +96,7 @@ func (s *dialStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetWriteDeadline(dl)
 	}
-	if _, err := conn.Write(raftPreamble); err != nil {
+	if _, err := conn.Write(handshakeLine(s.cluster())); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("raft handshake with %s: %w", address, err)
 	}
@@ -135,12 +151,43 @@ func (c *handshakeConn) Read(p []byte) (int, error) {
 func (c *handshakeConn) handshake() error {
 	c.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	defer c.SetReadDeadline(time.Time{})
-	head := make([]byte, len(raftPreamble))
-	if _, err := io.ReadFull(c.Conn, head); err != nil {
-		return fmt.Errorf("raft handshake: %w", err)
+	peer, err := readHandshake(c.Conn)
+	if err != nil {
+		return err
 	}
-	if !bytes.Equal(head, raftPreamble) {
-		return errors.New("raft handshake: the peer did not open with edgecell's raft handshake (another program, or an edgecell of another raft protocol version)")
+	if mine := c.layer.cluster(); mine != "" && peer != "" && peer != mine {
+		return fmt.Errorf("raft handshake: the peer belongs to cluster %s and this member to cluster %s; "+
+			"a member moves to another cluster only by being removed, wiping its data dir and running cluster join", peer, mine)
 	}
 	return nil
+}
+
+// readHandshake reads the handshake line byte by byte (never past it: what
+// follows is raft's) and returns the peer's cluster id.
+func readHandshake(r io.Reader) (string, error) {
+	var line []byte
+	b := make([]byte, 1)
+	for {
+		if _, err := io.ReadFull(r, b); err != nil {
+			return "", fmt.Errorf("raft handshake: %w", err)
+		}
+		if b[0] == '\n' {
+			break
+		}
+		line = append(line, b[0])
+		if len(line) == len(raftHandshakePrefix) && string(line) != raftHandshakePrefix ||
+			len(line) >= maxHandshake {
+			break
+		}
+	}
+	id, ok := strings.CutPrefix(string(line), raftHandshakePrefix)
+	if !ok || len(line) >= maxHandshake {
+		return "", errors.New("raft handshake: the peer did not open with edgecell's raft handshake (another program, or an edgecell of another raft protocol version)")
+	}
+	if id != "" {
+		if err := clusterid.Validate(id); err != nil {
+			return "", fmt.Errorf("raft handshake: %w", err)
+		}
+	}
+	return id, nil
 }

@@ -6,6 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,7 +70,10 @@ func TestRaftPortRefusesConnectionsWithoutTheHandshake(t *testing.T) {
 	for _, junk := range []string{
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
 		"\x00\x01\x02 raw msgpack-looking bytes that are not a handshake",
-		"edgecell-raft/2\n", // a version this member does not speak
+		"edgecell-raft/1\n",          // the protocol before cluster ids
+		"edgecell-raft/3 cluster=\n", // a version this member does not speak
+		"edgecell-raft/2 cluster=" + strings.Repeat("a", 200) + "\n",
+		"edgecell-raft/2 cluster=Not Valid\n",
 	} {
 		conn, err := net.Dial("tcp", s.RaftAddr())
 		if err != nil {
@@ -100,5 +106,59 @@ func TestRaftPortRefusesConnectionsWithoutTheHandshake(t *testing.T) {
 		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("n2"), Addr: []byte(peer.RaftAddr())}, Term: 1,
 	}, &resp); err != nil {
 		t.Fatalf("a real peer's RequestVote after the junk: %v", err)
+	}
+}
+
+// dataDirOfCluster is a fresh data dir whose member already belongs to
+// cluster id ("" for none), as a member that applied InitCluster leaves it.
+func dataDirOfCluster(t *testing.T, id string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if id != "" {
+		if err := writeClusterID(dir, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Members of two clusters cannot talk raft to each other; a member that
+// knows no cluster yet (new, or wiped to join) can talk to any.
+func TestRaftHandshakeRefusesMembersOfAnotherCluster(t *testing.T) {
+	s, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dataDirOfCluster(t, "cluster-a"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.ClusterID(); got != "cluster-a" {
+		t.Fatalf("ClusterID() = %q after a restart with a persisted id, want cluster-a", got)
+	}
+	for _, tc := range []struct {
+		peerCluster string
+		wantOK      bool
+	}{{"cluster-a", true}, {"", true}, {"cluster-b", false}} {
+		peer, err := Open(Config{Name: "n2", RaftAddr: "127.0.0.1:0", DataDir: dataDirOfCluster(t, tc.peerCluster), Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp raft.RequestVoteResponse
+		err = peer.transport.RequestVote("n1", raft.ServerAddress(s.RaftAddr()), &raft.RequestVoteRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("n2"), Addr: []byte(peer.RaftAddr())}, Term: 1,
+		}, &resp)
+		peer.Close()
+		if (err == nil) != tc.wantOK {
+			t.Errorf("RequestVote from a member of cluster %q to one of cluster-a: err=%v, want ok=%v", tc.peerCluster, err, tc.wantOK)
+		}
+	}
+}
+
+func TestDamagedClusterIDFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, clusterIDName), []byte("\x00garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), filepath.Join(dir, clusterIDName)) {
+		t.Fatalf("Open with a damaged cluster-id file: %v, want ErrDataDir naming the file", err)
 	}
 }

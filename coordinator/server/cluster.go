@@ -71,7 +71,7 @@ func (s *Server) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequest) 
 	st := s.raft.State()
 	leader, _ := s.raft.Leader()
 	self := s.localStatus()
-	resp := &pb.ClusterStatusResponse{Leader: leader, Term: self.GetTerm(), Revision: self.GetRevision()}
+	resp := &pb.ClusterStatusResponse{Leader: leader, Term: self.GetTerm(), Revision: self.GetRevision(), ClusterId: s.raft.Hub().ClusterID()}
 	statuses := make([]*pb.MemberStatus, len(servers))
 	done := make(chan struct{}, len(servers))
 	for i, srv := range servers {

@@ -106,11 +106,11 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.EdgeService_WatchServer) 
 	}
 	done := s.edges.connected(req.GetEdge(), req.GetRegion(), req.GetFromRevision())
 	defer done()
-	s.log.Info("edge watching", "edge", req.GetEdge(), "region", req.GetRegion(), "revision", req.GetFromRevision())
+	s.log.Info("edge watching", "edge", req.GetEdge(), "region", req.GetRegion(), "revision", req.GetFromRevision(), "cluster_id", req.GetClusterId())
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
-	err := s.raft.Hub().Serve(ctx, req.GetFromRevision(), stream.Send)
+	err := s.raft.Hub().Serve(ctx, req.GetFromRevision(), req.GetClusterId(), stream.Send)
 	s.log.Info("edge watch ended", "edge", req.GetEdge(), "error", err)
 	switch {
 	case stream.Context().Err() != nil:

@@ -108,6 +108,8 @@ func (tx *txn) do(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
 		return tx.probeResult(op.ProbeResult)
 	case *pb.Command_ResetBreaker:
 		return tx.resetBreaker(op.ResetBreaker)
+	case *pb.Command_InitCluster:
+		return tx.initCluster(op.InitCluster)
 	default:
 		panic(fmt.Sprintf("state: command at index %d has no known operation (%T): the log entry was decoded wrongly", tx.index, op))
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/tidwall/btree"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/clusterid"
 )
 
 // Store is the replicated state. Apply must be called from one goroutine at a
@@ -109,6 +110,12 @@ func FromState(st *pb.State) (*Store, error) {
 	if err := s.master.restoreAuth(st.GetKeys(), nil, rev); err != nil {
 		return nil, err
 	}
+	if id := st.GetClusterId(); id != "" {
+		if err := clusterid.Validate(id); err != nil {
+			return nil, fmt.Errorf("%w: cluster_id: %v", ErrInvalidSnapshot, err)
+		}
+		s.master.clusterID = id
+	}
 	s.publish(rev, newTopology(cfg.GetRegions(), cfg.GetLatencies(), cfg.GetDefaultCell()))
 	return s, nil
 }
@@ -172,7 +179,7 @@ func (f Frozen) Revision() uint64 { return f.v.revision }
 // changed, by endpoint. It is what a watch reset sends.
 func (f Frozen) State() *pb.State {
 	bs, hs := f.v.statuses()
-	return &pb.State{Revision: f.v.revision, Config: f.v.config(), Members: f.v.members(), Breakers: bs, Health: hs, Keys: f.v.keys()}
+	return &pb.State{Revision: f.v.revision, Config: f.v.config(), Members: f.v.members(), Breakers: bs, Health: hs, Keys: f.v.keys(), ClusterId: f.v.t.clusterID}
 }
 
 // Snapshot returns the raft snapshot payload: State plus the complete

@@ -32,6 +32,8 @@ type tables struct {
 	reports     *btree.Map[string, reportRecord] // edge -> its last counted report batches
 	// reportExpiry indexes reports by expiry: expiryKey(expires, edge) -> nothing.
 	reportExpiry *btree.Map[string, struct{}]
+	// clusterID is the cluster's id (cluster.go); "" until it is set.
+	clusterID string
 }
 
 func newTables() tables {
@@ -68,6 +70,7 @@ func (t tables) isoCopy() tables {
 		nonceExpiry:  t.nonceExpiry.IsoCopy(),
 		reports:      t.reports.IsoCopy(),
 		reportExpiry: t.reportExpiry.IsoCopy(),
+		clusterID:    t.clusterID,
 	}
 }
 

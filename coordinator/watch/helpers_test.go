@@ -16,13 +16,24 @@ const waitFor = 10 * time.Second // deadline for anything the tests wait on
 // fakeStore stands in for the state store: its snapshot is a State at the
 // revision last published, and it counts snapshot calls.
 type fakeStore struct {
-	rev   atomic.Uint64
-	calls atomic.Int64
+	rev     atomic.Uint64
+	calls   atomic.Int64
+	cluster atomic.Pointer[string]
 }
 
 func (f *fakeStore) snapshot() *pb.State {
 	f.calls.Add(1)
-	return &pb.State{Revision: f.rev.Load()}
+	st := &pb.State{Revision: f.rev.Load()}
+	if id := f.cluster.Load(); id != nil {
+		st.ClusterId = *id
+	}
+	return st
+}
+
+// setCluster gives the fake store and the hub cluster id, the way the FSM does.
+func (f *fakeStore) setCluster(h *Hub, id string) {
+	f.cluster.Store(&id)
+	h.SetClusterID(id)
 }
 
 // publish applies revision rev to the fake store, then publishes it, the way
@@ -56,10 +67,16 @@ type watcher struct {
 
 func watch(t *testing.T, h *Hub, from uint64, buffer int) *watcher {
 	t.Helper()
+	return watchCluster(t, h, from, "", buffer)
+}
+
+// watchCluster is watch for a watcher whose state came from cluster.
+func watchCluster(t *testing.T, h *Hub, from uint64, cluster string, buffer int) *watcher {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{msgs: make(chan *pb.WatchResponse, buffer), cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		w.done <- h.Serve(ctx, from, func(m *pb.WatchResponse) error {
+		w.done <- h.Serve(ctx, from, cluster, func(m *pb.WatchResponse) error {
 			select {
 			case w.msgs <- m:
 				return nil

@@ -56,7 +56,10 @@ type Hub struct {
 	base  uint64        // every change with revision > base is in ring (or not yet published)
 	rev   uint64        // latest published or reset revision
 	epoch uint64        // bumped by Reset: a cached reset state from before it is stale
-	wake  chan struct{} // closed and replaced by Publish and Reset
+	wake  chan struct{} // closed and replaced by Publish, Reset and SetClusterID
+	// cluster is the id of the cluster whose history the hub serves; "" while
+	// this member does not know it.
+	cluster string
 
 	watchers atomic.Int64
 
@@ -123,6 +126,27 @@ func (h *Hub) Reset(revision uint64) {
 	h.base, h.rev = revision, revision
 	h.epoch++
 	h.broadcast()
+}
+
+// SetClusterID tells the hub the id of the cluster its history belongs to
+// (state.Store.ClusterID, or the member's persisted id before the state has
+// it). Watchers that hold another cluster's state get a reset; watchers that
+// named a cluster while the hub knew none are served from now on.
+func (h *Hub) SetClusterID(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if id == h.cluster {
+		return
+	}
+	h.cluster = id
+	h.broadcast()
+}
+
+// ClusterID is the id SetClusterID set last.
+func (h *Hub) ClusterID() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cluster
 }
 
 // broadcast wakes every waiting watcher. The caller holds mu.

@@ -195,7 +195,7 @@ func TestServeEnds(t *testing.T) {
 	h, f := newTestHub(t, Options{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx, 1, func(*pb.WatchResponse) error { return nil }) }()
+	go func() { done <- h.Serve(ctx, 1, "", func(*pb.WatchResponse) error { return nil }) }()
 	waitWatchers(t, h, 1)
 	cancel()
 	select {
@@ -209,14 +209,14 @@ func TestServeEnds(t *testing.T) {
 	waitWatchers(t, h, 0)
 
 	broken := errors.New("stream broken")
-	if err := h.Serve(context.Background(), 1, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), 1, "", func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of the opening progress", err)
 	}
 	f.publish(h, 2)
-	if err := h.Serve(context.Background(), 1, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), 1, "", func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of a batch", err)
 	}
-	if err := h.Serve(context.Background(), 0, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), 0, "", func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of a reset", err)
 	}
 	waitWatchers(t, h, 0)
@@ -241,5 +241,66 @@ func TestPublish(t *testing.T) {
 			}()
 			h.Publish(&pb.Change{Revision: rev})
 		}()
+	}
+}
+
+// A watcher whose state came from another cluster (a rebuilt one reuses the
+// same revisions) is reset at once, even when its revision is ahead of the
+// hub's, which for the same cluster means "wait for me to catch up".
+func TestWatcherOfAnotherClusterIsReset(t *testing.T) {
+	h, f := newTestHub(t, Options{}, 0)
+	f.setCluster(h, "new")
+	f.publish(h, 1, 2, 3)
+
+	w := watchCluster(t, h, 50, "old", 4)
+	m := w.nextData(t)
+	if st := m.GetReset_(); st == nil || st.GetRevision() != 3 || st.GetClusterId() != "new" {
+		t.Fatalf("watcher of cluster old at 50: got %v, want a reset to cluster new at 3", m)
+	}
+	f.publish(h, 4)
+	w.expectChanges(t, 4)
+}
+
+func TestWatcherOfTheSameClusterAheadIsNotReset(t *testing.T) {
+	h, f := newTestHub(t, Options{}, 0)
+	f.setCluster(h, "one")
+	f.publish(h, 1, 2, 3)
+
+	w := watchCluster(t, h, 5, "one", 4)
+	if m := w.next(t); m.GetProgressRevision() != 5 {
+		t.Fatalf("watcher ahead of its own cluster: got %v, want progress at its revision 5", m)
+	}
+	f.publish(h, 4, 5, 6)
+	w.expectChanges(t, 6)
+}
+
+// While the hub does not know its cluster (a new cluster before the leader's
+// InitCluster commits), a watcher that names one is held at its revision:
+// serving it changes or a reset could mix two histories.
+func TestWatcherNamingAClusterWaitsForTheHubs(t *testing.T) {
+	for _, tc := range []struct {
+		hubCluster string
+		wantReset  bool
+	}{{"other", true}, {"mine", false}} {
+		t.Run(tc.hubCluster, func(t *testing.T) {
+			h, f := newTestHub(t, Options{}, 0)
+			f.publish(h, 1, 2, 3)
+			w := watchCluster(t, h, 2, "mine", 4)
+			if m := w.next(t); m.GetProgressRevision() != 2 {
+				t.Fatalf("got %v, want only progress at the watcher's revision 2", m)
+			}
+			f.publish(h, 4)
+			select {
+			case m := <-w.msgs:
+				t.Fatalf("hub without a cluster id sent %v to a watcher naming one", m)
+			default:
+			}
+			f.setCluster(h, tc.hubCluster)
+			if tc.wantReset {
+				w.expectReset(t, 4)
+			} else {
+				w.expectChanges(t, 3, 4)
+			}
+		})
 	}
 }

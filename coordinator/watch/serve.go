@@ -11,6 +11,11 @@ import (
 type cursor struct {
 	pos   uint64 // the revision the watcher holds: its from_revision, then the last one sent
 	reset bool   // the next message must be a reset
+	// cluster is the cluster the watcher's state came from ("" unknown);
+	// foreign: it is not the hub's, so pos names another history and the
+	// reset must go out even if it is older than pos.
+	cluster string
+	foreign bool
 }
 
 // Serve runs one watch stream until ctx is done (it returns ctx.Err()) or
@@ -30,17 +35,23 @@ type cursor struct {
 //     more up-to-date member): nothing but progress until this member
 //     catches up, then the changes after from. A reset never moves a watcher
 //     backwards;
+//   - cluster names the cluster the watcher's state came from ("" for
+//     none). When the hub's cluster id (SetClusterID) is another, the watcher
+//     gets a reset whatever its revision: revisions of two clusters (or of
+//     a cluster and its rebuild) do not compare. While the hub knows no id,
+//     a watcher naming one gets nothing but progress at its own revision
+//     until the hub learns it;
 //   - progress_revision, which is the revision the watcher holds, at once
 //     when the stream starts with nothing to send, and after every
 //     ProgressInterval without a message.
 //
 // A watcher that falls behind the buffer while its send is blocked gets a
 // reset when it comes back.
-func (h *Hub) Serve(ctx context.Context, fromRevision uint64, send func(*pb.WatchResponse) error) error {
+func (h *Hub) Serve(ctx context.Context, fromRevision uint64, cluster string, send func(*pb.WatchResponse) error) error {
 	h.watchers.Add(1)
 	defer h.watchers.Add(-1)
 
-	c := &cursor{pos: fromRevision, reset: fromRevision == 0}
+	c := &cursor{pos: fromRevision, reset: fromRevision == 0, cluster: cluster}
 
 	progress := time.NewTimer(h.opts.ProgressInterval)
 	defer progress.Stop()
@@ -77,7 +88,10 @@ func (h *Hub) Serve(ctx context.Context, fromRevision uint64, send func(*pb.Watc
 // next returns the message to send to the watcher at c and advances c past
 // it, or returns nil and the channel that closes when there may be more.
 func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
-	batch, wake := h.poll(c)
+	batch, wake, hold := h.poll(c)
+	if hold {
+		return nil, wake
+	}
 	if batch != nil {
 		c.pos = batch[len(batch)-1].GetRevision()
 		return &pb.WatchResponse{Kind: &pb.WatchResponse_Changes{Changes: &pb.ChangeBatch{Changes: batch}}}, nil
@@ -87,25 +101,32 @@ func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
 	}
 	st := h.resetState()
 	c.reset = false
-	if st.GetRevision() < c.pos {
+	if st.GetRevision() < c.pos && !c.foreign {
 		// This member is behind the watcher: keep the watcher's newer state
 		// and wait for the changes after it.
 		return nil, wake
 	}
-	c.pos = st.GetRevision()
+	c.pos, c.cluster, c.foreign = st.GetRevision(), st.GetClusterId(), false
 	return &pb.WatchResponse{Kind: &pb.WatchResponse_Reset_{Reset_: st}}, nil
 }
 
-// poll decides, under the hub lock, whether c needs a reset, and otherwise
-// copies out the next batch of changes after c.pos (nil when there is none).
-func (h *Hub) poll(c *cursor) ([]*pb.Change, <-chan struct{}) {
+// poll decides, under the hub lock, whether c must wait for the hub's
+// cluster id (hold) or needs a reset, and otherwise copies out the next batch
+// of changes after c.pos (nil when there is none).
+func (h *Hub) poll(c *cursor) (batch []*pb.Change, wake <-chan struct{}, hold bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if c.cluster != "" && c.cluster != h.cluster {
+		if h.cluster == "" {
+			return nil, h.wake, true // which history pos belongs to is not known yet
+		}
+		c.reset, c.foreign = true, true
+	}
 	if c.pos < h.base {
 		c.reset = true
 	}
 	if c.reset || c.pos >= h.rev {
-		return nil, h.wake
+		return nil, h.wake, false
 	}
 	// The first held change above c.pos; it exists since base <= pos < rev.
 	lo, hi := 0, h.n
@@ -117,11 +138,11 @@ func (h *Hub) poll(c *cursor) ([]*pb.Change, <-chan struct{}) {
 			hi = mid
 		}
 	}
-	batch := make([]*pb.Change, min(h.n-lo, h.opts.MaxBatch))
+	batch = make([]*pb.Change, min(h.n-lo, h.opts.MaxBatch))
 	for i := range batch {
 		batch[i] = h.at(lo + i)
 	}
-	return batch, h.wake
+	return batch, h.wake, false
 }
 
 func progressMessage(rev uint64) *pb.WatchResponse {

@@ -189,6 +189,7 @@ func pruneAside(path string) {
 // record without building a table.
 type discardLoader struct{}
 
+func (discardLoader) SetClusterID(string)                {}
 func (discardLoader) SetTopology(*pb.Topology)           {}
 func (discardLoader) PutCell(*pb.Cell) error             { return nil }
 func (discardLoader) PutPlacement(string, string) error  { return nil }

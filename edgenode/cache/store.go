@@ -24,6 +24,7 @@ var (
 	bucketKeys       = []byte("keys")
 	keyFormat        = []byte("format")
 	keyRevision      = []byte("revision")
+	keyClusterID     = []byte("cluster-id") // in meta; absent in files written before it: no id
 	keyTopology      = []byte("topology")
 )
 
@@ -47,6 +48,7 @@ func (s *Store) Close() error { return s.db.Close() }
 // Loader receives a stored state, record by record, without the whole state
 // ever being held as one message. route.Builder implements it.
 type Loader interface {
+	SetClusterID(string)
 	SetTopology(*pb.Topology)
 	PutCell(*pb.Cell) error
 	PutPlacement(key, cell string) error
@@ -120,6 +122,7 @@ func loadTx(tx *bolt.Tx, l Loader) (uint64, error) {
 			return 0, fmt.Errorf("bucket %s is missing", name)
 		}
 	}
+	l.SetClusterID(string(meta.Get(keyClusterID)))
 	topo := &pb.Topology{}
 	if err := proto.Unmarshal(tx.Bucket(bucketTopology).Get(keyTopology), topo); err != nil {
 		return 0, fmt.Errorf("topology: %w", err)
@@ -238,6 +241,11 @@ func resetBuckets(tx *bolt.Tx) error {
 }
 
 func putState(tx *bolt.Tx, st *pb.State) error {
+	if id := st.GetClusterId(); id != "" {
+		if err := tx.Bucket(bucketMeta).Put(keyClusterID, []byte(id)); err != nil {
+			return err
+		}
+	}
 	cfg := st.GetConfig()
 	topo := &pb.Topology{Regions: cfg.GetRegions(), Latencies: cfg.GetLatencies(), DefaultCell: cfg.GetDefaultCell()}
 	if err := putMessage(tx.Bucket(bucketTopology), keyTopology, topo); err != nil {
@@ -301,6 +309,8 @@ func putEvent(tx *bolt.Tx, ev *pb.Event) error {
 		return putMessage(tx.Bucket(bucketHealth), []byte(k.PutHealth.GetEndpoint()), k.PutHealth)
 	case *pb.Event_PutKey:
 		return putMessage(tx.Bucket(bucketKeys), []byte(k.PutKey.GetId()), k.PutKey)
+	case *pb.Event_SetClusterId:
+		return tx.Bucket(bucketMeta).Put(keyClusterID, []byte(k.SetClusterId))
 	default:
 		return fmt.Errorf("event of unknown kind %T", k)
 	}

@@ -73,6 +73,7 @@ func (b *Builder) own() {
 
 // LoadState records every part of a whole state.
 func (b *Builder) LoadState(st *pb.State) error {
+	b.SetClusterID(st.GetClusterId())
 	cfg := st.GetConfig()
 	b.SetTopology(&pb.Topology{Regions: cfg.GetRegions(), Latencies: cfg.GetLatencies(), DefaultCell: cfg.GetDefaultCell()})
 	for _, c := range cfg.GetCells() {
@@ -132,10 +133,19 @@ func (b *Builder) Apply(ev *pb.Event) error {
 		return b.PutHealth(k.PutHealth)
 	case *pb.Event_PutKey:
 		return b.PutKey(k.PutKey)
+	case *pb.Event_SetClusterId:
+		if k.SetClusterId == "" {
+			return fmt.Errorf("%w: set_cluster_id without an id", ErrInvalidEvent)
+		}
+		b.SetClusterID(k.SetClusterId)
+		return nil
 	default:
 		return fmt.Errorf("%w: event of unknown kind %T", ErrInvalidEvent, k)
 	}
 }
+
+// SetClusterID records the id of the cluster the state comes from.
+func (b *Builder) SetClusterID(id string) { b.t.clusterID = id }
 
 // SetTopology replaces regions, latencies and the default cell.
 func (b *Builder) SetTopology(topo *pb.Topology) {

@@ -37,6 +37,7 @@ type Table struct {
 	health      map[string]*pb.HealthStatus  // endpoint id -> replicated verdict; absent: unknown
 	keys        map[string]*Key              // API key id -> key, revoked ones included
 	keySources  map[string]*pb.ApiKey        // the same keys as received
+	clusterID   string                       // the cluster the state came from; "" unknown
 }
 
 // Empty returns a table at revision 0 with nothing in it, for an edge in region.
@@ -133,6 +134,11 @@ func (t *Table) RangePlacements(fn func(key, cell string) bool) {
 
 // Revision is the revision of the state this table reflects; 0 for no state.
 func (t *Table) Revision() uint64 { return t.revision }
+
+// ClusterID is the id of the cluster the table's state came from
+// (State.cluster_id); "" when it came from a cluster that had none yet.
+// Revisions of two clusters do not compare.
+func (t *Table) ClusterID() string { return t.clusterID }
 
 // Region is the edge region the table was precomputed for.
 func (t *Table) Region() string { return t.region }

@@ -16,7 +16,17 @@ func (c *Client) handle(ctx context.Context, msg *pb.WatchResponse, acks *acker)
 	switch k := msg.GetKind().(type) {
 	case *pb.WatchResponse_Reset_:
 		st := k.Reset_
-		if st.GetRevision() < cur.Revision() {
+		if pin := c.cfg.ClusterID; pin != "" && st.GetClusterId() != pin {
+			return fmt.Errorf("%w: it serves cluster %q and this edge follows only %q; keeping the served state (revision %d)",
+				ErrForeignCluster, st.GetClusterId(), pin, cur.Revision())
+		}
+		foreign := cur.ClusterID() != "" && st.GetClusterId() != "" && st.GetClusterId() != cur.ClusterID()
+		if foreign {
+			// Another history (the cluster was rebuilt, or the coordinators
+			// were pointed at another one): its revisions say nothing about ours.
+			c.log.Warn("coordinators serve another cluster; replacing the served state with theirs",
+				"cluster_id", st.GetClusterId(), "revision", st.GetRevision(), "served_cluster_id", cur.ClusterID(), "served", cur.Revision())
+		} else if st.GetRevision() < cur.Revision() {
 			// A coordinator behind this edge: the same history, older. Keep
 			// ours; its later changes apply on top of it.
 			c.log.Warn("ignoring reset older than the served state", "revision", st.GetRevision(), "served", cur.Revision())
@@ -42,6 +52,9 @@ func (c *Client) handle(ctx context.Context, msg *pb.WatchResponse, acks *acker)
 				continue // already have it (resumed from an older point)
 			}
 			nt, err := t.Apply(ch)
+			if err == nil && c.cfg.ClusterID != "" && nt.ClusterID() != "" && nt.ClusterID() != c.cfg.ClusterID {
+				err = fmt.Errorf("%w: it set cluster id %q and this edge follows only %q", ErrForeignCluster, nt.ClusterID(), c.cfg.ClusterID)
+			}
 			if err != nil {
 				failed, failedRev = err, ch.GetRevision()
 				break

@@ -53,6 +53,14 @@ type Config struct {
 	// the edge's region checks whether one in the region is known, and moves
 	// to it. Default 1m.
 	RebalanceInterval time.Duration
+	// ClusterID, if set, pins the edge to one cluster (the id edgecell
+	// cluster status shows): a coordinator serving another is refused and
+	// the next one tried, and the cached state is kept. Unset, the edge
+	// follows the cluster its coordinators serve; when that cluster's id
+	// changes (it was rebuilt), the edge replaces its state with the new
+	// cluster's even if its own revision is higher, since revisions of two
+	// clusters do not compare.
+	ClusterID string
 	// OnSwap, if set, is called after each swap with the new table (for
 	// metrics); it must not block.
 	OnSwap func(*route.Table)
@@ -165,8 +173,12 @@ func (c *Client) session(ctx context.Context, cand candidate) (progressed bool, 
 	defer acks.wait()
 	defer cancel(nil)
 
-	from := c.cfg.Table.Load().Revision()
-	stream, err := client.Watch(sctx, &pb.WatchRequest{Edge: c.cfg.Edge, Region: c.cfg.Region, FromRevision: from})
+	cur := c.cfg.Table.Load()
+	from, cluster := cur.Revision(), cur.ClusterID()
+	if cluster == "" {
+		cluster = c.cfg.ClusterID
+	}
+	stream, err := client.Watch(sctx, &pb.WatchRequest{Edge: c.cfg.Edge, Region: c.cfg.Region, FromRevision: from, ClusterId: cluster})
 	if err != nil {
 		return false, fmt.Errorf("coordinator %s: watch: %w", cand.addr, err)
 	}
@@ -193,7 +205,7 @@ func (c *Client) session(ctx context.Context, cand candidate) (progressed bool, 
 			first = false
 			addr := cand.addr
 			c.connected.Store(&addr)
-			c.log.Info("watching", "member", cand.addr, "revision", from)
+			c.log.Info("watching", "member", cand.addr, "revision", from, "cluster_id", cluster)
 		}
 		if err := c.handle(sctx, msg, acks); err != nil {
 			c.connected.Store(nil)

@@ -9,4 +9,9 @@
 //
 // Revisions: a command that changes the state makes its raft index the
 // state's revision. Reads return the revision they observed.
+//
+// Cluster identity: the member keeps the replicated cluster id in
+// <data-dir>/cluster-id (cluster.go), feeds it to the watch hub, and sends it
+// in the handshake that opens every raft connection (stream.go); a peer of
+// another cluster is refused before raft decodes anything it sent.
 package raftstore

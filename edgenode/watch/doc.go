@@ -11,4 +11,9 @@
 // rejected explicitly; the stream is then dropped and resumed from the last
 // good revision after a backoff, so a coordinator that resends the same bad
 // change does not cause a hot loop.
+//
+// Cluster identity: the edge resumes with the id of the cluster its state came
+// from. A reset from another cluster (a rebuilt one) replaces the state even
+// when it is older, since revisions of two clusters do not compare; with
+// Config.ClusterID set, a coordinator of any other cluster is refused instead.
 package watch

@@ -304,3 +304,24 @@ func TestWatcherNamingAClusterWaitsForTheHubs(t *testing.T) {
 		})
 	}
 }
+
+// A member that knows its cluster id from its data dir but whose state does
+// not carry it yet resets a foreign watcher only once the state has it, so
+// the reset tells the watcher that its history changed.
+func TestForeignWatcherIsResetToAStateThatNamesTheCluster(t *testing.T) {
+	h, f := newTestHub(t, Options{}, 0)
+	h.SetClusterID("new") // persisted id; the fake state has none yet
+	f.publish(h, 1, 2)
+	w := watchCluster(t, h, 50, "old", 4)
+	if m := w.next(t); m.GetProgressRevision() != 50 {
+		t.Fatalf("got %v, want only progress at the watcher's revision while the state names no cluster", m)
+	}
+	f.cluster.Store(ptr("new"))
+	f.publish(h, 3)
+	m := w.nextData(t)
+	if st := m.GetReset_(); st == nil || st.GetRevision() != 3 || st.GetClusterId() != "new" {
+		t.Fatalf("got %v, want a reset to cluster new at 3", m)
+	}
+}
+
+func ptr(s string) *string { return &s }

@@ -100,6 +100,13 @@ func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
 		return nil, wake
 	}
 	st := h.resetState()
+	if c.foreign && st.GetClusterId() == "" {
+		// The hub knows its id (persisted) but the state does not carry it
+		// yet (a member replaying a log from before the id): a reset without
+		// it would not tell the watcher that its history changed. Wait for
+		// the change that sets it.
+		return nil, wake
+	}
 	c.reset = false
 	if st.GetRevision() < c.pos && !c.foreign {
 		// This member is behind the watcher: keep the watcher's newer state

@@ -9,63 +9,28 @@ import (
 	"strings"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/names"
 )
 
 // Syntax limits. They are part of the API contract: the CLI and the docs
-// describe the same rules.
+// describe the same rules (internal/names owns the id and region syntax).
 const (
 	// MaxRegionNameLen is the longest region name (a DNS label).
-	MaxRegionNameLen = 63
+	MaxRegionNameLen = names.MaxRegionLen
 	// MaxIDLen is the longest cell, endpoint or member id.
-	MaxIDLen = 128
+	MaxIDLen = names.MaxIDLen
 	// MaxPlacementKeyLen is the longest routing key, in bytes.
 	MaxPlacementKeyLen = 256
 	// MaxWeight is the largest endpoint weight (0 means 1).
 	MaxWeight = 10000
 )
 
-const (
-	regionRule = "use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
-	idRule     = "use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters"
-)
-
-func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
-
-func isAlnum(c byte) bool { return isLowerAlnum(c) || c >= 'A' && c <= 'Z' }
-
-// validRegionName reports whether name is a DNS label: [a-z0-9]([a-z0-9-]*[a-z0-9])?.
-func validRegionName(name string) bool {
-	if name == "" || len(name) > MaxRegionNameLen {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !isLowerAlnum(c) && (c != '-' || i == 0 || i == len(name)-1) {
-			return false
-		}
-	}
-	return true
-}
-
-// validID reports whether id matches [A-Za-z0-9][A-Za-z0-9._-]* within MaxIDLen.
-func validID(id string) bool {
-	if id == "" || len(id) > MaxIDLen || !isAlnum(id[0]) {
-		return false
-	}
-	for i := 1; i < len(id); i++ {
-		if c := id[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
 func checkRegionName(field, what, name string) *pb.CommandError {
-	return checkName(field, what, name, validRegionName, regionRule)
+	return checkName(field, what, name, names.ValidRegion, names.RegionRule)
 }
 
 func checkID(field, what, id string) *pb.CommandError {
-	return checkName(field, what, id, validID, idRule)
+	return checkName(field, what, id, names.ValidID, names.IDRule)
 }
 
 func checkName(field, what, name string, valid func(string) bool, rule string) *pb.CommandError {

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -183,7 +184,9 @@ func (ca *CA) Issue(req IssueRequest) (certPEM, keyPEM []byte, err error) {
 	}
 	if id.Role == RoleCoordinator || id.Role == RoleEdge {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-		req.Hosts = append(req.Hosts, "localhost", "127.0.0.1", "::1")
+		// A new slice: appending to req.Hosts would write into the
+		// caller's array.
+		req.Hosts = slices.Concat(req.Hosts, []string{"localhost", "127.0.0.1", "::1"})
 	}
 	if err := addHosts(tmpl, req.Hosts); err != nil {
 		return nil, nil, err

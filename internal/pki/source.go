@@ -39,10 +39,18 @@ func (f Files) Check() error {
 // reloadCheck is how often a Source looks at its files' modification times.
 const reloadCheck = time.Second
 
+// racyWindow is how recently a file may have been modified for its size and
+// modification time not to prove it unchanged: file systems stamp times with
+// a coarse clock (ext4: a few milliseconds, FAT: two seconds), so a file
+// rewritten right after it was read can keep both. Such files are compared
+// by content at the next check, as git does for a "racily clean" entry.
+const racyWindow = 2 * time.Second
+
 // Source is the live TLS material of one holder: its key pair and identity
 // and the CA pool it trusts. It is safe for concurrent use; handshakes read
 // the current material, and the files are looked at again (stat only) at
-// most once a second, re-read when their size or modification time changed.
+// most once a second, re-read when their size or modification time changed
+// (or when they were modified too recently for that to tell).
 type Source struct {
 	files Files
 	log   *slog.Logger
@@ -59,6 +67,10 @@ type material struct {
 	id    Identity
 	roots *x509.CertPool
 	stamp [3]fileStamp
+	raw   [3]string // the files' contents, as stamp is their stat
+	// racy is set when a file was modified within racyWindow of the read:
+	// an equal stamp does not prove it unchanged.
+	racy bool
 }
 
 type fileStamp struct {
@@ -118,13 +130,20 @@ func (s *Source) maybeReload() error {
 		s.log.Error("TLS files unreadable; keeping the certificates in use", "error", err)
 		return err
 	}
-	if stamp == old.stamp {
+	if stamp == old.stamp && !old.racy {
 		return nil
 	}
 	m, err := s.load()
 	if err != nil {
 		s.log.Error("TLS files changed but cannot be used; keeping the certificates in use", "error", err)
 		return err
+	}
+	if m.raw == old.raw {
+		// Touched or racy, not changed: keep the material, note the stamp.
+		same := *old
+		same.stamp, same.racy = m.stamp, m.racy
+		s.cur.Store(&same)
+		return nil
 	}
 	if m.id != old.id {
 		err := fmt.Errorf("%s: the new certificate is for %s, the running one for %s; an identity does not change without a restart", s.files.Cert, m.id, old.id)
@@ -151,14 +170,20 @@ func (s *Source) stamps() ([3]fileStamp, error) {
 // load reads and checks the three files: the pair matches, the certificate
 // chains to the CA, is valid now and names one identity.
 func (s *Source) load() (*material, error) {
+	// The file system's clock, not s.now: it is compared with the files'
+	// modification times.
+	readAt := time.Now()
 	stamp, err := s.stamps()
 	if err != nil {
 		return nil, err
 	}
-	caPEM, err := os.ReadFile(s.files.CA)
-	if err != nil {
-		return nil, err
+	var raw [3][]byte
+	for i, p := range []string{s.files.CA, s.files.Cert, s.files.Key} {
+		if raw[i], err = os.ReadFile(p); err != nil {
+			return nil, err
+		}
 	}
+	caPEM, certPEM, keyPEM := raw[0], raw[1], raw[2]
 	cas, err := parseCerts(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate %s: %w", s.files.CA, err)
@@ -167,11 +192,14 @@ func (s *Source) load() (*material, error) {
 	for _, c := range cas {
 		roots.AddCert(c)
 	}
-	pair, err := tls.LoadX509KeyPair(s.files.Cert, s.files.Key)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("key pair %s, %s: %w", s.files.Cert, s.files.Key, err)
 	}
-	m := &material{cert: pair, leaf: pair.Leaf, roots: roots, stamp: stamp}
+	m := &material{cert: pair, leaf: pair.Leaf, roots: roots, stamp: stamp, raw: [3]string{string(caPEM), string(certPEM), string(keyPEM)}}
+	for _, st := range stamp {
+		m.racy = m.racy || st.mod.After(readAt.Add(-racyWindow))
+	}
 	id, err := m.verify(pair.Certificate, s.now(), x509.ExtKeyUsageAny)
 	if err != nil {
 		return nil, fmt.Errorf("certificate %s: %w", s.files.Cert, err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -88,11 +89,8 @@ func (e *RoleError) Error() string {
 }
 
 func roleList(roles []Role) string {
-	switch len(roles) {
-	case 0:
+	if len(roles) == 0 {
 		return "no one"
-	case 1:
-		return "a " + string(roles[0])
 	}
 	out := ""
 	for i, r := range roles {
@@ -103,9 +101,17 @@ func roleList(roles []Role) string {
 		default:
 			out += ", "
 		}
-		out += "a " + string(r)
+		out += r.article() + " " + string(r)
 	}
 	return out
+}
+
+// article is the indefinite article of the role's name: "an admin".
+func (r Role) article() string {
+	if r != "" && strings.IndexByte("aeiou", r[0]) >= 0 {
+		return "an"
+	}
+	return "a"
 }
 
 // RoleList names roles for a message: "a coordinator or an admin".

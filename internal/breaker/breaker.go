@@ -33,6 +33,9 @@ type fields struct {
 	Window      window
 	ProbeHolder string
 	ProbeUntil  int64
+	// TripRefused: the ejection cap refused a trip since the breaker last
+	// opened or was reset (see ObserveCapped).
+	TripRefused bool
 	Reason      string
 	Since       int64
 }
@@ -66,7 +69,7 @@ func (b Breaker) Status() Status {
 		State: b.s.State, Trips: b.s.Trips,
 		OpenedAt: unix(b.s.OpenedAt), EjectedUntil: unix(b.s.EjectedUntil), Ejection: b.s.Ejection,
 		ProbeHolder: b.s.ProbeHolder, ProbeUntil: unix(b.s.ProbeUntil),
-		Reason: b.s.Reason, Since: unix(b.s.Since),
+		TripRefused: b.s.TripRefused, Reason: b.s.Reason, Since: unix(b.s.Since),
 	}
 }
 
@@ -87,8 +90,28 @@ func (b Breaker) Deadline() (t time.Time, ok bool) {
 // Observe counts an edge's batch of outcomes and opens the breaker when they
 // complete a run of consecutive failures or push the failure rate over the
 // threshold. It reports the transition, if any. Outcomes are ignored unless
-// the breaker is closed.
+// the breaker is closed. It is ObserveCapped with no cap.
 func (b *Breaker) Observe(now time.Time, o Outcomes) (Transition, bool) {
+	return b.ObserveCapped(now, o, nil)
+}
+
+// Room reports whether the breaker's cell has room for one more ejection
+// under its ejection cap (Policy.MaxEjectionPercent) and, when it has not,
+// why, for the reason: "2 of 4 endpoints of cell c1 are out ...". It must be
+// deterministic, like every input of a Breaker.
+type Room func() (ok bool, why string)
+
+// ObserveCapped is Observe under the cell's ejection cap: when the outcomes
+// would open the breaker, it asks room (only then; nil means there is always
+// room). Without room the trip is refused: the breaker stays closed and
+// keeps its counts, so that once the cell has room the next outcomes that
+// still meet a threshold open it. The first refusal since the breaker last
+// opened or was reset sets Status.TripRefused and records its reason
+// ("closed: trip refused (5 consecutive connect errors, last from edge-a):
+// ..."), returned as a Transition from Closed to Closed with false. Later
+// refusals change nothing, so a flood of reports against a held endpoint
+// changes its status once.
+func (b *Breaker) ObserveCapped(now time.Time, o Outcomes, room Room) (Transition, bool) {
 	t := b.advance(now)
 	failures := o.failures()
 	if b.s.State != Closed || uint64(o.Successes)+failures == 0 {
@@ -110,14 +133,33 @@ func (b *Breaker) Observe(now time.Time, o Outcomes) (Transition, bool) {
 	key := t / int64(p.Window/WindowBuckets)
 	b.s.Window.add(key, uint64(o.Successes)+failures, failures)
 	if b.s.Run.total() >= uint64(p.ConsecutiveFailures) {
-		return b.trip(t, fmt.Sprintf("%s, last from %s", b.s.Run, b.s.RunEdge))
+		return b.tripWithin(t, fmt.Sprintf("%s, last from %s", b.s.Run, b.s.RunEdge), room)
 	}
 	// One product compared with an integer: exact IEEE arithmetic, so every
 	// replica decides alike.
 	if req, fail := b.s.Window.sum(key); req >= uint64(p.MinRequests) && float64(fail) >= p.FailureRateThreshold*float64(req) {
-		return b.trip(t, fmt.Sprintf("error rate %d%% over %s (%d/%d)", fail*100/req, p.Window, fail, req))
+		return b.tripWithin(t, fmt.Sprintf("error rate %d%% over %s (%d/%d)", fail*100/req, p.Window, fail, req), room)
 	}
 	return Transition{}, false
+}
+
+// tripWithin trips a closed breaker if room allows, else records the refusal
+// (see ObserveCapped).
+func (b *Breaker) tripWithin(t int64, why string, room Room) (Transition, bool) {
+	ok, full := true, ""
+	if room != nil {
+		ok, full = room()
+	}
+	if ok {
+		return b.trip(t, why)
+	}
+	if b.s.TripRefused {
+		return Transition{}, false
+	}
+	b.s.TripRefused = true
+	reason := fmt.Sprintf("closed: trip refused (%s): %s", why, full)
+	b.s.Reason, b.s.Since = reason, t
+	return Transition{From: Closed, To: Closed, At: unix(t), Reason: reason}, false
 }
 
 // Tick lets time act: an open breaker whose ejection has ended becomes
@@ -215,9 +257,10 @@ func (b *Breaker) trip(t int64, why string) (Transition, bool) {
 	return b.transition(t, Open, fmt.Sprintf("opened: %s; ejected for %s (trip %d)", why, ej, b.s.Trips))
 }
 
-// clear forgets the counts and the probe lease.
+// clear forgets the counts, a refused trip and the probe lease.
 func (b *Breaker) clear() {
 	b.s.Run, b.s.RunEdge, b.s.Window = run{}, "", window{}
+	b.s.TripRefused = false
 	b.s.ProbeHolder, b.s.ProbeUntil = "", 0
 }
 

@@ -13,6 +13,8 @@ type input struct {
 	o    Outcomes
 	edge string
 	ok   bool
+	// full: the cell's ejection cap has no room (for an observe).
+	full bool
 }
 
 const (
@@ -42,6 +44,7 @@ func randomInputs(rng *rand.Rand, n int) []input {
 			x.kind = inObserve
 			x.o = Outcomes{Successes: uint32(rng.IntN(8)), ConnectErrors: uint32(rng.IntN(3)),
 				Timeouts: uint32(rng.IntN(2)), Status5xx: uint32(rng.IntN(4)), Edge: x.edge}
+			x.full = rng.IntN(3) == 0
 		case r < 140:
 			x.kind = inTick
 		case r < 170:
@@ -60,7 +63,8 @@ func randomInputs(rng *rand.Rand, n int) []input {
 func (x input) apply(b *Breaker) (Transition, bool) {
 	switch x.kind {
 	case inObserve:
-		return b.Observe(x.at, x.o)
+		full := x.full
+		return b.ObserveCapped(x.at, x.o, func() (bool, string) { return !full, "no room" })
 	case inTick:
 		return b.Tick(x.at)
 	case inGrant:
@@ -81,6 +85,8 @@ func checkInvariants(t *testing.T, b Breaker) {
 		t.Fatalf("%s with no trip counted", s.State)
 	case s.State != HalfOpen && s.ProbeHolder != "":
 		t.Fatalf("%s with probe holder %s", s.State, s.ProbeHolder)
+	case s.State != Closed && s.TripRefused:
+		t.Fatalf("%s with a refused trip", s.State)
 	case s.Ejection > p.MaxEjection:
 		t.Fatalf("ejection %s above the cap %s", s.Ejection, p.MaxEjection)
 	}
@@ -88,6 +94,7 @@ func checkInvariants(t *testing.T, b Breaker) {
 
 func TestDeterministicReplay(t *testing.T) {
 	reached := map[State]int{}
+	refused := 0
 	for seed := range uint64(20) {
 		in := randomInputs(rand.New(rand.NewPCG(seed, 0xb7ea)), 3000)
 		a := New(Policy{MaxEjection: 40 * time.Second})
@@ -100,6 +107,9 @@ func TestDeterministicReplay(t *testing.T) {
 			results[i], oks[i] = x.apply(&a)
 			if oks[i] && results[i].From != results[i].To {
 				reached[results[i].To]++
+			}
+			if !oks[i] && x.kind == inObserve && results[i].Reason != "" {
+				refused++
 			}
 			checkInvariants(t, a)
 			if i == len(in)/2 {
@@ -136,5 +146,8 @@ func TestDeterministicReplay(t *testing.T) {
 			t.Errorf("the random inputs never entered %s: the test would not notice divergence there", s)
 		}
 	}
-	t.Logf("transitions into each state: %v", reached)
+	if refused == 0 {
+		t.Error("the random inputs never had a trip refused by the ejection cap")
+	}
+	t.Logf("transitions into each state: %v; refused trips: %d", reached, refused)
 }

@@ -52,6 +52,29 @@
 // took it): success closes the breaker, failure reopens it with the next,
 // longer ejection. Reset closes the breaker and forgets all trips.
 //
+// # The ejection cap
+//
+// A cell's MaxEjectionPercent (Envoy's max_ejection_percent, default 50)
+// bounds how many of its endpoints open breakers keep out at once, so that
+// failure reports, true or forged, cannot take a whole cell out (unless it is
+// 100). A Breaker
+// sees one endpoint only, so the caller that holds the cell counts and
+// passes a Room to ObserveCapped:
+//
+//   - Out means open or half-open: a half-open endpoint takes no requests
+//     (only the probe holder probes it). Envoy has no half-open state; its
+//     ejected hosts are the ones open here.
+//   - A trip is allowed while the endpoints out, plus this one, are at most
+//     MaxEjectionPercent of the cell's endpoints: Policy.MaxEjected, rounded
+//     down and with no exception for the first one (Envoy ejects one host
+//     whatever the percentage, which would take a cell of one endpoint out).
+//   - Only closed -> open is capped: half-open -> open keeps the count, and
+//     the cap never closes an open breaker, also when the config lowers it.
+//   - A refused breaker stays closed and keeps its counts: once another
+//     endpoint of the cell is back in, the next outcomes that still meet a
+//     threshold (the run or the rate) open it. The first refusal records a
+//     reason and Status.TripRefused; later ones change nothing.
+//
 // Every transition records an operator-readable reason, for example
 // "opened: 5 consecutive connect errors, last from edge-eu-1; ejected for 5s
 // (trip 1)" or "half-open: ejection of 10s ended".

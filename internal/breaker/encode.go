@@ -37,6 +37,11 @@ func (b *Breaker) UnmarshalBinary(data []byte) error {
 	if e.B.State > HalfOpen {
 		return fmt.Errorf("%w: state %d", ErrCorrupt, e.B.State)
 	}
+	// Encoded before the field existed: it reads as its default, as a cell
+	// policy without max_ejection_percent does, so the version stays.
+	if e.B.Policy.MaxEjectionPercent == 0 {
+		e.B.Policy.MaxEjectionPercent = DefaultMaxEjectionPercent
+	}
 	if e.B.Policy != e.B.Policy.withDefaults() {
 		return fmt.Errorf("%w: policy %+v has unset fields", ErrCorrupt, e.B.Policy)
 	}

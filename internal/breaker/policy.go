@@ -9,7 +9,10 @@ import (
 )
 
 // Defaults of Policy, chosen to match Envoy's outlier detection where it has
-// an equivalent.
+// an equivalent. DefaultMaxEjectionPercent is not Envoy's 10: Envoy always
+// lets one host go whatever the percentage, the cap here does not (see
+// Policy.MaxEjected), and 50 keeps a cell of two or more endpoints able to
+// eject one while reports alone can never take a whole cell out.
 const (
 	DefaultConsecutiveFailures  = 5
 	DefaultFailureRateThreshold = 0.5
@@ -21,7 +24,12 @@ const (
 	DefaultProbeLease           = 2 * time.Second
 	DefaultLocalConnectFailures = 2
 	DefaultLocalEjection        = 3 * time.Second
+	DefaultMaxEjectionPercent   = 50
 )
+
+// MaxMaxEjectionPercent is the largest MaxEjectionPercent: every endpoint of
+// a cell may be ejected.
+const MaxMaxEjectionPercent = 100
 
 // WindowBuckets is how many fixed time buckets make up the failure-rate
 // window; each covers Window/WindowBuckets.
@@ -66,6 +74,11 @@ type Policy struct {
 	// trip the endpoint on that edge at once, for LocalEjection.
 	LocalConnectFailures uint32
 	LocalEjection        time.Duration
+	// MaxEjectionPercent in [1, 100] caps the share of a cell's endpoints
+	// that open breakers may keep out at once (Envoy's max_ejection_percent):
+	// see MaxEjected. A Breaker only stores it; the caller that knows the
+	// cell enforces it (ObserveCapped).
+	MaxEjectionPercent uint32
 }
 
 // DefaultPolicy returns the policy with every default filled in.
@@ -87,6 +100,10 @@ func (p Policy) Validate() error {
 		if d.v < 0 {
 			return bad(d.name, fmt.Sprintf("is %s; it must not be negative (0 means the default)", d.v))
 		}
+	}
+	if p.MaxEjectionPercent > MaxMaxEjectionPercent {
+		return bad("max_ejection_percent", fmt.Sprintf("is %d; it must be in [1, %d], a percentage of the cell's endpoints (0 means the default %d; %d lets breakers eject every endpoint)",
+			p.MaxEjectionPercent, MaxMaxEjectionPercent, DefaultMaxEjectionPercent, MaxMaxEjectionPercent))
 	}
 	if r := p.FailureRateThreshold; r < 0 || r > 1 || math.IsNaN(r) {
 		return bad("failure_rate_threshold", fmt.Sprintf("is %v; it must be in (0, 1], for example 0.5 (0 means the default)", r))
@@ -117,6 +134,9 @@ func (p Policy) withDefaults() Policy {
 	orCount(&p.ConsecutiveFailures, DefaultConsecutiveFailures)
 	orCount(&p.MinRequests, DefaultMinRequests)
 	orCount(&p.LocalConnectFailures, DefaultLocalConnectFailures)
+	if p.MaxEjectionPercent == 0 || p.MaxEjectionPercent > MaxMaxEjectionPercent {
+		p.MaxEjectionPercent = DefaultMaxEjectionPercent
+	}
 	if r := p.FailureRateThreshold; !(r > 0 && r <= 1) {
 		p.FailureRateThreshold = DefaultFailureRateThreshold
 	}
@@ -131,4 +151,18 @@ func (p Policy) withDefaults() Policy {
 	orDur(&p.ProbeLease, DefaultProbeLease)
 	orDur(&p.LocalEjection, DefaultLocalEjection)
 	return p
+}
+
+// MaxEjected is how many of a cell's endpoints open breakers may keep out at
+// once under p (zero or invalid fields taking their defaults): the largest
+// count whose share of endpoints is at most MaxEjectionPercent, that is
+// floor(endpoints × MaxEjectionPercent / 100). Unlike Envoy, which ejects one
+// host whatever the percentage, it may be 0: with the default 50 a cell of
+// one endpoint never has it ejected, one of two or three endpoints may be,
+// two of four; only 100 allows every endpoint.
+func (p Policy) MaxEjected(endpoints int) int {
+	if endpoints <= 0 {
+		return 0
+	}
+	return endpoints * int(p.withDefaults().MaxEjectionPercent) / 100
 }

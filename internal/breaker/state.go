@@ -28,7 +28,8 @@ func (s State) String() string {
 }
 
 // Transition is one recorded change of a breaker. From equals To only for an
-// operator reset of a closed breaker, which still records its reason.
+// operator reset of a closed breaker, which still records its reason, and
+// for a trip the ejection cap refused (Closed to Closed; see ObserveCapped).
 type Transition struct {
 	From, To State
 	At       time.Time
@@ -69,8 +70,12 @@ type Status struct {
 	// probe lease; empty unless half-open.
 	ProbeHolder string
 	ProbeUntil  time.Time
-	// Reason and Since describe the last transition; empty and zero for a
-	// breaker that never changed.
+	// TripRefused says that its cell's ejection cap refused a trip of this
+	// breaker, which stayed closed, since the breaker last opened or was
+	// reset; opening or a reset clears it.
+	TripRefused bool
+	// Reason and Since describe the last transition, or the refused trip
+	// that set TripRefused; empty and zero for a breaker that never changed.
 	Reason string
 	Since  time.Time
 }

@@ -28,6 +28,7 @@ func Breaker(p *pb.BreakerPolicy) breaker.Policy {
 		ProbeLease:           ms(p.GetProbeLeaseMs()),
 		LocalConnectFailures: p.GetLocalConnectFailures(),
 		LocalEjection:        ms(p.GetLocalEjectionMs()),
+		MaxEjectionPercent:   p.GetMaxEjectionPercent(),
 	}
 }
 

@@ -8,8 +8,8 @@ import (
 )
 
 func TestMillisecondsBecomeDurationsAndNilIsAllDefaults(t *testing.T) {
-	b := Breaker(&pb.BreakerPolicy{ConsecutiveFailures: 7, BaseEjectionMs: 1500, LocalEjectionMs: 250})
-	if b.ConsecutiveFailures != 7 || b.BaseEjection != 1500*time.Millisecond || b.LocalEjection != 250*time.Millisecond {
+	b := Breaker(&pb.BreakerPolicy{ConsecutiveFailures: 7, BaseEjectionMs: 1500, LocalEjectionMs: 250, MaxEjectionPercent: 100})
+	if b.ConsecutiveFailures != 7 || b.BaseEjection != 1500*time.Millisecond || b.LocalEjection != 250*time.Millisecond || b.MaxEjectionPercent != 100 {
 		t.Fatalf("breaker policy %+v", b)
 	}
 	h := Health(&pb.HealthCheckPolicy{HealthyThreshold: 3, StaleAfterMs: 2000})

@@ -97,19 +97,85 @@ func (tx *txn) reportOutcomes(op *pb.ReportOutcomesOp) ([]*pb.Event, *pb.Command
 	tx.counted(op.GetEdge(), outcomeReports, op.GetBatchId())
 	var events []*pb.Event
 	outs := op.GetOutcomes()
+	caps := ejectionCaps{tx: tx, out: map[string]int{}}
 	for i, o := range outs {
 		e := tx.stateOf(o.GetEndpoint(), cells[i])
 		before := e.breaker.Status()
 		// An edge sends the failures that followed its last success as a
 		// second entry for the endpoint (see EndpointOutcomes).
 		follow := i+1 < len(outs) && outs[i+1].GetEndpoint() == o.GetEndpoint() && outs[i+1].GetSuccesses() == 0
-		e.breaker.Observe(tx.now, breaker.Outcomes{
+		tr, changed := e.breaker.ObserveCapped(tx.now, breaker.Outcomes{
 			Successes: o.GetSuccesses(), ConnectErrors: o.GetConnectErrors(), Timeouts: o.GetTimeouts(),
 			Status5xx: o.GetStatus_5Xx(), Edge: op.GetEdge(), FailuresFollow: follow,
-		})
+		}, caps.room(cells[i]))
+		if changed && tr.To == breaker.Open {
+			caps.opened(cells[i])
+		}
 		events = append(events, tx.put(o.GetEndpoint(), e, before, false)...)
 	}
 	return events, nil
+}
+
+// The ejection cap (a cell's breaker.max_ejection_percent; see the breaker
+// package doc): a ReportOutcomes may open an endpoint's breaker only while
+// the cell's endpoints out, open or half-open, plus this one are at most
+// floor(endpoints × percent / 100). Otherwise the breaker stays closed with
+// its counts and records the refusal in its reason (put_breaker, closed,
+// with a reason starting "closed: trip refused"), once until it opens or is
+// reset, so that a flood of reports moves the revision once per held
+// endpoint. Only ReportOutcomes opens a closed breaker; a failed probe
+// reopens a half-open one, already out. The cap never closes a breaker: a
+// config change that lowers it, or drops endpoints, leaves the open ones
+// open. Health verdicts and edges' local trips are not counted or capped.
+//
+// Endpoint ids are unique across cells, so an endpoint counts in one cell
+// only; two ids with the same URL are two endpoints with two breakers.
+
+// ejectionCaps counts, for one command, each cell's endpoints out: on the
+// first trip the cell's outcomes would take (O(endpoints of the cell)), then
+// by following the trips the command takes, so that a batch naming many
+// endpoints of a big cell scans it once.
+type ejectionCaps struct {
+	tx  *txn
+	out map[string]int // cell id -> endpoints out
+}
+
+// room is the cap of cell for breaker.ObserveCapped.
+func (c *ejectionCaps) room(cell *pb.Cell) breaker.Room {
+	return func() (bool, string) {
+		id := cell.GetId()
+		out, ok := c.out[id]
+		if !ok {
+			out = c.tx.endpointsOut(cell)
+			c.out[id] = out
+		}
+		p := breaker.New(BreakerPolicy(cell.GetBreaker())).Policy() // defaults filled in
+		n := len(cell.GetEndpoints())
+		limit := p.MaxEjected(n)
+		if out < limit {
+			return true, ""
+		}
+		return false, fmt.Sprintf("%d of %d endpoints of cell %s are out, and max_ejection_percent %d allows %d",
+			out, n, id, p.MaxEjectionPercent, limit)
+	}
+}
+
+// opened follows a trip of one of cell's breakers.
+func (c *ejectionCaps) opened(cell *pb.Cell) {
+	if _, ok := c.out[cell.GetId()]; ok {
+		c.out[cell.GetId()]++
+	}
+}
+
+// endpointsOut counts the endpoints of cell whose breaker is open or half-open.
+func (tx *txn) endpointsOut(cell *pb.Cell) int {
+	n := 0
+	for _, ep := range cell.GetEndpoints() {
+		if e, ok := tx.t.epStates.Get(ep.GetId()); ok && e.hasBreaker && e.breaker.State() != breaker.Closed {
+			n++
+		}
+	}
+	return n
 }
 
 // reportHealth is reportOutcomes for health check results.

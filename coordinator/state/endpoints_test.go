@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,7 +223,44 @@ func trippedStore(t testing.TB) *Store {
 func TestSnapshotCarriesBreakerAndHealthState(t *testing.T) {
 	s := trippedStore(t)
 	mustQuiet(t, s, 14, at(2*time.Millisecond, outcomesCmd("e1", &pb.EndpointOutcomes{Endpoint: "c1-euw", Status_5Xx: 2})))
-	snap, err := s.Freeze().Snapshot(14)
+	r, decoded := viaRaftSnapshot(t, s, 14)
+	if a, b := s.Snapshot(), r.Snapshot(); !proto.Equal(a, b) || len(a.GetBreakers()) != 1 {
+		t.Fatalf("restored state differs or lacks the open breaker:\n%v\n%v", a, b)
+	}
+	h1, _ := s.Health()
+	h2, _ := r.Health()
+	if !proto.Equal(&pb.ListHealthResponse{Endpoints: h1}, &pb.ListHealthResponse{Endpoints: h2}) {
+		t.Fatal("restored health observations differ")
+	}
+	// The counters survived too: one more 5xx meets c1-euw's threshold on
+	// both, and on both the ejection cap (c1-use is out, the default 50% of
+	// two endpoints allows one) refuses the trip.
+	for _, st := range []*Store{s, r} {
+		ch := mustChange(t, st, 15, at(3*time.Millisecond, outcomesCmd("e1", &pb.EndpointOutcomes{Endpoint: "c1-euw", Status_5Xx: 1})))
+		wantEvents(t, ch, "put_breaker:c1-euw=BREAKER_STATE_CLOSED")
+		if r := ch.GetEvents()[0].GetPutBreaker().GetReason(); !strings.HasPrefix(r, "closed: trip refused (3 consecutive 5xx") {
+			t.Fatalf("reason %q; want the refused trip", r)
+		}
+	}
+	if !proto.Equal(s.Snapshot(), r.Snapshot()) {
+		t.Fatal("original and restored store diverged after the same command")
+	}
+
+	refusesRestore(t, decoded, map[string]func(*pb.Snapshot){
+		"corrupt breaker":  func(x *pb.Snapshot) { x.EndpointStates[0].Breaker = []byte("{") },
+		"corrupt health":   func(x *pb.Snapshot) { x.EndpointStates[0].Health = []byte(`{"V":7}`) },
+		"unknown endpoint": func(x *pb.Snapshot) { x.EndpointStates[0].Endpoint = "nope" },
+		"future revision":  func(x *pb.Snapshot) { x.EndpointStates[0].BreakerModRevision = 99 },
+		"duplicate":        func(x *pb.Snapshot) { x.EndpointStates = append(x.EndpointStates, x.EndpointStates[0]) },
+	})
+}
+
+// viaRaftSnapshot restores a new store from s's raft snapshot at applied,
+// marshalled and unmarshalled as raft ships it, and returns it with the
+// decoded snapshot.
+func viaRaftSnapshot(t testing.TB, s *Store, applied uint64) (*Store, *pb.Snapshot) {
+	t.Helper()
+	snap, err := s.Freeze().Snapshot(applied)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,30 +276,7 @@ func TestSnapshotCarriesBreakerAndHealthState(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	if a, b := s.Snapshot(), r.Snapshot(); !proto.Equal(a, b) || len(a.GetBreakers()) != 1 {
-		t.Fatalf("restored state differs or lacks the open breaker:\n%v\n%v", a, b)
-	}
-	h1, _ := s.Health()
-	h2, _ := r.Health()
-	if !proto.Equal(&pb.ListHealthResponse{Endpoints: h1}, &pb.ListHealthResponse{Endpoints: h2}) {
-		t.Fatal("restored health observations differ")
-	}
-	// The counters survived too: one more 5xx trips c1-euw on both.
-	for _, st := range []*Store{s, r} {
-		ch := mustChange(t, st, 15, at(3*time.Millisecond, outcomesCmd("e1", &pb.EndpointOutcomes{Endpoint: "c1-euw", Status_5Xx: 1})))
-		wantEvents(t, ch, "put_breaker:c1-euw=BREAKER_STATE_OPEN")
-	}
-	if !proto.Equal(s.Snapshot(), r.Snapshot()) {
-		t.Fatal("original and restored store diverged after the same command")
-	}
-
-	refusesRestore(t, decoded, map[string]func(*pb.Snapshot){
-		"corrupt breaker":  func(x *pb.Snapshot) { x.EndpointStates[0].Breaker = []byte("{") },
-		"corrupt health":   func(x *pb.Snapshot) { x.EndpointStates[0].Health = []byte(`{"V":7}`) },
-		"unknown endpoint": func(x *pb.Snapshot) { x.EndpointStates[0].Endpoint = "nope" },
-		"future revision":  func(x *pb.Snapshot) { x.EndpointStates[0].BreakerModRevision = 99 },
-		"duplicate":        func(x *pb.Snapshot) { x.EndpointStates = append(x.EndpointStates, x.EndpointStates[0]) },
-	})
+	return r, decoded
 }
 
 // refusesRestore checks that FromSnapshot refuses snap after each edit.
@@ -311,6 +326,7 @@ func TestPolicyValidationNamesTheField(t *testing.T) {
 		{func(c *pb.Cell) { c.Breaker = &pb.BreakerPolicy{BaseEjectionMs: 5000, MaxEjectionMs: 1000} }, "cells[0].breaker.max_ejection_ms"},
 		{func(c *pb.Cell) { c.Breaker = &pb.BreakerPolicy{FailureRateThreshold: 1.5} }, "cells[0].breaker.failure_rate_threshold"},
 		{func(c *pb.Cell) { c.Breaker = &pb.BreakerPolicy{WindowMs: 5} }, "cells[0].breaker.window_ms"},
+		{func(c *pb.Cell) { c.Breaker = &pb.BreakerPolicy{MaxEjectionPercent: 101} }, "cells[0].breaker.max_ejection_percent"},
 		{func(c *pb.Cell) { c.HealthCheck = &pb.HealthCheckPolicy{HttpPath: "healthz"} }, "cells[0].health_check.http_path"},
 		{func(c *pb.Cell) { c.HealthCheck = &pb.HealthCheckPolicy{IntervalMs: 1000, TimeoutMs: 2000} }, "cells[0].health_check.timeout_ms"},
 		{func(c *pb.Cell) { c.PanicThresholdPercent = 250 }, "cells[0].panic_threshold_percent"},

@@ -118,24 +118,9 @@ func TestSnapshotCarriesReportBatches(t *testing.T) {
 	s := withBreakers(t)
 	mustQuiet(t, s, 11, at(0, batch(7, outcomesCmd("e1", connectErrors("c1-use", 2)))))
 	mustQuiet(t, s, 12, at(time.Millisecond, batch(3, checksCmd("e2", "eu-west", "c1-euw", false))))
-	snap, err := s.Freeze().Snapshot(12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wire, err := proto.Marshal(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	decoded := &pb.Snapshot{}
-	if err := proto.Unmarshal(wire, decoded); err != nil {
-		t.Fatal(err)
-	}
+	r, decoded := viaRaftSnapshot(t, s, 12)
 	if n := len(decoded.GetReportBatches()); n != 2 {
 		t.Fatalf("snapshot holds %d report records; want 2", n)
-	}
-	r, err := FromSnapshot(decoded)
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, st := range []*Store{s, r} {
 		mustQuiet(t, st, 13, at(2*time.Millisecond, batch(7, outcomesCmd("e1", connectErrors("c1-use", 2)))))

@@ -24,6 +24,7 @@ import (
 	"github.com/edgecell/edgecell/coordinator/server"
 	"github.com/edgecell/edgecell/coordinator/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // Config configures one coordinator member.
@@ -50,6 +51,12 @@ type Config struct {
 	// the gRPC forwarding to the leader. Latency simulation injects one
 	// (internal/simnet); nil dials plain TCP.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLS is this member's coordinator certificate and the cluster CA: the
+	// gRPC API takes only callers with certificates from that CA and
+	// authorizes each call by role, and raft connections are mutual TLS
+	// between coordinators. Nil runs plaintext and unauthenticated
+	// (--insecure), which Start logs as a warning.
+	TLS *pki.Source
 }
 
 // RaftTuning carries the raft and watch knobs a deployment may need to change.
@@ -114,6 +121,12 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		cfg.Now = time.Now
 	}
 	log := cfg.Logger.With("member", cfg.Name)
+	if err := checkIdentity(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.TLS == nil {
+		log.Warn("running WITHOUT TLS (--insecure): anyone who can reach the gRPC and raft ports can read key secrets and change the cluster")
+	}
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: listen on gRPC address %q: %w", cfg.GRPCAddr, err)
@@ -125,13 +138,13 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, CommitTimeout: cfg.Raft.CommitTimeout,
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold, TrailingLogs: cfg.Raft.TrailingLogs,
 		SnapshotInterval: cfg.Raft.SnapshotInterval,
-		Now:              cfg.Now, Dial: cfg.Dial,
+		Now:              cfg.Now, Dial: cfg.Dial, TLS: cfg.TLS,
 	})
 	if err != nil {
 		lis.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	srv := server.New(store, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log, Now: cfg.Now, Dial: cfg.Dial})
+	srv := server.New(store, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log, Now: cfg.Now, Dial: cfg.Dial, TLS: cfg.TLS})
 	gs, hs := srv.NewGRPCServer()
 	runCtx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{cfg: cfg, log: log, store: store, srv: srv, grpc: gs, health: hs, lis: lis, cancel: cancel}
@@ -203,8 +216,21 @@ func (c *Coordinator) isVoter() bool {
 func (c *Coordinator) proposeMember(ctx context.Context, m *pb.Member) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := c.srv.Submit(ctx, &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: m}}})
-	return err
+	return c.srv.RegisterSelf(ctx, m)
+}
+
+// checkIdentity refuses a certificate that is not this member's: peers
+// would refuse its registration, and edges would not know it by its name.
+func checkIdentity(cfg Config) error {
+	if cfg.TLS == nil {
+		return nil
+	}
+	id := cfg.TLS.Identity()
+	if id.Role != pki.RoleCoordinator || id.Name != cfg.Name {
+		return fmt.Errorf("coordinator: the certificate %s is for %s, not for coordinator %q: issue one with `edgecell certs issue --role coordinator --name %s`",
+			cfg.TLS.Files().Cert, id, cfg.Name, cfg.Name)
+	}
+	return nil
 }
 
 func (c *Coordinator) now() time.Time { return c.cfg.Now() }

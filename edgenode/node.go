@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/edgecell/edgecell/edgenode/cache"
 	"github.com/edgecell/edgecell/edgenode/jwtauth"
@@ -24,6 +26,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/clusterid"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // Config configures an edge. Name, Region, DataDir and Listen are required;
@@ -43,6 +46,11 @@ type Config struct {
 	Coordinators []string
 	// ClusterID, if set, pins the edge to that cluster (watch.Config.ClusterID).
 	ClusterID string
+	// TLS is the edge's certificate (role edge, this Name and Region) and
+	// the cluster CA: every coordinator connection is mutual TLS and
+	// accepts only coordinator certificates. Nil is plaintext (--insecure),
+	// which Start logs as a warning.
+	TLS *pki.Source
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// DialContext opens upstream and coordinator connections; nil uses a
@@ -123,6 +131,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("edge", cfg.Name, "region", cfg.Region),
 		watchDone: make(chan struct{}), reportDone: make(chan struct{})}
+	if cfg.TLS == nil {
+		n.log.Warn("following the coordinators WITHOUT TLS (--insecure): key secrets cross the network in clear and any host on the path can serve a forged routing state")
+	}
 	var err error
 	if n.store, err = cache.Open(filepath.Join(cfg.DataDir, "edge.db"), n.log); err != nil {
 		return nil, err
@@ -134,14 +145,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// from is the first one asked for nonce checks and reports.
 	n.watch, err = watch.New(watch.Config{
 		Edge: cfg.Name, Region: cfg.Region, Seeds: cfg.Coordinators, ClusterID: cfg.ClusterID,
-		Table: &n.table, Persister: n.persist, DialContext: cfg.DialContext, Logger: n.log,
+		Table: &n.table, Persister: n.persist, DialContext: cfg.DialContext, Creds: n.coordinatorCreds(), Logger: n.log,
 		BackoffBase: cfg.WatchBackoffBase, BackoffMax: cfg.WatchBackoffMax,
 	})
 	if err != nil {
 		n.abort()
 		return nil, err
 	}
-	n.conns = report.NewConns(n.coordinatorAddrs, cfg.DialContext)
+	n.conns = report.NewConns(n.coordinatorAddrs, cfg.DialContext, n.coordinatorCreds())
 	n.nonces, err = nonce.New(nonce.Config{
 		Edge: cfg.Name, Coordinators: n.conns, Timeout: cfg.AuthTimeout, CacheSize: cfg.NonceCacheSize, Logger: n.log,
 	})
@@ -229,6 +240,14 @@ func (n *Node) coordinatorAddrs() []string {
 	return append(out, n.cfg.Coordinators...)
 }
 
+// coordinatorCreds are the credentials of every coordinator connection.
+func (n *Node) coordinatorCreds() credentials.TransportCredentials {
+	if n.cfg.TLS == nil {
+		return insecure.NewCredentials()
+	}
+	return n.cfg.TLS.ClientCredentials(pki.RoleCoordinator)
+}
+
 func validate(cfg *Config) error {
 	for _, f := range []struct{ name, v string }{
 		{"Name", cfg.Name}, {"Region", cfg.Region}, {"DataDir", cfg.DataDir}, {"Listen", cfg.Listen},
@@ -240,6 +259,12 @@ func validate(cfg *Config) error {
 	if cfg.ClusterID != "" {
 		if err := clusterid.Validate(cfg.ClusterID); err != nil {
 			return fmt.Errorf("%w: ClusterID: %v", ErrInvalidConfig, err)
+		}
+	}
+	if cfg.TLS != nil {
+		if id := cfg.TLS.Identity(); id.Role != pki.RoleEdge || id.Name != cfg.Name || id.Region != cfg.Region {
+			return fmt.Errorf("%w: the certificate %s is for %s, not for edge %q in region %q: issue one with `edgecell certs issue --role edge --name %s --region %s`",
+				ErrInvalidConfig, cfg.TLS.Files().Cert, id, cfg.Name, cfg.Region, cfg.Name, cfg.Region)
 		}
 	}
 	if cfg.Logger == nil {

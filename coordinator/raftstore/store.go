@@ -16,6 +16,7 @@ import (
 	"github.com/edgecell/edgecell/coordinator/state"
 	"github.com/edgecell/edgecell/coordinator/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // Config configures one member's raft store.
@@ -61,6 +62,11 @@ type Config struct {
 	// timeout), for latency simulation; nil dials plain TCP. Inbound
 	// connections are accepted on RaftAddr either way.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLS, when set, runs every raft connection over mutual TLS: a peer
+	// must present a coordinator certificate from the cluster CA, or its
+	// connection fails the handshake before raft reads a byte. Nil is
+	// plaintext (--insecure).
+	TLS *pki.Source
 }
 
 // Store is one member's raft node plus its state machine.
@@ -134,7 +140,7 @@ func Open(cfg Config) (*Store, error) {
 	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Snapshot() }, st.Revision())
 	f.hub.SetClusterID(clusterID)
 
-	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, f.cluster.get, hlog)
+	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, cfg.TLS, f.cluster.get, hlog)
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("raftstore: listen on raft address %q: %w", cfg.RaftAddr, err)

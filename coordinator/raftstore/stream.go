@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,15 +15,17 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/edgecell/edgecell/internal/clusterid"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // newTransport listens on bindAddr and returns raft's network transport over
 // a stream layer that dials peers through dial (nil: plain TCP; latency
-// simulation injects one) and opens every connection with a handshake (see
-// handshake). cluster is this member's cluster id ("" while unknown), read
-// at every handshake.
+// simulation injects one), runs every connection over mutual TLS with
+// coordinator certificates when tlsSrc is set, and opens it with a handshake
+// (see handshake). cluster is this member's cluster id ("" while unknown),
+// read at every handshake.
 func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Context, network, addr string) (net.Conn, error),
-	cluster func() string, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	tlsSrc *pki.Source, cluster func() string, logger hclog.Logger) (*raft.NetworkTransport, error) {
 	cfg := &raft.NetworkTransportConfig{
 		MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
 		// 1 disables pipelined replication. With the default (2) its
@@ -42,6 +45,10 @@ func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Con
 		return nil, err
 	}
 	stream := &dialStreamLayer{ln: ln, advertise: advertise, dial: dial, cluster: cluster, log: logger}
+	if tlsSrc != nil {
+		stream.serverTLS = tlsSrc.StrictServerConfig(pki.RoleCoordinator)
+		stream.clientTLS = tlsSrc.ClientConfig(pki.RoleCoordinator)
+	}
 	// As raft's TCP transport: peers must be able to reach what is advertised.
 	if addr, ok := stream.Addr().(*net.TCPAddr); !ok || addr.IP == nil || addr.IP.IsUnspecified() {
 		ln.Close()
@@ -51,14 +58,16 @@ func newTransport(bindAddr string, advertise net.Addr, dial func(ctx context.Con
 	return raft.NewNetworkTransportWithConfig(cfg), nil
 }
 
-// dialStreamLayer is raft's TCP stream layer with an injected dialer and the
-// handshake.
+// dialStreamLayer is raft's TCP stream layer with an injected dialer, TLS
+// and the handshake.
 type dialStreamLayer struct {
 	ln        net.Listener
 	advertise net.Addr // nil: the bound address
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	cluster   func() string
 	log       hclog.Logger
+	// serverTLS and clientTLS are nil for plaintext.
+	serverTLS, clientTLS *tls.Config
 }
 
 // The handshake. Every raft connection starts with one line,
@@ -73,8 +82,9 @@ type dialStreamLayer struct {
 // member of another cluster (or a data dir moved between clusters) can
 // neither replicate to this member nor vote in its elections. A member that
 // knows no id yet (a new cluster before its first leader committed one, a
-// wiped member joining) is accepted and learns it from the log. Mutual TLS
-// will authenticate the peers themselves.
+// wiped member joining) is accepted and learns it from the log. With TLS
+// the line is sent inside the TLS session, after both ends proved they hold
+// coordinator certificates from the cluster CA.
 const raftHandshakePrefix = "edgecell-raft/2 cluster="
 
 // maxHandshake bounds the line: the prefix, an id and the newline.
@@ -92,6 +102,14 @@ func (s *dialStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration
 	conn, err := s.dial(ctx, "tcp", string(address))
 	if err != nil {
 		return nil, err
+	}
+	if s.clientTLS != nil {
+		tc := tls.Client(conn, s.clientTLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("raft TLS handshake with %s: %w", address, err)
+		}
+		conn = tc
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetWriteDeadline(dl)
@@ -111,6 +129,10 @@ func (s *dialStreamLayer) Accept() (net.Conn, error) {
 	conn, err := s.ln.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if s.serverTLS != nil {
+		// No I/O yet: the TLS handshake runs in handshake, on first Read.
+		conn = tls.Server(conn, s.serverTLS)
 	}
 	return &handshakeConn{Conn: conn, layer: s}, nil
 }
@@ -149,8 +171,13 @@ func (c *handshakeConn) Read(p []byte) (int, error) {
 }
 
 func (c *handshakeConn) handshake() error {
-	c.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	defer c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer c.SetDeadline(time.Time{})
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			return fmt.Errorf("raft TLS handshake: %w", err)
+		}
+	}
 	peer, err := readHandshake(c.Conn)
 	if err != nil {
 		return err

@@ -10,15 +10,6 @@ import (
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
-// Submit commits cmd from this member: on the leader directly, else by
-// forwarding it over the pooled connection to the leader. It returns the
-// revision after the command, and a gRPC status error when raft failed or
-// the state machine refused it. The coordinator uses it for its own writes
-// (member self-registration).
-func (s *Server) Submit(ctx context.Context, cmd *pb.Command) (uint64, error) {
-	return s.write(ctx, cmd)
-}
-
 // write proposes a command and turns a refusal into a gRPC status.
 func (s *Server) write(ctx context.Context, cmd *pb.Command) (uint64, error) {
 	res, err := s.propose(ctx, cmd)

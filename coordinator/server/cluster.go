@@ -27,18 +27,33 @@ func peerCall[T any](ctx context.Context, s *Server, addr string, call func(cont
 	return call(ctx, &clients{admin: pb.NewAdminServiceClient(conn), cluster: pb.NewClusterServiceClient(conn)})
 }
 
-// Propose implements ClusterService: a follower forwards a write here. It is
-// only executed by the leader; a member that is not the leader answers
-// Unavailable without proposing, so the sender may safely retry elsewhere.
-func (s *Server) Propose(ctx context.Context, req *pb.ProposeRequest) (*pb.ProposeResponse, error) {
-	if req.GetCommand() == nil || req.GetCommand().GetOp() == nil {
-		return nil, invalidArg("command", "a command with an operation is required")
+// RegisterMember implements ClusterService: a member records its own
+// region and addresses (the method table checks it names itself). It runs
+// on the leader.
+func (s *Server) RegisterMember(ctx context.Context, req *pb.RegisterMemberRequest) (*pb.RegisterMemberResponse, error) {
+	if req.GetMember().GetName() == "" {
+		return nil, invalidArg("member.name", "the member's name is required")
 	}
-	res, err := s.raft.Propose(ctx, req.GetCommand())
+	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: req.GetMember()}}})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	return &pb.ProposeResponse{Result: res}, nil
+	return &pb.RegisterMemberResponse{Revision: rev}, nil
+}
+
+// RegisterSelf records this member's own record: on the leader directly,
+// else with RegisterMember on the leader, under this member's identity.
+func (s *Server) RegisterSelf(ctx context.Context, m *pb.Member) error {
+	if s.raft.IsLeader() {
+		_, err := s.write(ctx, &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: m}}})
+		return err
+	}
+	conn, err := s.leaderConn(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = pb.NewClusterServiceClient(conn).RegisterMember(ctx, &pb.RegisterMemberRequest{Member: m})
+	return err
 }
 
 // NodeStatus implements ClusterService.

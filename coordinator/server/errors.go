@@ -40,6 +40,28 @@ var grpcCodes = []struct {
 	{context.Canceled, codes.Canceled, ""},
 }
 
+// ErrorDomain is the domain of the ErrorInfo details this API attaches.
+const ErrorDomain = "edgecell.io"
+
+// ReasonNotLeader is the ErrorInfo reason of a call refused because the
+// member is not the leader: nothing was proposed, so any client may retry
+// it on the leader. The "leader" metadata names the leader when known.
+const ReasonNotLeader = "NOT_LEADER"
+
+// isNotLeader reports whether err is a status carrying ReasonNotLeader.
+func isNotLeader(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain && info.GetReason() == ReasonNotLeader {
+			return true
+		}
+	}
+	return false
+}
+
 // toStatus converts an internal error into a gRPC status error.
 func toStatus(err error) error {
 	if err == nil {
@@ -54,7 +76,13 @@ func toStatus(err error) error {
 			if m.hint != "" {
 				msg += " (" + m.hint + ")"
 			}
-			return status.Error(m.code, msg)
+			st := status.New(m.code, msg)
+			if m.err == raftstore.ErrNotLeader {
+				if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonNotLeader, Domain: ErrorDomain}); derr == nil {
+					st = d
+				}
+			}
+			return st.Err()
 		}
 	}
 	return status.Error(codes.Internal, err.Error())

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgecell/edgecell/coordinator/raftstore"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // forwardedKey marks a call a member forwarded to the leader, so that a member
@@ -27,55 +28,78 @@ import (
 // again (no loops).
 const forwardedKey = "x-edgecell-forwarded-by"
 
-// leaderOnly lists the admin methods only the leader can execute. Writes are
-// not here: they forward at the command level (see propose).
-var leaderOnly = map[string]bool{
-	pb.AdminService_AddMember_FullMethodName:          true,
-	pb.AdminService_RemoveMember_FullMethodName:       true,
-	pb.AdminService_TransferLeadership_FullMethodName: true,
-	// The reply carries the key read back from the leader's state.
-	pb.AdminService_CreateKey_FullMethodName: true,
-	pb.AdminService_RotateKey_FullMethodName: true,
-	// Batched into raft entries on the leader (group commit).
-	pb.EdgeService_CheckNonces_FullMethodName: true,
-}
-
 type consistencyGetter interface{ GetConsistency() pb.Consistency }
 
-// needsLeader reports whether the call must run on the leader.
-func needsLeader(method string, req any) bool {
-	if leaderOnly[method] {
+// needsLeader reports whether the call must run on the leader (the method
+// table's route).
+func needsLeader(fullMethod string, req any) bool {
+	switch methods[fullMethod].route {
+	case onLeader:
 		return true
-	}
-	if c, ok := req.(consistencyGetter); ok {
-		return c.GetConsistency() != pb.Consistency_CONSISTENCY_STALE
+	case byConsistency:
+		c, ok := req.(consistencyGetter)
+		return !ok || c.GetConsistency() != pb.Consistency_CONSISTENCY_STALE
 	}
 	return false
 }
 
+// maxForwards bounds how often one call follows a leadership change.
+const maxForwards = 5
+
 // forwardUnary runs leader-only calls and leader reads on the leader: a
-// follower relays the same request to the leader's gRPC address and relays the
-// reply (rqlite's thin forwarding layer).
+// follower relays the same request, with its client's identity, to the
+// leader's gRPC address and relays the reply (rqlite's thin forwarding
+// layer); the leader authorizes it again. A member whose handler finds it
+// lost leadership before proposing, or whose forward reaches a member that
+// is no longer the leader, follows the leadership change: neither had
+// proposed anything, so nothing can apply twice.
 func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if !needsLeader(info.FullMethod, req) || s.raft.IsLeader() {
+	if !needsLeader(info.FullMethod, req) {
 		return handler(ctx, req)
 	}
-	if isForwarded(ctx) {
-		return nil, toStatus(raftstore.ErrNotLeader)
+	for range maxForwards {
+		if s.raft.IsLeader() {
+			resp, err := handler(ctx, req)
+			if !isNotLeader(err) || isForwarded(ctx) {
+				return resp, err
+			}
+		} else if isForwarded(ctx) {
+			return nil, toStatus(raftstore.ErrNotLeader)
+		}
+		resp, err := s.forward(ctx, info.FullMethod, req)
+		if !isNotLeader(err) || ctx.Err() != nil {
+			return resp, err
+		}
 	}
+	return nil, toStatus(fmt.Errorf("%w: leadership changed %d times during the call", raftstore.ErrNotLeader, maxForwards))
+}
+
+// forward relays one call to the leader. A write whose connection failed
+// after it was sent may have committed: it is reported as ErrOutcomeUnknown.
+func (s *Server) forward(ctx context.Context, fullMethod string, req any) (any, error) {
 	conn, err := s.leaderConn(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	reply, err := newReply(info.FullMethod)
+	reply, err := newReply(fullMethod)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, s.raft.Name())
-	if err := conn.Invoke(ctx, info.FullMethod, req, reply); err != nil {
-		return nil, err
+	md := []string{forwardedKey, s.raft.Name()}
+	if id, ok := callerIdentity(ctx); ok {
+		md = append(md, forwardedForKey, id.String())
 	}
-	return reply, nil
+	fctx := metadata.AppendToOutgoingContext(ctx, md...)
+	err = conn.Invoke(fctx, fullMethod, req, reply)
+	if err == nil {
+		return reply, nil
+	}
+	if methods[fullMethod].route == onLeader && !isNotLeader(err) {
+		if st, _ := status.FromError(err); st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded {
+			return nil, toStatus(fmt.Errorf("%w: %v", ErrOutcomeUnknown, st.Message()))
+		}
+	}
+	return nil, err
 }
 
 // newReply allocates the response message of a method from the protobuf registry.
@@ -133,54 +157,33 @@ func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	}
 }
 
-// propose commits a command on the leader, locally or by forwarding it. It
-// retries only when the command certainly was not proposed (the target was
-// not the leader); once a forwarded command may have reached raft, a failure
-// is reported as ErrOutcomeUnknown rather than retried, so a write is never
-// applied twice by this layer.
+// propose commits a command on this member, which must be the leader: every
+// call that proposes is routed to the leader by forwardUnary, and a member
+// that lost leadership since answers ErrNotLeader, which forwardUnary
+// follows.
 func (s *Server) propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult, error) {
-	for {
-		if s.raft.IsLeader() {
-			res, err := s.raft.Propose(ctx, cmd)
-			if !errors.Is(err, raftstore.ErrNotLeader) {
-				return res, err
-			}
-		}
-		if isForwarded(ctx) {
-			return nil, raftstore.ErrNotLeader
-		}
-		conn, err := s.leaderConn(ctx)
-		if err != nil {
-			return nil, err
-		}
-		fctx := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.raft.Name())
-		resp, err := pb.NewClusterServiceClient(conn).Propose(fctx, &pb.ProposeRequest{Command: cmd})
-		if err == nil {
-			return resp.GetResult(), nil
-		}
-		if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), raftstore.ErrNotLeader.Error()) {
-			// The target refused before proposing: safe to find the new leader.
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			continue
-		}
-		if st, ok := status.FromError(err); ok && st.Code() != codes.Unavailable && st.Code() != codes.DeadlineExceeded && st.Code() != codes.Canceled {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+	if !s.raft.IsLeader() {
+		return nil, raftstore.ErrNotLeader
 	}
+	return s.raft.Propose(ctx, cmd)
 }
 
 // peers caches one client connection per member gRPC address.
 type peers struct {
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error) // nil: gRPC's own
+	creds credentials.TransportCredentials
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeers(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *peers {
-	return &peers{dial: dial, conns: map[string]*grpc.ClientConn{}}
+// newPeers dials members with tlsSrc's certificate, accepting only
+// coordinators; nil dials plaintext.
+func newPeers(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsSrc *pki.Source) *peers {
+	creds := insecure.NewCredentials()
+	if tlsSrc != nil {
+		creds = tlsSrc.ClientCredentials(pki.RoleCoordinator)
+	}
+	return &peers{dial: dial, creds: creds, conns: map[string]*grpc.ClientConn{}}
 }
 
 func (p *peers) get(addr string) (*grpc.ClientConn, error) {
@@ -190,7 +193,7 @@ func (p *peers) get(addr string) (*grpc.ClientConn, error) {
 		return c, nil
 	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(p.creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
 	}
 	if p.dial != nil {

@@ -15,7 +15,7 @@ import (
 
 // The API key RPCs. Ids and secrets are drawn here, before the log (apply
 // must not be random); CreateKey and RotateKey run on the leader (see
-// leaderOnly), so that the key read back after the write is the one
+// the method table), so that the key read back after the write is the one
 // written, and the secret is shown once, in the reply.
 
 // newKeyID returns "k_" and 16 random hex digits.

@@ -20,6 +20,7 @@ import (
 	"github.com/edgecell/edgecell/coordinator/state"
 	"github.com/edgecell/edgecell/coordinator/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // Raft is what the services need from the member's raft store.
@@ -38,9 +39,10 @@ type Raft interface {
 	Status() raftstore.Status
 }
 
-// MaxMessageSize is the largest gRPC message a coordinator accepts; clients
-// reading whole configs or watch resets should accept as much.
-const MaxMessageSize = 256 << 20
+// MaxMessageSize is the largest gRPC message a coordinator accepts (a whole
+// config in ApplyConfig); clients reading whole configs or watch resets
+// should accept as much.
+const MaxMessageSize = 64 << 20
 
 // Config configures the services of one coordinator.
 type Config struct {
@@ -58,6 +60,11 @@ type Config struct {
 	// (forwarding, status fan-out), for latency simulation; nil dials plain
 	// TCP.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLS is this member's certificate and the cluster CA: the API then
+	// takes only callers with a certificate from that CA and authorizes
+	// every call by the method table, and calls to other members present
+	// it. Nil serves plaintext to anyone (--insecure).
+	TLS *pki.Source
 }
 
 // Server implements AdminService, EdgeService and ClusterService.
@@ -69,6 +76,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	raft  Raft
+	authz *authorizer
 	peers *peers
 	edges *edgeRegistry
 	// regions is CheckAssignment's cached view of where edges are.
@@ -102,7 +110,8 @@ func New(r Raft, cfg Config) *Server {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		raft:     r,
-		peers:    newPeers(cfg.Dial),
+		authz:    &authorizer{tls: cfg.TLS != nil, now: cfg.Now},
+		peers:    newPeers(cfg.Dial, cfg.TLS),
 		edges:    newEdgeRegistry(r.Name(), cfg.Now, cfg.EdgeRetention),
 		stopping: stopping,
 		stop:     stop,
@@ -119,8 +128,9 @@ func (s *Server) Close() {
 }
 
 // NewGRPCServer returns a gRPC server carrying the services, the standard
-// health service and reflection (so grpcurl works), with recovery, logging
-// and leader forwarding interceptors.
+// health service and reflection (so grpcurl works), with TLS (when
+// configured), authorization by the method table, recovery, logging and
+// leader forwarding.
 func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		s.log.Log(ctx, slog.Level(lvl), msg, fields...)
@@ -142,21 +152,29 @@ func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) (*grpc.Server, *healt
 		s.log.ErrorContext(ctx, "panic in gRPC handler", "panic", p)
 		return status.Errorf(codes.Internal, "internal error: %v", p)
 	})
-	opts := append([]grpc.ServerOption{
+	opts := []grpc.ServerOption{
+		grpc.InTapHandle(s.authz.tap),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(recoverOpt),
 			logging.UnaryServerInterceptor(logger, logOpts...),
+			s.authz.unary,
 			s.forwardUnary,
 		),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(recoverOpt),
 			logging.StreamServerInterceptor(logger, logOpts...),
+			s.authz.stream,
 		),
-		// A whole config with 100,000 placements is several MiB.
+		// A whole config with 100,000 placements is several MiB; every
+		// other method has a smaller limit in the method table.
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}, extra...)
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(s.cfg.TLS.ServerCredentials()))
+	}
+	opts = append(opts, extra...)
 	gs := grpc.NewServer(opts...)
 	pb.RegisterAdminServiceServer(gs, s)
 	pb.RegisterEdgeServiceServer(gs, s)

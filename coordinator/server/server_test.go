@@ -83,7 +83,10 @@ func TestNeedsLeader(t *testing.T) {
 		{pb.AdminService_ListPlacements_FullMethodName, &pb.ListPlacementsRequest{Consistency: pb.Consistency_CONSISTENCY_LEADER}, true},
 		{pb.AdminService_AddMember_FullMethodName, &pb.AddMemberRequest{}, true},
 		{pb.AdminService_TransferLeadership_FullMethodName, &pb.TransferLeadershipRequest{}, true},
-		{pb.AdminService_PutCell_FullMethodName, &pb.PutCellRequest{}, false}, // writes forward per command
+		{pb.AdminService_PutCell_FullMethodName, &pb.PutCellRequest{}, true}, // every write runs on the leader
+		{pb.EdgeService_ReportOutcomes_FullMethodName, &pb.ReportOutcomesRequest{}, true},
+		{pb.ClusterService_RegisterMember_FullMethodName, &pb.RegisterMemberRequest{}, true},
+		{pb.EdgeService_Ack_FullMethodName, &pb.AckRequest{}, false},
 		{pb.AdminService_ListEdges_FullMethodName, &pb.ListEdgesRequest{}, false},
 		{pb.AdminService_ClusterStatus_FullMethodName, &pb.ClusterStatusRequest{}, false},
 	} {

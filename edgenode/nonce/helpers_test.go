@@ -86,7 +86,7 @@ func (c *coordinator) setHandler(h func(ctx context.Context, req *pb.CheckNonces
 
 // coords returns the edge's coordinator connections for addrs.
 func coords(t *testing.T, addrs ...string) *report.Conns {
-	c := report.NewConns(func() []string { return addrs }, nil)
+	c := report.NewConns(func() []string { return addrs }, nil, nil)
 	t.Cleanup(c.Close)
 	return c
 }

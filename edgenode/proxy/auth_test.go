@@ -573,7 +573,7 @@ func TestContinueOnlyAfterTheKeyPassed(t *testing.T) {
 }
 
 func TestNonceStoreUnreachableFailsClosed(t *testing.T) {
-	conns := report.NewConns(func() []string { return []string{edgetest.ClosedAddr(t)} }, nil)
+	conns := report.NewConns(func() []string { return []string{edgetest.ClosedAddr(t)} }, nil, nil)
 	t.Cleanup(conns.Close)
 	nc, err := nonce.New(nonce.Config{Edge: "edge-test", Coordinators: conns, Timeout: 300 * time.Millisecond})
 	if err != nil {

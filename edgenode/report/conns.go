@@ -10,6 +10,7 @@ import (
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -35,6 +36,7 @@ var reconnect = grpc.ConnectParams{
 type Conns struct {
 	addrs func() []string
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	creds credentials.TransportCredentials
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
@@ -44,11 +46,16 @@ type Conns struct {
 // NewConns returns a Conns choosing among addrs(), the preferred address
 // first (the coordinator the watch streams from, when there is one); addrs
 // may repeat an address. dial opens connections; nil uses a net.Dialer.
-func NewConns(addrs func() []string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Conns {
+// creds secure them (the edge's certificate, accepting coordinators only);
+// nil is plaintext.
+func NewConns(addrs func() []string, dial func(ctx context.Context, network, addr string) (net.Conn, error), creds credentials.TransportCredentials) *Conns {
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
-	return &Conns{addrs: addrs, dial: dial, conns: map[string]*grpc.ClientConn{}}
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	return &Conns{addrs: addrs, dial: dial, creds: creds, conns: map[string]*grpc.ClientConn{}}
 }
 
 // Addrs returns the coordinator addresses known now, the preferred first,
@@ -88,7 +95,7 @@ func (c *Conns) ClientFor(addr string) (pb.EdgeServiceClient, error) {
 	if cc == nil {
 		var err error
 		cc, err = grpc.NewClient("passthrough:///"+addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(c.creds),
 			grpc.WithConnectParams(reconnect),
 			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return c.dial(ctx, "tcp", a) }))
 		if err != nil {

@@ -125,7 +125,7 @@ func tableAndConns(t *testing.T, addr string, st *pb.State) (*atomic.Pointer[rou
 	}
 	p := &atomic.Pointer[route.Table]{}
 	p.Store(tb)
-	conns := NewConns(func() []string { return []string{addr} }, nil)
+	conns := NewConns(func() []string { return []string{addr} }, nil, nil)
 	t.Cleanup(conns.Close)
 	return p, conns
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
@@ -39,6 +40,9 @@ type Config struct {
 	Persister Persister
 	// DialContext opens connections to coordinators; nil uses a net.Dialer.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Creds secure those connections (the edge's certificate, accepting
+	// coordinators only); nil is plaintext.
+	Creds credentials.TransportCredentials
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// BackoffBase and BackoffMax bound the jittered exponential wait between
@@ -80,6 +84,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Edge == "" || cfg.Region == "" {
 		return nil, errors.New("watch: Config.Edge and Config.Region are required")
+	}
+	if cfg.Creds == nil {
+		cfg.Creds = insecure.NewCredentials()
 	}
 	if cfg.DialContext == nil {
 		cfg.DialContext = (&net.Dialer{}).DialContext
@@ -156,7 +163,7 @@ func (c *Client) Run(ctx context.Context) error {
 func (c *Client) session(ctx context.Context, cand candidate) (progressed bool, err error) {
 	dial := c.cfg.DialContext
 	cc, err := grpc.NewClient("passthrough:///"+cand.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(c.cfg.Creds),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return dial(ctx, "tcp", addr)
 		}),

@@ -69,6 +69,9 @@ type Options struct {
 	// Timeout bounds Start's waits (a leader, the config reaching every edge).
 	// Default 60s.
 	Timeout time.Duration
+	// Insecure runs every node in plaintext, without certificates. By
+	// default the cluster runs with mutual TLS (see TLSDir).
+	Insecure bool
 }
 
 // Member is a coordinator of the dev cluster and where it listens.
@@ -91,6 +94,9 @@ type Cluster struct {
 	revision uint64
 
 	// simnet is the simulated network; nil without SimulateLatency.
+	// tls is the cluster's certificates; nil with Options.Insecure.
+	tls *clusterTLS
+
 	simnet     *simnet.Network
 	latMu      sync.Mutex
 	latencies  []*pb.Latency // what simnet's matrix was built from; nil: not yet
@@ -144,6 +150,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 func (c *Cluster) start(ctx context.Context) error {
+	if err := c.setupTLS(); err != nil {
+		return err
+	}
 	l, reused, err := loadLayout(c.dataDir)
 	if err != nil {
 		return err
@@ -267,11 +276,12 @@ func (c *Cluster) startEdges(ctx context.Context, addrs []string) error {
 				coords = append(coords, m.GRPCAddr)
 			}
 		}
-		name := "edge-" + region
+		name := edgeName(region)
 		cfg := edgenode.Config{
 			Name: name, Region: region, DataDir: filepath.Join(c.dataDir, name),
 			Listen: addrs[i], Coordinators: coords,
 			Logger: c.log.With("edge", name, "region", region),
+			TLS:    c.source(name),
 		}
 		if c.opts.EdgeDialer != nil {
 			cfg.DialContext = c.opts.EdgeDialer(region)

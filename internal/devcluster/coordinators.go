@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/edgecell/edgecell/coordinator"
@@ -66,6 +65,7 @@ func (c *Cluster) coordinatorConfig(m Member, initial map[string]string) coordin
 		Logger: c.log.With("region", m.Region),
 		Raft:   c.simulatedRaft(),
 		Dial:   c.dialer(m.Region, nil),
+		TLS:    c.source(m.Name),
 	}
 }
 
@@ -138,7 +138,7 @@ func (c *Cluster) Admin(name string) (pb.AdminServiceClient, error) {
 	case co == nil:
 		return nil, fmt.Errorf("devcluster: coordinator %s is killed", name)
 	}
-	conn, err := grpc.NewClient(co.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(co.GRPCAddr(), grpc.WithTransportCredentials(c.ClientCreds("admin")))
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
@@ -189,7 +188,7 @@ func TestBreakerEventsReachEveryEdge(t *testing.T) {
 	c := startCluster(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	conn, err := grpc.NewClient(c.CoordinatorAddrs()[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.CoordinatorAddrs()[0], grpc.WithTransportCredentials(c.ClientCreds("edge-us-east")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func newLayout(p Ports) (layout, error) {
 			raftAddr = addr
 		}
 		l.Members = append(l.Members, Member{
-			Name: "n" + strconv.Itoa(i+1), Region: region,
+			Name: memberName(i), Region: region,
 			GRPCAddr: loopback(p.CoordinatorGRPC, i), RaftAddr: raftAddr,
 		})
 		l.Edges = append(l.Edges, loopback(p.EdgeHTTP, i))
@@ -74,3 +74,9 @@ func (l layout) save(dir string) error {
 	}
 	return os.WriteFile(filepath.Join(dir, layoutFile), b, 0o644)
 }
+
+// memberName is the name of the i-th coordinator (region order).
+func memberName(i int) string { return "n" + strconv.Itoa(i+1) }
+
+// edgeName is the name of a region's edge.
+func edgeName(region string) string { return "edge-" + region }

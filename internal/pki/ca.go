@@ -362,3 +362,43 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// Dir is a directory holding a CA and the key pairs it issued, laid out as
+// `edgecell certs` and `edgecell dev` write it: ca.pem, ca-key.pem and
+// <base>.pem, <base>-key.pem per holder.
+type Dir string
+
+// Files are the files base's holder uses.
+func (d Dir) Files(base string) Files {
+	return Files{
+		CA:   filepath.Join(string(d), CACertFile),
+		Cert: filepath.Join(string(d), base+".pem"),
+		Key:  filepath.Join(string(d), base+"-key.pem"),
+	}
+}
+
+// EnsureCA loads the CA in d, creating it first when d holds none.
+func (d Dir) EnsureCA(now time.Time) (*CA, error) {
+	if _, err := os.Stat(filepath.Join(string(d), CACertFile)); errors.Is(err, os.ErrNotExist) {
+		return InitCA(string(d), 0, now)
+	}
+	return LoadCA(string(d))
+}
+
+// Ensure returns base's files, issuing its key pair for id first unless
+// the files already hold a valid one for id from this CA (so a dev
+// cluster restarted on its data dir keeps its certificates).
+func (d Dir) Ensure(ca *CA, base string, id Identity, hosts []string, now time.Time) (Files, error) {
+	f := d.Files(base)
+	if s, err := NewSource(f, nil); err == nil && s.Identity() == id && s.NotAfter().After(now.Add(24*time.Hour)) {
+		return f, nil
+	}
+	certPEM, keyPEM, err := ca.Issue(IssueRequest{Identity: id, Hosts: hosts, Now: now})
+	if err != nil {
+		return Files{}, err
+	}
+	if _, _, err := WriteKeyPair(string(d), base, certPEM, keyPEM, true); err != nil {
+		return Files{}, err
+	}
+	return f, nil
+}

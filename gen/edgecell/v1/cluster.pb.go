@@ -21,27 +21,27 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type ProposeRequest struct {
+type RegisterMemberRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	Member        *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ProposeRequest) Reset() {
-	*x = ProposeRequest{}
+func (x *RegisterMemberRequest) Reset() {
+	*x = RegisterMemberRequest{}
 	mi := &file_edgecell_v1_cluster_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ProposeRequest) String() string {
+func (x *RegisterMemberRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ProposeRequest) ProtoMessage() {}
+func (*RegisterMemberRequest) ProtoMessage() {}
 
-func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
+func (x *RegisterMemberRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_edgecell_v1_cluster_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -53,39 +53,39 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
-func (*ProposeRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use RegisterMemberRequest.ProtoReflect.Descriptor instead.
+func (*RegisterMemberRequest) Descriptor() ([]byte, []int) {
 	return file_edgecell_v1_cluster_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *ProposeRequest) GetCommand() *Command {
+func (x *RegisterMemberRequest) GetMember() *Member {
 	if x != nil {
-		return x.Command
+		return x.Member
 	}
 	return nil
 }
 
-type ProposeResponse struct {
+type RegisterMemberResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Result        *CommandResult         `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ProposeResponse) Reset() {
-	*x = ProposeResponse{}
+func (x *RegisterMemberResponse) Reset() {
+	*x = RegisterMemberResponse{}
 	mi := &file_edgecell_v1_cluster_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ProposeResponse) String() string {
+func (x *RegisterMemberResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ProposeResponse) ProtoMessage() {}
+func (*RegisterMemberResponse) ProtoMessage() {}
 
-func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
+func (x *RegisterMemberResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_edgecell_v1_cluster_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -97,16 +97,16 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
-func (*ProposeResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use RegisterMemberResponse.ProtoReflect.Descriptor instead.
+func (*RegisterMemberResponse) Descriptor() ([]byte, []int) {
 	return file_edgecell_v1_cluster_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *ProposeResponse) GetResult() *CommandResult {
+func (x *RegisterMemberResponse) GetRevision() uint64 {
 	if x != nil {
-		return x.Result
+		return x.Revision
 	}
-	return nil
+	return 0
 }
 
 type NodeStatusRequest struct {
@@ -193,16 +193,16 @@ var File_edgecell_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x19edgecell/v1/cluster.proto\x12\vedgecell.v1\x1a\x17edgecell/v1/admin.proto\x1a\x19edgecell/v1/command.proto\"@\n" +
-	"\x0eProposeRequest\x12.\n" +
-	"\acommand\x18\x01 \x01(\v2\x14.edgecell.v1.CommandR\acommand\"E\n" +
-	"\x0fProposeResponse\x122\n" +
-	"\x06result\x18\x01 \x01(\v2\x1a.edgecell.v1.CommandResultR\x06result\"\x13\n" +
+	"\x19edgecell/v1/cluster.proto\x12\vedgecell.v1\x1a\x17edgecell/v1/admin.proto\x1a\x19edgecell/v1/routing.proto\"D\n" +
+	"\x15RegisterMemberRequest\x12+\n" +
+	"\x06member\x18\x01 \x01(\v2\x13.edgecell.v1.MemberR\x06member\"4\n" +
+	"\x16RegisterMemberResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"\x13\n" +
 	"\x11NodeStatusRequest\"G\n" +
 	"\x12NodeStatusResponse\x121\n" +
-	"\x06status\x18\x01 \x01(\v2\x19.edgecell.v1.MemberStatusR\x06status2\xa5\x01\n" +
-	"\x0eClusterService\x12D\n" +
-	"\aPropose\x12\x1b.edgecell.v1.ProposeRequest\x1a\x1c.edgecell.v1.ProposeResponse\x12M\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.edgecell.v1.MemberStatusR\x06status2\xba\x01\n" +
+	"\x0eClusterService\x12Y\n" +
+	"\x0eRegisterMember\x12\".edgecell.v1.RegisterMemberRequest\x1a#.edgecell.v1.RegisterMemberResponse\x12M\n" +
 	"\n" +
 	"NodeStatus\x12\x1e.edgecell.v1.NodeStatusRequest\x1a\x1f.edgecell.v1.NodeStatusResponseB\xa5\x01\n" +
 	"\x0fcom.edgecell.v1B\fClusterProtoP\x01Z7github.com/edgecell/edgecell/gen/edgecell/v1;edgecellv1\xa2\x02\x03EXX\xaa\x02\vEdgecell.V1\xca\x02\vEdgecell\\V1\xe2\x02\x17Edgecell\\V1\\GPBMetadata\xea\x02\fEdgecell::V1b\x06proto3"
@@ -221,27 +221,25 @@ func file_edgecell_v1_cluster_proto_rawDescGZIP() []byte {
 
 var file_edgecell_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_edgecell_v1_cluster_proto_goTypes = []any{
-	(*ProposeRequest)(nil),     // 0: edgecell.v1.ProposeRequest
-	(*ProposeResponse)(nil),    // 1: edgecell.v1.ProposeResponse
-	(*NodeStatusRequest)(nil),  // 2: edgecell.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil), // 3: edgecell.v1.NodeStatusResponse
-	(*Command)(nil),            // 4: edgecell.v1.Command
-	(*CommandResult)(nil),      // 5: edgecell.v1.CommandResult
-	(*MemberStatus)(nil),       // 6: edgecell.v1.MemberStatus
+	(*RegisterMemberRequest)(nil),  // 0: edgecell.v1.RegisterMemberRequest
+	(*RegisterMemberResponse)(nil), // 1: edgecell.v1.RegisterMemberResponse
+	(*NodeStatusRequest)(nil),      // 2: edgecell.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 3: edgecell.v1.NodeStatusResponse
+	(*Member)(nil),                 // 4: edgecell.v1.Member
+	(*MemberStatus)(nil),           // 5: edgecell.v1.MemberStatus
 }
 var file_edgecell_v1_cluster_proto_depIdxs = []int32{
-	4, // 0: edgecell.v1.ProposeRequest.command:type_name -> edgecell.v1.Command
-	5, // 1: edgecell.v1.ProposeResponse.result:type_name -> edgecell.v1.CommandResult
-	6, // 2: edgecell.v1.NodeStatusResponse.status:type_name -> edgecell.v1.MemberStatus
-	0, // 3: edgecell.v1.ClusterService.Propose:input_type -> edgecell.v1.ProposeRequest
-	2, // 4: edgecell.v1.ClusterService.NodeStatus:input_type -> edgecell.v1.NodeStatusRequest
-	1, // 5: edgecell.v1.ClusterService.Propose:output_type -> edgecell.v1.ProposeResponse
-	3, // 6: edgecell.v1.ClusterService.NodeStatus:output_type -> edgecell.v1.NodeStatusResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 0: edgecell.v1.RegisterMemberRequest.member:type_name -> edgecell.v1.Member
+	5, // 1: edgecell.v1.NodeStatusResponse.status:type_name -> edgecell.v1.MemberStatus
+	0, // 2: edgecell.v1.ClusterService.RegisterMember:input_type -> edgecell.v1.RegisterMemberRequest
+	2, // 3: edgecell.v1.ClusterService.NodeStatus:input_type -> edgecell.v1.NodeStatusRequest
+	1, // 4: edgecell.v1.ClusterService.RegisterMember:output_type -> edgecell.v1.RegisterMemberResponse
+	3, // 5: edgecell.v1.ClusterService.NodeStatus:output_type -> edgecell.v1.NodeStatusResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_cluster_proto_init() }
@@ -250,7 +248,7 @@ func file_edgecell_v1_cluster_proto_init() {
 		return
 	}
 	file_edgecell_v1_admin_proto_init()
-	file_edgecell_v1_command_proto_init()
+	file_edgecell_v1_routing_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

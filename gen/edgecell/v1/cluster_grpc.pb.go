@@ -19,18 +19,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterService_Propose_FullMethodName    = "/edgecell.v1.ClusterService/Propose"
-	ClusterService_NodeStatus_FullMethodName = "/edgecell.v1.ClusterService/NodeStatus"
+	ClusterService_RegisterMember_FullMethodName = "/edgecell.v1.ClusterService/RegisterMember"
+	ClusterService_NodeStatus_FullMethodName     = "/edgecell.v1.ClusterService/NodeStatus"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// ClusterService is spoken between coordinators only.
+// ClusterService is spoken between coordinators only: a caller must hold a
+// coordinator certificate. Writes that reach a follower are not sent here:
+// the follower forwards the client's own request to the leader, which
+// authorizes it again for the client's identity.
 type ClusterServiceClient interface {
-	// Propose applies a command on the leader; a follower that receives a write forwards it here.
-	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// RegisterMember records the calling member's region and addresses in the
+	// replicated state, so that peers can forward to it and edges can find it.
+	// A member may register only itself: member.name must be the name in its
+	// certificate. Run on the leader (a follower forwards it).
+	RegisterMember(ctx context.Context, in *RegisterMemberRequest, opts ...grpc.CallOption) (*RegisterMemberResponse, error)
 	// NodeStatus reports the receiving member's own raft status.
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
 }
@@ -43,10 +49,10 @@ func NewClusterServiceClient(cc grpc.ClientConnInterface) ClusterServiceClient {
 	return &clusterServiceClient{cc}
 }
 
-func (c *clusterServiceClient) Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error) {
+func (c *clusterServiceClient) RegisterMember(ctx context.Context, in *RegisterMemberRequest, opts ...grpc.CallOption) (*RegisterMemberResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ProposeResponse)
-	err := c.cc.Invoke(ctx, ClusterService_Propose_FullMethodName, in, out, cOpts...)
+	out := new(RegisterMemberResponse)
+	err := c.cc.Invoke(ctx, ClusterService_RegisterMember_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -67,10 +73,16 @@ func (c *clusterServiceClient) NodeStatus(ctx context.Context, in *NodeStatusReq
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
 //
-// ClusterService is spoken between coordinators only.
+// ClusterService is spoken between coordinators only: a caller must hold a
+// coordinator certificate. Writes that reach a follower are not sent here:
+// the follower forwards the client's own request to the leader, which
+// authorizes it again for the client's identity.
 type ClusterServiceServer interface {
-	// Propose applies a command on the leader; a follower that receives a write forwards it here.
-	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	// RegisterMember records the calling member's region and addresses in the
+	// replicated state, so that peers can forward to it and edges can find it.
+	// A member may register only itself: member.name must be the name in its
+	// certificate. Run on the leader (a follower forwards it).
+	RegisterMember(context.Context, *RegisterMemberRequest) (*RegisterMemberResponse, error)
 	// NodeStatus reports the receiving member's own raft status.
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
@@ -83,8 +95,8 @@ type ClusterServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedClusterServiceServer struct{}
 
-func (UnimplementedClusterServiceServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+func (UnimplementedClusterServiceServer) RegisterMember(context.Context, *RegisterMemberRequest) (*RegisterMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterMember not implemented")
 }
 func (UnimplementedClusterServiceServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
@@ -110,20 +122,20 @@ func RegisterClusterServiceServer(s grpc.ServiceRegistrar, srv ClusterServiceSer
 	s.RegisterService(&ClusterService_ServiceDesc, srv)
 }
 
-func _ClusterService_Propose_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ProposeRequest)
+func _ClusterService_RegisterMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterMemberRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(ClusterServiceServer).Propose(ctx, in)
+		return srv.(ClusterServiceServer).RegisterMember(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: ClusterService_Propose_FullMethodName,
+		FullMethod: ClusterService_RegisterMember_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ClusterServiceServer).Propose(ctx, req.(*ProposeRequest))
+		return srv.(ClusterServiceServer).RegisterMember(ctx, req.(*RegisterMemberRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -154,8 +166,8 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*ClusterServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
-			MethodName: "Propose",
-			Handler:    _ClusterService_Propose_Handler,
+			MethodName: "RegisterMember",
+			Handler:    _ClusterService_RegisterMember_Handler,
 		},
 		{
 			MethodName: "NodeStatus",

@@ -157,8 +157,14 @@ type BreakerPolicy struct {
 	// endpoint locally, at once, for local_ejection_ms. Defaults 2 and 3s.
 	LocalConnectFailures uint32 `protobuf:"varint,9,opt,name=local_connect_failures,json=localConnectFailures,proto3" json:"local_connect_failures,omitempty"`
 	LocalEjectionMs      uint32 `protobuf:"varint,10,opt,name=local_ejection_ms,json=localEjectionMs,proto3" json:"local_ejection_ms,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The largest share of a cell's endpoints, in percent, that open breakers
+	// may keep out at once (Envoy's max_ejection_percent): a trip that would
+	// eject more is refused and the endpoint stays in. In [1, 100]; default
+	// 50, so reports alone can never take a whole cell out. 100 restores
+	// ejecting every endpoint.
+	MaxEjectionPercent uint32 `protobuf:"varint,11,opt,name=max_ejection_percent,json=maxEjectionPercent,proto3" json:"max_ejection_percent,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *BreakerPolicy) Reset() {
@@ -257,6 +263,13 @@ func (x *BreakerPolicy) GetLocalConnectFailures() uint32 {
 func (x *BreakerPolicy) GetLocalEjectionMs() uint32 {
 	if x != nil {
 		return x.LocalEjectionMs
+	}
+	return 0
+}
+
+func (x *BreakerPolicy) GetMaxEjectionPercent() uint32 {
+	if x != nil {
+		return x.MaxEjectionPercent
 	}
 	return 0
 }
@@ -911,7 +924,7 @@ var File_edgecell_v1_health_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_health_proto_rawDesc = "" +
 	"\n" +
-	"\x18edgecell/v1/health.proto\x12\vedgecell.v1\"\xb6\x03\n" +
+	"\x18edgecell/v1/health.proto\x12\vedgecell.v1\"\xe8\x03\n" +
 	"\rBreakerPolicy\x121\n" +
 	"\x14consecutive_failures\x18\x01 \x01(\rR\x13consecutiveFailures\x124\n" +
 	"\x16failure_rate_threshold\x18\x02 \x01(\x01R\x14failureRateThreshold\x12\x1b\n" +
@@ -923,7 +936,8 @@ const file_edgecell_v1_health_proto_rawDesc = "" +
 	"\x0eprobe_lease_ms\x18\b \x01(\rR\fprobeLeaseMs\x124\n" +
 	"\x16local_connect_failures\x18\t \x01(\rR\x14localConnectFailures\x12*\n" +
 	"\x11local_ejection_ms\x18\n" +
-	" \x01(\rR\x0flocalEjectionMs\"\x91\x02\n" +
+	" \x01(\rR\x0flocalEjectionMs\x120\n" +
+	"\x14max_ejection_percent\x18\v \x01(\rR\x12maxEjectionPercent\"\x91\x02\n" +
 	"\x11HealthCheckPolicy\x12\x1b\n" +
 	"\thttp_path\x18\x01 \x01(\tR\bhttpPath\x12\x1f\n" +
 	"\vinterval_ms\x18\x02 \x01(\rR\n" +

@@ -116,7 +116,7 @@ Admin commands talk gRPC to any coordinator (--addr, or $EDGECELL_ADDR).`,
 		c.GroupID = "server"
 		root.AddCommand(c)
 	}
-	root.AddCommand(a.versionCommand(), a.requestCommand(getenv))
+	root.AddCommand(a.versionCommand(), a.requestCommand(getenv), a.certsCommand())
 	a.markValidated(root)
 	return root
 }

@@ -37,7 +37,7 @@ func TestNonceRaceAcrossMembersHasOneWinner(t *testing.T) {
 	for i := range 50 {
 		wg.Go(func() {
 			id := fmt.Sprintf("edge-%d/1", i)
-			resp, err := tc.edge(names[i%len(names)]).CheckNonces(ctx, &pb.CheckNoncesRequest{
+			resp, err := tc.edge(names[i%len(names)], fmt.Sprintf("edge-%d", i), "us-east").CheckNonces(ctx, &pb.CheckNoncesRequest{
 				Edge: fmt.Sprintf("edge-%d", i), Checks: []*pb.NonceCheck{nonceCheck("k_1", "the-nonce", id)},
 			})
 			if err != nil {
@@ -55,11 +55,12 @@ func TestNonceRaceAcrossMembersHasOneWinner(t *testing.T) {
 		t.Fatalf("%d of 50 racing checks were told fresh, want exactly 1", n)
 	}
 	id := winner.Load().(string)
-	resp, err := tc.edge(names[0]).CheckNonces(ctx, &pb.CheckNoncesRequest{Checks: []*pb.NonceCheck{nonceCheck("k_1", "the-nonce", id)}})
+	edge0 := tc.edge(names[0], "edge-0", "us-east")
+	resp, err := edge0.CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "edge-0", Checks: []*pb.NonceCheck{nonceCheck("k_1", "the-nonce", id)}})
 	if err != nil || !resp.GetFresh()[0] {
 		t.Fatalf("the winning check retried: %v %v; want fresh again", resp, err)
 	}
-	if _, err := tc.edge(names[0]).CheckNonces(ctx, &pb.CheckNoncesRequest{Checks: []*pb.NonceCheck{{KeyId: "k", Nonce: "n"}}}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "check_id") {
+	if _, err := edge0.CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "edge-0", Checks: []*pb.NonceCheck{{KeyId: "k", Nonce: "n"}}}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "check_id") {
 		t.Fatalf("a check without check_id: %v", err)
 	}
 }
@@ -85,7 +86,7 @@ func TestNonceHistoryThroughLeaderFailover(t *testing.T) {
 	var survivors []pb.EdgeServiceClient
 	for name := range tc.members {
 		if name != leader {
-			survivors = append(survivors, tc.edge(name))
+			survivors = append(survivors, tc.edge(name, "edge-1", "us-east"))
 		}
 	}
 	quarter := make(chan struct{})
@@ -101,7 +102,7 @@ func TestNonceHistoryThroughLeaderFailover(t *testing.T) {
 					// kill interrupts forwarded checks, not the client's own link.
 					member := survivors[(w+attempt)%len(survivors)]
 					cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-					resp, err := member.CheckNonces(cctx, &pb.CheckNoncesRequest{Checks: []*pb.NonceCheck{nonceCheck("k_1", nonce, id)}})
+					resp, err := member.CheckNonces(cctx, &pb.CheckNoncesRequest{Edge: "edge-1", Checks: []*pb.NonceCheck{nonceCheck("k_1", nonce, id)}})
 					cancel()
 					if err == nil {
 						mu.Lock()

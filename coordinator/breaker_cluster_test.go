@@ -21,11 +21,6 @@ type fakeClock struct{ n atomic.Int64 }
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.n.Load()) }
 func (c *fakeClock) Advance(d time.Duration) { c.n.Add(int64(d)) }
 
-func (tc *testCluster) edge(name string) pb.EdgeServiceClient {
-	tc.t.Helper()
-	return pb.NewEdgeServiceClient(tc.conn(name))
-}
-
 // breakerEverywhere waits until every running member holds the same status
 // for endpoint, in state want, and returns it.
 func (tc *testCluster) breakerEverywhere(endpoint string, want pb.BreakerState) *pb.BreakerStatus {
@@ -70,8 +65,8 @@ func TestBreakerIsReplicatedAndSurvivesFailover(t *testing.T) {
 
 	// Three edges, each through a different member, each see a connect error.
 	for name := range tc.members {
-		_, err := tc.edge(name).ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
-			Edge: "edge-via-" + name, Outcomes: []*pb.EndpointOutcomes{{Endpoint: "a-use", ConnectErrors: 1}},
+		_, err := tc.edge(name, "edge-via-"+name, "us-east").ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
+			Edge: "edge-via-" + name, Region: "us-east", Outcomes: []*pb.EndpointOutcomes{{Endpoint: "a-use", ConnectErrors: 1}},
 		})
 		if err != nil {
 			t.Fatalf("report via %s: %v", name, err)
@@ -81,8 +76,8 @@ func TestBreakerIsReplicatedAndSurvivesFailover(t *testing.T) {
 	if open.GetModRevision() == 0 || open.GetTrips() != 1 {
 		t.Fatalf("open breaker %v: want trip 1 with a revision", open)
 	}
-	if _, err := tc.edge(tc.follower()).ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
-		Edge: "e1", Outcomes: []*pb.EndpointOutcomes{{Endpoint: "no-such-endpoint", ConnectErrors: 1}},
+	if _, err := tc.edge(tc.follower(), "e1", "us-east").ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
+		Edge: "e1", Region: "us-east", Outcomes: []*pb.EndpointOutcomes{{Endpoint: "no-such-endpoint", ConnectErrors: 1}},
 	}); err == nil {
 		t.Fatal("a report on an unknown endpoint was accepted")
 	}
@@ -112,7 +107,7 @@ func TestBreakerIsReplicatedAndSurvivesFailover(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := tc.edge(members[i%len(members)]).AcquireProbe(ctx, &pb.AcquireProbeRequest{Edge: fmt.Sprintf("prober-%d", i), Endpoint: "a-use"})
+			r, err := tc.edge(members[i%len(members)], fmt.Sprintf("prober-%d", i), "us-east").AcquireProbe(ctx, &pb.AcquireProbeRequest{Edge: fmt.Sprintf("prober-%d", i), Endpoint: "a-use"})
 			if err != nil {
 				t.Errorf("acquire probe %d: %v", i, err)
 				return
@@ -131,14 +126,14 @@ func TestBreakerIsReplicatedAndSurvivesFailover(t *testing.T) {
 	if h := tc.breakerEverywhere("a-use", pb.BreakerState_BREAKER_STATE_HALF_OPEN).GetProbeHolder(); h != holder {
 		t.Fatalf("probe holder %q, granted to %q", h, holder)
 	}
-	if _, err := tc.edge(members[0]).ReportProbe(ctx, &pb.ReportProbeRequest{Edge: holder, Endpoint: "a-use", Ok: true, Detail: "HTTP 200"}); err != nil {
+	if _, err := tc.edge(members[0], holder, "us-east").ReportProbe(ctx, &pb.ReportProbeRequest{Edge: holder, Endpoint: "a-use", Ok: true, Detail: "HTTP 200"}); err != nil {
 		t.Fatalf("report probe: %v", err)
 	}
 	tc.breakerEverywhere("a-use", pb.BreakerState_BREAKER_STATE_CLOSED)
 
 	// Open it again; an operator resets it through a follower.
-	if _, err := tc.edge(members[0]).ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
-		Edge: "e1", Outcomes: []*pb.EndpointOutcomes{{Endpoint: "a-use", Timeouts: 3}},
+	if _, err := tc.edge(members[0], "e1", "us-east").ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
+		Edge: "e1", Region: "us-east", Outcomes: []*pb.EndpointOutcomes{{Endpoint: "a-use", Timeouts: 3}},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +166,7 @@ func TestRetriedReportCountsOnce(t *testing.T) {
 	}
 	report := func(via string, id uint64, failures uint32) uint64 {
 		t.Helper()
-		resp, err := tc.edge(via).ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
+		resp, err := tc.edge(via, "edge-1", "us-east").ReportOutcomes(ctx, &pb.ReportOutcomesRequest{
 			Edge: "edge-1", Region: "us-east", BatchId: id,
 			Outcomes: []*pb.EndpointOutcomes{{Endpoint: "a-use", ConnectErrors: failures}},
 		})

@@ -12,12 +12,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgecell/edgecell/coordinator"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
 
@@ -32,6 +32,9 @@ type testCluster struct {
 	region  map[string]string
 	tuning  coordinator.RaftTuning
 	now     func() time.Time // nil: the real clock
+	// pki issues every member's and client's certificate: the cluster runs
+	// with mutual TLS, as deployments do.
+	pki *testutil.PKI
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -49,7 +52,8 @@ func newTunedCluster(t testing.TB, n int, tuning coordinator.RaftTuning) *testCl
 // real clock) for command timestamps and breaker deadlines.
 func newClockedCluster(t testing.TB, n int, tuning coordinator.RaftTuning, now func() time.Time) *testCluster {
 	t.Helper()
-	tc := &testCluster{t: t, dirs: map[string]string{}, raft: map[string]string{}, members: map[string]*coordinator.Coordinator{}, region: map[string]string{}, tuning: tuning, now: now}
+	tc := &testCluster{t: t, dirs: map[string]string{}, raft: map[string]string{}, members: map[string]*coordinator.Coordinator{}, region: map[string]string{}, tuning: tuning, now: now,
+		pki: testutil.NewPKI(t)}
 	for i := range n {
 		name := fmt.Sprintf("n%d", i+1)
 		tc.dirs[name] = filepath.Join(t.TempDir(), name)
@@ -75,6 +79,7 @@ func (tc *testCluster) start(name string, initial map[string]string) *coordinato
 		Name: name, Region: tc.region[name], DataDir: tc.dirs[name],
 		GRPCAddr: "127.0.0.1:0", RaftAddr: tc.raft[name], InitialCluster: initial, Logger: quietLogger(),
 		Raft: tc.tuning, Now: tc.now, TickPoll: 10 * time.Millisecond,
+		TLS: tc.pki.Coordinator(tc.t, name),
 	})
 	if err != nil {
 		tc.t.Fatalf("start %s: %v", name, err)
@@ -150,15 +155,28 @@ func (tc *testCluster) admin(name string) pb.AdminServiceClient {
 	return pb.NewAdminServiceClient(tc.conn(name))
 }
 
-// conn is a client connection to a member, closed when the test ends.
+// conn is an admin's client connection to a member, closed when the test ends.
 func (tc *testCluster) conn(name string) *grpc.ClientConn {
 	tc.t.Helper()
-	conn, err := grpc.NewClient(tc.members[name].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return tc.connAs(name, tc.pki.Admin(tc.t))
+}
+
+// connAs is a client connection to a member presenting src's certificate.
+func (tc *testCluster) connAs(name string, src *pki.Source) *grpc.ClientConn {
+	tc.t.Helper()
+	conn, err := grpc.NewClient(tc.members[name].GRPCAddr(), grpc.WithTransportCredentials(src.ClientCredentials(pki.RoleCoordinator)))
 	if err != nil {
 		tc.t.Fatal(err)
 	}
 	tc.t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// edge is an EdgeService client of a member for the edge edgeName of
+// region (its requests must name that edge and region).
+func (tc *testCluster) edge(member, edgeName, region string) pb.EdgeServiceClient {
+	tc.t.Helper()
+	return pb.NewEdgeServiceClient(tc.connAs(member, tc.pki.Edge(tc.t, edgeName, region)))
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -377,12 +395,7 @@ func TestWatchFromFollowerSeesWrites(t *testing.T) {
 	tc := newCluster(t, 3)
 	ctx := ctxT(t)
 	f := tc.follower()
-	conn, err := grpc.NewClient(tc.members[f].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stream, err := pb.NewEdgeServiceClient(conn).Watch(ctx, &pb.WatchRequest{Edge: "e1", Region: "eu-west"})
+	stream, err := tc.edge(f, "e1", "eu-west").Watch(ctx, &pb.WatchRequest{Edge: "e1", Region: "eu-west"})
 	if err != nil {
 		t.Fatal(err)
 	}

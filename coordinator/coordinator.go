@@ -250,6 +250,9 @@ func (c *Coordinator) IsLeader() bool { return c.store.IsLeader() }
 // Revision is the revision of this member's state.
 func (c *Coordinator) Revision() uint64 { return c.store.State().Revision() }
 
+// ServiceInfo lists the gRPC services and methods the member serves.
+func (c *Coordinator) ServiceInfo() map[string]grpc.ServiceInfo { return c.grpc.GetServiceInfo() }
+
 // Store exposes the raft store to tests and the dev cluster.
 func (c *Coordinator) Store() *raftstore.Store { return c.store }
 

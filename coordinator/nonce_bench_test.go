@@ -39,7 +39,7 @@ func benchNonces(b *testing.B, via string, clients, perCall int) {
 	var targets []pb.EdgeServiceClient
 	for name := range tc.members {
 		if (via == "leader") == (name == leader) {
-			targets = append(targets, tc.edge(name))
+			targets = append(targets, tc.edge(name, "bench", "us-east"))
 		}
 	}
 	ctx := context.Background()

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/edgecell/edgecell/coordinator"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
@@ -61,12 +59,7 @@ func benchCommitToWatchers(b *testing.B, commitTimeout time.Duration, leaderOnly
 	var ready sync.WaitGroup
 	for i := range watchers {
 		got[i] = make(chan seen, 1024)
-		conn, err := grpc.NewClient(tc.members[names[i%len(names)]].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		stream, err := pb.NewEdgeServiceClient(conn).Watch(ctx, &pb.WatchRequest{Edge: fmt.Sprintf("w%d", i), Region: "us-east"})
+		stream, err := tc.edge(names[i%len(names)], fmt.Sprintf("w%d", i), "us-east").Watch(ctx, &pb.WatchRequest{Edge: fmt.Sprintf("w%d", i), Region: "us-east"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,11 +11,16 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 const (
 	defaultAddr = "127.0.0.1:7101"
 	addrEnv     = "EDGECELL_ADDR"
+	// The TLS files every admin verb and service reads, etcdctl style.
+	caCertEnv = "EDGECELL_CACERT"
+	certEnv   = "EDGECELL_CERT"
+	keyEnv    = "EDGECELL_KEY"
 )
 
 // streams are the process's standard streams, injected so tests can run commands in-process.
@@ -35,6 +40,8 @@ type app struct {
 	timeout   time.Duration
 	logLevel  string
 	logFormat string
+	tls       pki.Files
+	insecure  bool
 
 	// validated is set once cobra has accepted the command line (flags,
 	// arguments, required flags): an error before that is a usage error.
@@ -74,7 +81,12 @@ func (a *app) rootCommand(getenv func(string) string) *cobra.Command {
 routing state, and edge nodes in every region follow it and reverse-proxy to
 the right cell, preferring their own region.
 
-Admin commands talk gRPC to any coordinator (--addr, or $EDGECELL_ADDR).`,
+Admin commands talk gRPC to any coordinator (--addr, or $EDGECELL_ADDR),
+over mutual TLS: --cacert, --cert and --key (or $EDGECELL_CACERT,
+$EDGECELL_CERT, $EDGECELL_KEY) name the cluster CA and an admin or viewer
+certificate ('edgecell certs' makes them; 'edgecell dev' prints the exports).
+Services take the same flags. --insecure talks plaintext instead, to a
+cluster run with --insecure.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,6 +97,13 @@ Admin commands talk gRPC to any coordinator (--addr, or $EDGECELL_ADDR).`,
 			}
 			if a.timeout <= 0 {
 				return usagef("--timeout must be positive")
+			}
+			if a.insecure {
+				f := cmd.Flags()
+				if f.Changed("cacert") || f.Changed("cert") || f.Changed("key") {
+					return usagef("--insecure with --cacert, --cert or --key: choose TLS or plaintext")
+				}
+				a.tls = pki.Files{} // $EDGECELL_CACERT and friends give defaults, which --insecure overrides
 			}
 			return nil
 		},
@@ -100,6 +119,10 @@ Admin commands talk gRPC to any coordinator (--addr, or $EDGECELL_ADDR).`,
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "how long a command may take")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level of the services: debug, info, warn or error")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format of the services: text or json")
+	pf.StringVar(&a.tls.CA, "cacert", getenv(caCertEnv), "cluster CA certificate (PEM) to trust; $"+caCertEnv+" sets the default")
+	pf.StringVar(&a.tls.Cert, "cert", getenv(certEnv), "this client's or service's certificate (PEM); $"+certEnv+" sets the default")
+	pf.StringVar(&a.tls.Key, "key", getenv(keyEnv), "the certificate's private key (PEM); $"+keyEnv+" sets the default")
+	pf.BoolVar(&a.insecure, "insecure", false, "plaintext gRPC and raft, no certificates: anyone who reaches a port is trusted (development only)")
 
 	root.AddGroup(
 		&cobra.Group{ID: "admin", Title: "Admin commands (gRPC to a coordinator):"},

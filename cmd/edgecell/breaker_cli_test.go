@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
@@ -34,7 +33,7 @@ func TestBreakerAndHealthVerbsAgainstARealCluster(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	addr := c.CoordinatorAddrs()[1] // a follower or the leader: either must work
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.ClientCreds("edge-us-east")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +45,7 @@ func TestBreakerAndHealthVerbsAgainstARealCluster(t *testing.T) {
 		t.Fatalf("report outcomes: %v", err)
 	}
 
-	table := cli(t, addr, "", "breakers")
+	table := devCLI(t, c, addr, "", "breakers")
 	if table.code != 0 {
 		t.Fatalf("breakers: %+v", table)
 	}
@@ -55,14 +54,14 @@ func TestBreakerAndHealthVerbsAgainstARealCluster(t *testing.T) {
 		t.Fatalf("breakers should show us-east-1 open, ejected, and why:\n%s", table.out)
 	}
 
-	reset := cli(t, addr, "", "breaker", "reset", "us-east-1")
+	reset := devCLI(t, c, addr, "", "breaker", "reset", "us-east-1")
 	if reset.code != 0 || !strings.Contains(reset.out, "revision") {
 		t.Fatalf("breaker reset: %+v", reset)
 	}
-	if after := lineWith(cli(t, addr, "", "breakers").out, "us-east-1"); !strings.Contains(after, "closed") || strings.Contains(after, "in ") {
+	if after := lineWith(devCLI(t, c, addr, "", "breakers").out, "us-east-1"); !strings.Contains(after, "closed") || strings.Contains(after, "in ") {
 		t.Fatalf("after reset the breaker should show closed and no ejection: %q", after)
 	}
-	js := cli(t, addr, "", "breakers", "-o", "json")
+	js := devCLI(t, c, addr, "", "breakers", "-o", "json")
 	got := &pb.ListBreakersResponse{}
 	if err := protojson.Unmarshal([]byte(js.out), got); err != nil {
 		t.Fatalf("breakers -o json (%v):\n%s", err, js.out)
@@ -72,14 +71,14 @@ func TestBreakerAndHealthVerbsAgainstARealCluster(t *testing.T) {
 			t.Fatalf("after reset: %v", b)
 		}
 	}
-	if bad := cli(t, addr, "", "breaker", "reset", "no-such-endpoint"); bad.code != 1 || !strings.Contains(bad.err, "no-such-endpoint") {
+	if bad := devCLI(t, c, addr, "", "breaker", "reset", "no-such-endpoint"); bad.code != 1 || !strings.Contains(bad.err, "no-such-endpoint") {
 		t.Fatalf("resetting an unknown endpoint: %+v", bad)
 	}
 
 	// cell-2 (us-east-2, eu-west-2) has active health checks: each endpoint
 	// is shown healthy, with the one edge of its region as observer.
 	testutil.Eventually(t, 30*time.Second, func() error {
-		h := cli(t, addr, "", "health")
+		h := devCLI(t, c, addr, "", "health")
 		if h.code != 0 || !strings.HasPrefix(h.out, "ENDPOINT") {
 			t.Fatalf("health: %+v", h)
 		}

@@ -32,7 +32,7 @@ identity. Give each holder ca.pem, its certificate and its key (--cacert,
   edgecell certs issue --dir ./certs --role coordinator --name c1 --host c1.internal
   edgecell certs issue --dir ./certs --role edge --region us-east --name e1
   edgecell certs issue --dir ./certs --role admin --name alice`
-	cmd.AddCommand(a.certsInitCommand(), a.certsIssueCommand())
+	cmd.AddCommand(a.certsInitCommand(), a.certsIssueCommand(), a.certsBootstrapCommand())
 	return cmd
 }
 

@@ -212,3 +212,51 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// Bootstrap creates the CA and each missing pair once; run again it keeps
+// every file as it was.
+func TestCertsBootstrapIsIdempotent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	args := []string{"certs", "bootstrap", "--dir", dir, "coordinator/n1=n1,10.1.2.3", "edge/us-east/edge-use1", "admin/alice"}
+	first := cli(t, "", "", args...)
+	if first.code != 0 {
+		t.Fatalf("certs bootstrap: %+v", first)
+	}
+	wantIDs := map[string]pki.Identity{
+		"n1":        {Role: pki.RoleCoordinator, Name: "n1"},
+		"edge-use1": {Role: pki.RoleEdge, Name: "edge-use1", Region: "us-east"},
+		"alice":     {Role: pki.RoleAdmin, Name: "alice"},
+	}
+	before := map[string][]byte{}
+	for base, id := range wantIDs {
+		f := pki.Dir(dir).Files(base)
+		s, err := pki.NewSource(f, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", base, err)
+		}
+		if s.Identity() != id {
+			t.Errorf("%s holds %s, want %s", base, s.Identity(), id)
+		}
+		wantMode(t, f.Key, 0o600)
+		before[f.Cert] = readFile(t, f.Cert)
+	}
+	before[filepath.Join(dir, pki.CACertFile)] = readFile(t, filepath.Join(dir, pki.CACertFile))
+	if again := cli(t, "", "", args...); again.code != 0 {
+		t.Fatalf("second certs bootstrap: %+v", again)
+	}
+	for path, b := range before {
+		if !bytes.Equal(readFile(t, path), b) {
+			t.Errorf("the second run rewrote %s", path)
+		}
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"edge/edge-use1", `want role/name, or edge/region/name`},
+		{"admin/alice=alice.example", "hosts are for coordinators and edges"},
+		{"wizard/merlin", `unknown role "wizard"`},
+	} {
+		r := cli(t, "", "", "certs", "bootstrap", "--dir", dir, tc.spec)
+		if r.code != 2 || !strings.Contains(r.err, tc.want) {
+			t.Errorf("bootstrap %s: %+v; want exit 2 naming %q", tc.spec, r, tc.want)
+		}
+	}
+}

@@ -19,6 +19,8 @@ import (
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/configfile"
+	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // fakeAdmin is an AdminService that records requests and answers from fields.
@@ -143,7 +145,7 @@ func startFake(t *testing.T) (*fakeAdmin, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.Creds(testSource(t, pki.Identity{Role: pki.RoleCoordinator, Name: "fake"}).ServerCredentials()))
 	pb.RegisterAdminServiceServer(srv, f)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
@@ -155,17 +157,33 @@ type result struct {
 	code     int
 }
 
-// cli runs the binary's main logic in-process against addr.
+// cli runs the binary's main logic in-process against addr, as the test
+// CA's admin.
 func cli(t *testing.T, addr, stdin string, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	getenv := func(k string) string {
-		if k == addrEnv {
-			return addr
-		}
-		return ""
+	return cliWith(t, adminEnv(addr, testFiles(t, testAdmin)), stdin, args...)
+}
+
+// devCLI is cli against a dev cluster, with its admin certificate.
+func devCLI(t *testing.T, c *devcluster.Cluster, addr, stdin string, args ...string) result {
+	t.Helper()
+	f, ok := c.TLSFiles("admin")
+	if !ok {
+		t.Fatal("the dev cluster runs without TLS")
 	}
-	code := run(context.Background(), args, streams{in: strings.NewReader(stdin), out: &out, err: &errb}, getenv)
+	return cliWith(t, adminEnv(addr, f), stdin, args...)
+}
+
+// adminEnv is the environment of an admin of addr holding f.
+func adminEnv(addr string, f pki.Files) map[string]string {
+	return map[string]string{addrEnv: addr, caCertEnv: f.CA, certEnv: f.Cert, keyEnv: f.Key}
+}
+
+// cliWith runs the binary's main logic in-process with the environment env.
+func cliWith(t *testing.T, env map[string]string, stdin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, streams{in: strings.NewReader(stdin), out: &out, err: &errb}, func(k string) string { return env[k] })
 	return result{out.String(), errb.String(), code}
 }
 

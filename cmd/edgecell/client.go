@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -9,9 +10,11 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // admin returns the AdminService client for --addr, dialling on first use. Reads
@@ -20,8 +23,12 @@ import (
 // timed out may have committed.
 func (a *app) admin() (pb.AdminServiceClient, error) {
 	if a.conn == nil {
+		creds, err := a.clientCreds()
+		if err != nil {
+			return nil, err
+		}
 		conn, err := grpc.NewClient(a.addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(creds),
 			grpc.WithChainUnaryInterceptor(retry.UnaryClientInterceptor(
 				retry.WithCodes(codes.Unavailable),
 				retry.WithBackoff(retry.BackoffLinearWithJitter(500*time.Millisecond, 0.2)),
@@ -33,6 +40,34 @@ func (a *app) admin() (pb.AdminServiceClient, error) {
 		a.conn = conn
 	}
 	return pb.NewAdminServiceClient(a.conn), nil
+}
+
+// clientCreds are the admin connection's credentials: mutual TLS with the
+// --cacert, --cert and --key files, accepting only coordinators, or
+// plaintext with --insecure.
+func (a *app) clientCreds() (credentials.TransportCredentials, error) {
+	if a.insecure {
+		return insecure.NewCredentials(), nil
+	}
+	if err := a.tls.Check(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	src, err := pki.NewSource(a.tls, nil)
+	if err != nil {
+		return nil, err
+	}
+	return src.ClientCredentials(pki.RoleCoordinator), nil
+}
+
+// serviceTLS is a service's TLS material, or nil with --insecure.
+func (a *app) serviceTLS(log *slog.Logger) (*pki.Source, error) {
+	if a.insecure {
+		return nil, nil
+	}
+	if err := a.tls.Check(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return pki.NewSource(a.tls, log)
 }
 
 // readRetry makes a read try twice when the first attempt answers UNAVAILABLE.

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
 
@@ -58,7 +58,7 @@ func newCrashCluster(t testing.TB, bin string, names ...string) *crashCluster {
 }
 
 func (c *crashCluster) dial(m *crashMember) {
-	conn, err := grpc.NewClient(m.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(m.grpc, grpc.WithTransportCredentials(testSource(c.t, testAdmin).ClientCredentials(pki.RoleCoordinator)))
 	if err != nil {
 		c.t.Fatal(err)
 	}

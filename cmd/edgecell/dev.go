@@ -23,6 +23,11 @@ to try. Ctrl-C stops it.
 Data lives in a temporary directory unless --data-dir is given; a cluster
 started again on the same --data-dir keeps its routing config.
 
+Every node runs with mutual TLS, as a deployment does: dev creates a CA and a
+certificate per node, plus an admin's and a viewer's, in <data dir>/tls, and
+prints the export lines that point the CLI at the admin's. --insecure runs
+everything in plaintext instead.
+
 Regions are simulated: every connection between two regions (edge to
 coordinator, coordinator to coordinator, edge to backend) is delayed by the
 routing config's latency matrix, times --latency-scale, and follows the config
@@ -37,6 +42,7 @@ as it changes. --simulate-latency=false runs everything at loopback speed.`,
 				return err
 			}
 			opts.Logger = log
+			opts.Insecure = a.insecure
 			if opts.SimulateLatency && !(opts.LatencyScale > 0) {
 				return fmt.Errorf("--latency-scale %v: want a number above 0 (--simulate-latency=false turns the delays off)", opts.LatencyScale)
 			}
@@ -95,6 +101,13 @@ func (a *app) printDevSummary(w io.Writer, c *devcluster.Cluster) {
 		addr = " --addr " + grpc
 	}
 	fmt.Fprintln(w, "\nand the CLI, in another terminal:")
+	if admin, ok := c.TLSFiles("admin"); ok {
+		fmt.Fprintf(w, "  export %s=%s\n", caCertEnv, admin.CA)
+		fmt.Fprintf(w, "  export %s=%s\n", certEnv, admin.Cert)
+		fmt.Fprintf(w, "  export %s=%s\n", keyEnv, admin.Key)
+	} else {
+		addr += " --insecure"
+	}
 	for _, line := range []string{
 		"cluster status", "edges", "get config -o yaml", "cell list",
 		"placement put tenant-9 cell-2", "placement list",

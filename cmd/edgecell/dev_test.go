@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -56,10 +57,28 @@ func TestDevPrintsCommandsThatWork(t *testing.T) {
 	if len(cliLines) != 2 {
 		t.Fatalf("want the cluster status and edges lines, with --addr for free ports:\n%s", summary)
 	}
+	// The CLI works with what the summary exports, and without it is refused.
+	env := map[string]string{}
+	for _, m := range regexp.MustCompile(`export (EDGECELL_\w+)=(\S+)\n`).FindAllStringSubmatch(summary, -1) {
+		env[m[1]] = m[2]
+	}
+	if len(env) != 3 || !strings.HasSuffix(env[certEnv], filepath.Join("tls", "admin.pem")) {
+		t.Fatalf("want export lines for the CA, the admin's certificate and key:\n%s", summary)
+	}
 	for _, m := range cliLines {
-		if r := cli(t, m[1], "", strings.Fields(m[2])...); r.code != 0 || !strings.Contains(r.out, "us-east") {
+		env[addrEnv] = m[1]
+		if r := cliWith(t, env, "", strings.Fields(m[2])...); r.code != 0 || !strings.Contains(r.out, "us-east") {
 			t.Errorf("%s: %+v", strings.TrimSpace(m[0]), r)
 		}
+	}
+
+	plain := cliWith(t, map[string]string{addrEnv: cliLines[0][1]}, "", "cluster", "status")
+	if plain.code != 2 || !strings.Contains(plain.err, "--insecure") {
+		t.Errorf("cluster status without certificates: %+v; want a usage error naming --cacert, --cert, --key and --insecure", plain)
+	}
+	insecure := cliWith(t, map[string]string{addrEnv: cliLines[0][1]}, "", "--insecure", "cluster", "status")
+	if insecure.code == 0 {
+		t.Errorf("a plaintext client of the TLS cluster was served: %+v", insecure)
 	}
 
 	cancel()

@@ -210,6 +210,9 @@ func newProcess(name, bin string, args ...string) *process {
 func (p *process) start(t testing.TB) {
 	t.Helper()
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if p.cmd.Env == nil {
+		p.cmd.Env = processEnv(t, p.cmd.Args[1:])
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
 	}
@@ -236,9 +239,15 @@ func (p *process) kill(t testing.TB) {
 	<-p.done
 }
 
-// cliRun runs the built binary as an admin client of addr.
+// cliRun runs the built binary as an admin client of addr (with the test
+// CA's admin certificate).
 func cliRun(bin, addr string, stdin string, args ...string) (string, error) {
+	admin, err := issueTestFiles(testAdmin)
+	if err != nil {
+		return "", err
+	}
 	cmd := exec.Command(bin, append([]string{"--addr", addr, "--timeout", "5s"}, args...)...)
+	cmd.Env = append(os.Environ(), tlsEnv(admin)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

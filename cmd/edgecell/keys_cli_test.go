@@ -32,13 +32,13 @@ func TestKeyVerbsAndSignedRequestsAgainstARealCluster(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	addr := c.CoordinatorAddrs()[2]
 
-	created := cli(t, addr, "", "key", "create", "--name", "billing", "--cells", "cell-2")
+	created := devCLI(t, c, addr, "", "key", "create", "--name", "billing", "--cells", "cell-2")
 	id := regexp.MustCompile(`key id: (k_[0-9a-f]{16})`).FindStringSubmatch(created.out)
 	secret := regexp.MustCompile(`secret: (sk_\S+)`).FindStringSubmatch(created.out)
 	if created.code != 0 || id == nil || secret == nil {
 		t.Fatalf("key create: %+v", created)
 	}
-	list := cli(t, addr, "", "key", "list")
+	list := devCLI(t, c, addr, "", "key", "list")
 	if list.code != 0 || !strings.Contains(lineWith(list.out, id[1]), "billing") || strings.Contains(list.out, secret[1]) {
 		t.Fatalf("key list should show the key and no secret:\n%+v", list)
 	}
@@ -56,13 +56,13 @@ func TestKeyVerbsAndSignedRequestsAgainstARealCluster(t *testing.T) {
 		t.Fatalf("signed request through the edge: %+v", r)
 	}
 
-	rotated := cli(t, addr, "", "key", "rotate", id[1], "--grace", "1h")
+	rotated := devCLI(t, c, addr, "", "key", "rotate", id[1], "--grace", "1h")
 	newSecret := regexp.MustCompile(`secret: (sk_\S+)`).FindStringSubmatch(rotated.out)
 	if rotated.code != 0 || newSecret == nil || newSecret[1] == secret[1] || !strings.Contains(rotated.out, "previous secret stays valid") {
 		t.Fatalf("key rotate: %+v", rotated)
 	}
 
-	revoked := cli(t, addr, "", "key", "revoke", id[1], "--wait")
+	revoked := devCLI(t, c, addr, "", "key", "revoke", id[1], "--wait")
 	if revoked.code != 0 || !strings.Contains(revoked.out, "every connected edge refuses it") {
 		t.Fatalf("key revoke --wait: %+v", revoked)
 	}
@@ -72,10 +72,10 @@ func TestKeyVerbsAndSignedRequestsAgainstARealCluster(t *testing.T) {
 			t.Fatalf("after revoke --wait: %+v", r)
 		}
 	}
-	if again := cli(t, addr, "", "key", "revoke", id[1]); again.code != 1 || !strings.Contains(again.err, "revoked") {
+	if again := devCLI(t, c, addr, "", "key", "revoke", id[1]); again.code != 1 || !strings.Contains(again.err, "revoked") {
 		t.Fatalf("revoking twice: %+v", again)
 	}
-	if bad := cli(t, addr, "", "key", "create", "--name", "x", "--cells", "no-such-cell"); bad.code != 1 || !strings.Contains(bad.err, "no-such-cell") {
+	if bad := devCLI(t, c, addr, "", "key", "create", "--name", "x", "--cells", "no-such-cell"); bad.code != 1 || !strings.Contains(bad.err, "no-such-cell") {
 		t.Fatalf("a key for an unknown cell: %+v", bad)
 	}
 }

@@ -148,10 +148,9 @@ func TestLoadtestUsage(t *testing.T) {
 		{[]string{"loadtest", "--edges", "us-east=http://127.0.0.1:1", "--mix", "plain=1,jwt=1", "--jwt-key", "k"}, "--jwt-token"},
 		{[]string{"loadtest", "--cluster", "dev", "--mix", "plain=1,bogus=1"}, `unknown request kind "bogus"`},
 	} {
-		out := &syncBuffer{}
-		code := run(context.Background(), tc.args, streams{in: strings.NewReader(""), out: out, err: out}, func(string) string { return "" })
-		if code != 2 || !strings.Contains(out.String(), tc.want) {
-			t.Errorf("%v: exit %d, output %q; want 2 and %q", tc.args, code, out, tc.want)
+		r := cliWith(t, adminEnv("127.0.0.1:1", testFiles(t, testAdmin)), "", tc.args...)
+		if r.code != 2 || !strings.Contains(r.err, tc.want) {
+			t.Errorf("%v: exit %d, output %q; want 2 and %q", tc.args, r.code, r.err, tc.want)
 		}
 	}
 }

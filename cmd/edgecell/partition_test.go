@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
 
@@ -74,11 +74,13 @@ func TestMinorityCutOffNeverAnswersFresh(t *testing.T) {
 		p := newProcess(m.name, bin, "coordinator", "--name", m.name, "--region", "us-east",
 			"--data-dir", data, "--grpc-addr", m.grpc, "--raft-addr", m.raft, "--initial-cluster", strings.Join(initial, ","))
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: m.uid, Gid: m.uid}}
+		p.cmd.Env = append(os.Environ(), tlsEnv(filesFor(t, filepath.Join(dir, m.name+"-tls"), int(m.uid),
+			testFiles(t, pki.Identity{Role: pki.RoleCoordinator, Name: m.name})))...)
 		p.start(t)
 	}
 	clients := map[string]pb.EdgeServiceClient{}
 	for _, m := range members {
-		conn, err := grpc.NewClient(m.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(m.grpc, grpc.WithTransportCredentials(testSource(t, pki.Identity{Role: pki.RoleEdge, Name: "e1", Region: "us-east"}).ClientCredentials(pki.RoleCoordinator)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +142,7 @@ func TestMinorityCutOffNeverAnswersFresh(t *testing.T) {
 	check := func(member, checkID string) (bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 		defer cancel()
-		resp, err := clients[member].CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "test", Checks: []*pb.NonceCheck{{
+		resp, err := clients[member].CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "e1", Checks: []*pb.NonceCheck{{
 			KeyId: "k_1", Nonce: "contested", CheckId: checkID, ExpiresUnixMs: time.Now().Add(5 * time.Minute).UnixMilli(),
 		}}})
 		if err != nil {
@@ -189,4 +191,28 @@ func TestMinorityCutOffNeverAnswersFresh(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// filesFor copies f into dir, owned by uid, for a process running as uid
+// (the key is 0600: only its owner may read it).
+func filesFor(t *testing.T, dir string, uid int, f pki.Files) pki.Files {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(dir, uid, uid)
+	out := pki.Files{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
+	for from, to := range map[string]string{f.CA: out.CA, f.Cert: out.Cert, f.Key: out.Key} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(to, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }

@@ -61,10 +61,17 @@ snapshots live in --data-dir; a restarted coordinator keeps its data.
 including this one) bootstraps a new cluster; give the same value to each of
 them. It is ignored once --data-dir holds raft state, so a restart may repeat
 it. Leave it out for a member that 'edgecell cluster join' will add to a
-running cluster.`,
+running cluster.
+
+Both ports are mutual TLS: --cacert is the cluster CA, --cert and --key this
+member's coordinator certificate (edgecell certs issue --role coordinator
+--name N --host H). The gRPC API admits only certificates from that CA and
+authorizes each call by the caller's role; the raft port admits only other
+coordinators. --insecure serves both in plaintext to anyone.`,
 		Example: `  edgecell coordinator --name n1 --region us-east --data-dir /var/lib/edgecell/n1 \
     --grpc-addr 10.0.0.1:7101 --raft-addr 10.0.0.1:7201 \
-    --initial-cluster n1=10.0.0.1:7201,n2=10.0.0.2:7201,n3=10.0.0.3:7201`,
+    --initial-cluster n1=10.0.0.1:7201,n2=10.0.0.2:7201,n3=10.0.0.3:7201 \
+    --cacert /etc/edgecell/ca.pem --cert /etc/edgecell/n1.pem --key /etc/edgecell/n1-key.pem`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ic, err := coordinator.ParseInitialCluster(initialCluster)
@@ -79,6 +86,10 @@ running cluster.`,
 			cfg.InitialCluster = ic
 			return a.runService(cmd, func(ctx context.Context, log *slog.Logger) (service, error) {
 				cfg.Logger = log
+				var err error
+				if cfg.TLS, err = a.serviceTLS(log); err != nil {
+					return nil, err
+				}
 				return coordinator.Start(ctx, cfg)
 			})
 		},
@@ -106,9 +117,16 @@ func (a *app) edgeCommand() *cobra.Command {
 		Long: `Runs an edge node until SIGINT or SIGTERM. It watches the routing state on
 the coordinators (its own region's first), keeps the last good snapshot in
 --data-dir so that it can start and serve without any coordinator, and proxies
-requests by their X-Routing-Key header.`,
+requests by their X-Routing-Key header.
+
+Coordinator connections are mutual TLS: --cacert is the cluster CA, --cert
+and --key this edge's certificate (edgecell certs issue --role edge --name N
+--region R), whose name and region must be --name and --region. Only servers
+with coordinator certificates from that CA are followed. --insecure talks to
+coordinators run with --insecure, in plaintext.`,
 		Example: `  edgecell edge --name edge-use1 --region us-east --data-dir /var/lib/edgecell/edge \
-    --listen :8080 --coordinators 10.0.0.1:7101,10.0.0.2:7101,10.0.0.3:7101`,
+    --listen :8080 --coordinators 10.0.0.1:7101,10.0.0.2:7101,10.0.0.3:7101 \
+    --cacert /etc/edgecell/ca.pem --cert /etc/edgecell/edge-use1.pem --key /etc/edgecell/edge-use1-key.pem`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, c := range strings.Split(coordinators, ",") {
@@ -121,6 +139,10 @@ requests by their X-Routing-Key header.`,
 			}
 			return a.runService(cmd, func(ctx context.Context, log *slog.Logger) (service, error) {
 				cfg.Logger = log
+				var err error
+				if cfg.TLS, err = a.serviceTLS(log); err != nil {
+					return nil, err
+				}
 				return edgenode.Start(ctx, cfg)
 			})
 		},

@@ -84,6 +84,26 @@ func (c *Cluster) TLSDir() string {
 	return string(c.tls.dir)
 }
 
+// Credentials issues (once) a certificate of the cluster CA for id and
+// returns client credentials presenting it, for harnesses that talk to the
+// coordinators as an identity of their own (the load tool's observer is an
+// edge). With the cluster insecure they are plaintext.
+func (c *Cluster) Credentials(id pki.Identity) (credentials.TransportCredentials, error) {
+	if c.tls == nil {
+		return insecure.NewCredentials(), nil
+	}
+	base := string(id.Role) + "-" + id.Name
+	f, err := c.tls.dir.Ensure(c.tls.ca, base, id, nil, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	s, err := pki.NewSource(f, c.log)
+	if err != nil {
+		return nil, err
+	}
+	return s.ClientCredentials(pki.RoleCoordinator), nil
+}
+
 // ClientCreds are credentials for a client of the coordinators holding
 // base's certificate ("admin", "viewer", ...), or plaintext.
 func (c *Cluster) ClientCreds(base string) credentials.TransportCredentials {

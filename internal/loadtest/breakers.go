@@ -12,6 +12,13 @@ import (
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
+// The observer's name and region on the Watch streams (and in its
+// certificate, for a dev cluster).
+const (
+	observerEdge   = "edgecell-loadtest-observer"
+	observerRegion = "loadtest"
+)
+
 // breakerLog checks the invariant "no request routed to an endpoint whose
 // breaker was open at that revision". It follows the coordinators' Watch
 // stream like an edge does, keeping every breaker state change by revision;
@@ -53,7 +60,7 @@ func (l *breakerLog) follow(ctx context.Context) {
 		l.mu.Lock()
 		from := l.rev
 		l.mu.Unlock()
-		stream, err := l.watchers[i%len(l.watchers)].Watch(ctx, &pb.WatchRequest{Edge: "edgecell-loadtest-observer", Region: "loadtest", FromRevision: from})
+		stream, err := l.watchers[i%len(l.watchers)].Watch(ctx, &pb.WatchRequest{Edge: observerEdge, Region: observerRegion, FromRevision: from})
 		if err == nil {
 			for {
 				msg, rerr := stream.Recv()

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"sort"
 	"sync"
 
+	"google.golang.org/grpc"
+
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // Target is the cluster under test.
@@ -116,6 +117,10 @@ func addAuthCell(cfg *pb.RoutingConfig, backends []devcluster.Backend, id, key, 
 	cfg.Placements = append(cfg.Placements, &pb.Placement{Key: key, Cell: id})
 }
 
+// observerIdentity is who the load tool watches the breakers as: an edge
+// of its own, apart from the real ones.
+var observerIdentity = pki.Identity{Role: pki.RoleEdge, Name: observerEdge, Region: observerRegion}
+
 // DevTarget is the Target of a running dev cluster started with DevConfig.
 func DevTarget(c *devcluster.Cluster) (Target, error) {
 	admin, err := c.Admin(c.Members()[0].Name)
@@ -127,8 +132,12 @@ func DevTarget(c *devcluster.Cluster) (Target, error) {
 		ctl = devPartitioner{ctl.(*devController)}
 	}
 	var watchers []pb.EdgeServiceClient
+	creds, err := c.Credentials(observerIdentity)
+	if err != nil {
+		return Target{}, err
+	}
 	for _, addr := range c.CoordinatorAddrs() {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return Target{}, err
 		}

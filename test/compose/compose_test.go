@@ -26,9 +26,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/pki"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
 
@@ -40,6 +40,9 @@ type deployment struct {
 	network string
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn // by address
+	// tls is a copy of the deployment's CA (from its tls volume), which
+	// issues the test's own admin and edge certificates.
+	tls *clientPKI
 }
 
 func repoRoot(t *testing.T) string {
@@ -153,21 +156,32 @@ func up(t *testing.T) *deployment {
 	return d
 }
 
-// conn is a connection to a coordinator's gRPC port at its current address.
+// conn is an admin's connection to a coordinator's gRPC port at its
+// current address.
 func (d *deployment) conn(member string) *grpc.ClientConn {
+	d.t.Helper()
+	return d.connAs(member, pki.Identity{Role: pki.RoleAdmin, Name: "compose-test"})
+}
+
+// connAs is conn presenting a certificate for id.
+func (d *deployment) connAs(member string, id pki.Identity) *grpc.ClientConn {
 	d.t.Helper()
 	addr := d.addr(member, 7101)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if c, ok := d.conns[addr]; ok {
+	key := addr + " " + id.String()
+	if c, ok := d.conns[key]; ok {
 		return c
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if d.tls == nil {
+		d.tls = copyPKI(d.t, d.container("certs"))
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(d.tls.creds(d.t, id)))
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	d.t.Cleanup(func() { c.Close() })
-	d.conns[addr] = c
+	d.conns[key] = c
 	return c
 }
 
@@ -283,7 +297,7 @@ func (d *deployment) put(via, key string) error {
 func (d *deployment) checkNonce(via, nonce, checkID string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	resp, err := pb.NewEdgeServiceClient(d.conn(via)).CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "fault-test", Checks: []*pb.NonceCheck{{
+	resp, err := pb.NewEdgeServiceClient(d.connAs(via, pki.Identity{Role: pki.RoleEdge, Name: "fault-test", Region: "us-east"})).CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "fault-test", Checks: []*pb.NonceCheck{{
 		KeyId: "k_fault", Nonce: nonce, CheckId: checkID, ExpiresUnixMs: time.Now().Add(5 * time.Minute).UnixMilli(),
 	}}})
 	if err != nil {

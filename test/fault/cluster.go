@@ -17,10 +17,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/freeport"
+	"github.com/edgecell/edgecell/internal/pki"
 )
 
 // Regions of the cluster: one coordinator and one edge in each.
@@ -55,6 +55,7 @@ type Cluster struct {
 	members []*member
 	edges   []*edge
 	net     *netCutter // nil when partitions are unavailable (not root, no iptables)
+	pki     *clusterPKI
 
 	keyID, secret string
 
@@ -75,6 +76,14 @@ const uidBase = 62001
 func startCluster(ctx context.Context, dir, bin string, rec *recorder, cut *netCutter, logf func(string, ...any)) (*Cluster, error) {
 	c := &Cluster{dir: dir, rec: rec, logf: logf, net: cut, live: map[string][]Interval{}, liveSince: map[string]time.Duration{}, ports: map[string]bool{}}
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.pki, err = newClusterPKI(dir); err != nil {
+		return nil, err
+	}
+	creds, err := c.pki.adminCreds()
+	if err != nil {
 		return nil, err
 	}
 	var initial []string
@@ -108,17 +117,20 @@ func startCluster(ctx context.Context, dir, bin string, rec *recorder, cut *netC
 		}
 		m.args = append([]string{"coordinator", "--name", m.name, "--region", m.region, "--data-dir", data,
 			"--grpc-addr", m.grpcAddr, "--raft-addr", m.raftAddr, "--initial-cluster", strings.Join(initial, ",")}, coordinatorArgs...)
+		if m.env, err = c.pki.env(pki.Identity{Role: pki.RoleCoordinator, Name: m.name}, m.uid); err != nil {
+			return nil, err
+		}
 		if err := m.start(); err != nil {
 			return nil, err
 		}
-		conn, err := grpc.NewClient(m.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		conn, err := grpc.NewClient(m.grpcAddr, grpc.WithTransportCredentials(creds),
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second}))
 		if err != nil {
 			return nil, err
 		}
 		m.conn, m.admin = conn, pb.NewAdminServiceClient(conn)
 	}
-	err := poll(ctx, 60*time.Second, func() error {
+	err = poll(ctx, 60*time.Second, func() error {
 		st, err := c.status(ctx, c.members[0])
 		if err != nil {
 			return err
@@ -174,6 +186,9 @@ func (c *Cluster) startEdges(ctx context.Context, bin string) error {
 				"--listen", listen, "--admin-listen", admin, "--coordinators", strings.Join(coords, ",")}},
 			region: region, url: "http://" + listen, adminURL: "http://" + admin,
 			client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}}}
+		if e.env, err = c.pki.env(pki.Identity{Role: pki.RoleEdge, Name: name, Region: region}, 0); err != nil {
+			return err
+		}
 		c.edges = append(c.edges, e)
 		if err := e.start(); err != nil {
 			return err

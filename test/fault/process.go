@@ -18,7 +18,8 @@ type proc struct {
 	name    string
 	bin     string
 	args    []string
-	uid     int // 0: run as the test's own user
+	env     []string // added to the harness's environment
+	uid     int      // 0: run as the test's own user
 	logPath string
 
 	mu       sync.Mutex
@@ -49,6 +50,7 @@ func (p *proc) start() error {
 	fmt.Fprintf(log, "==== fault harness: start #%d of %s at %s\n", p.starts, p.name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), p.env...)
 	if p.uid != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(p.uid), Gid: uint32(p.uid)}}
 	}

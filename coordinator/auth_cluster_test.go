@@ -25,6 +25,7 @@ func TestNonceRaceAcrossMembersHasOneWinner(t *testing.T) {
 	tc := newCluster(t, 3)
 	tc.waitRegistered()
 	ctx := ctxT(t)
+	key := tc.createKey()
 	names := []string{}
 	for name := range tc.members {
 		names = append(names, name)
@@ -38,7 +39,7 @@ func TestNonceRaceAcrossMembersHasOneWinner(t *testing.T) {
 		wg.Go(func() {
 			id := fmt.Sprintf("edge-%d/1", i)
 			resp, err := tc.edge(names[i%len(names)], fmt.Sprintf("edge-%d", i), "us-east").CheckNonces(ctx, &pb.CheckNoncesRequest{
-				Edge: fmt.Sprintf("edge-%d", i), Checks: []*pb.NonceCheck{nonceCheck("k_1", "the-nonce", id)},
+				Edge: fmt.Sprintf("edge-%d", i), Checks: []*pb.NonceCheck{nonceCheck(key, "the-nonce", id)},
 			})
 			if err != nil {
 				t.Errorf("edge %d: %v", i, err)
@@ -56,11 +57,11 @@ func TestNonceRaceAcrossMembersHasOneWinner(t *testing.T) {
 	}
 	id := winner.Load().(string)
 	edge0 := tc.edge(names[0], "edge-0", "us-east")
-	resp, err := edge0.CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "edge-0", Checks: []*pb.NonceCheck{nonceCheck("k_1", "the-nonce", id)}})
+	resp, err := edge0.CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "edge-0", Checks: []*pb.NonceCheck{nonceCheck(key, "the-nonce", id)}})
 	if err != nil || !resp.GetFresh()[0] {
 		t.Fatalf("the winning check retried: %v %v; want fresh again", resp, err)
 	}
-	if _, err := edge0.CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "edge-0", Checks: []*pb.NonceCheck{{KeyId: "k", Nonce: "n"}}}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "check_id") {
+	if _, err := edge0.CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "edge-0", Checks: []*pb.NonceCheck{{KeyId: key, Nonce: "n"}}}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "check_id") {
 		t.Fatalf("a check without check_id: %v", err)
 	}
 }
@@ -72,6 +73,7 @@ func TestNonceHistoryThroughLeaderFailover(t *testing.T) {
 	tc := newCluster(t, 3)
 	tc.waitRegistered()
 	ctx := ctxT(t)
+	key := tc.createKey()
 	const workers, perWorker, nonces = 12, 60, 200
 	type answer struct {
 		checkID string
@@ -102,7 +104,7 @@ func TestNonceHistoryThroughLeaderFailover(t *testing.T) {
 					// kill interrupts forwarded checks, not the client's own link.
 					member := survivors[(w+attempt)%len(survivors)]
 					cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-					resp, err := member.CheckNonces(cctx, &pb.CheckNoncesRequest{Edge: "edge-1", Checks: []*pb.NonceCheck{nonceCheck("k_1", nonce, id)}})
+					resp, err := member.CheckNonces(cctx, &pb.CheckNoncesRequest{Edge: "edge-1", Checks: []*pb.NonceCheck{nonceCheck(key, nonce, id)}})
 					cancel()
 					if err == nil {
 						mu.Lock()
@@ -190,4 +192,15 @@ func TestKeyAdminRPCs(t *testing.T) {
 	if _, err := admin.CreateKey(ctx, &pb.CreateKeyRequest{}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("a key without a name: %v", err)
 	}
+}
+
+// createKey creates an API key (nonce checks are taken only for keys that
+// exist) and returns its id.
+func (tc *testCluster) createKey() string {
+	tc.t.Helper()
+	resp, err := tc.admin(tc.waitLeader()).CreateKey(ctxT(tc.t), &pb.CreateKeyRequest{Name: "test"})
+	if err != nil {
+		tc.t.Fatalf("create key: %v", err)
+	}
+	return resp.GetKey().GetId()
 }

@@ -36,6 +36,7 @@ func benchNonces(b *testing.B, via string, clients, perCall int) {
 	tc := newCluster(b, 3)
 	tc.waitRegistered()
 	leader := tc.waitLeader()
+	key := tc.createKey()
 	var targets []pb.EdgeServiceClient
 	for name := range tc.members {
 		if (via == "leader") == (name == leader) {
@@ -63,7 +64,7 @@ func benchNonces(b *testing.B, via string, clients, perCall int) {
 				req := &pb.CheckNoncesRequest{Edge: "bench"}
 				for i := first; i <= min(last, int64(b.N)); i++ {
 					req.Checks = append(req.Checks, &pb.NonceCheck{
-						KeyId: "k_bench", Nonce: fmt.Sprintf("n%d", i), CheckId: fmt.Sprintf("c%d", i), ExpiresUnixMs: expires,
+						KeyId: key, Nonce: fmt.Sprintf("n%d", i), CheckId: fmt.Sprintf("c%d", i), ExpiresUnixMs: expires,
 					})
 				}
 				t0 := time.Now()

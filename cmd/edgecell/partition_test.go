@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -106,6 +107,14 @@ func TestMinorityCutOffNeverAnswersFresh(t *testing.T) {
 		}
 		return nil
 	})
+	created, err := cliRun(bin, members[0].grpc, "", "key", "create", "--name", "partition-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := regexp.MustCompile(`key id: (k_[0-9a-f]+)`).FindStringSubmatch(created)
+	if keyID == nil {
+		t.Fatalf("key create printed no key id:\n%s", created)
+	}
 	var cut *member
 	var majority []*member
 	for _, m := range members {
@@ -143,7 +152,7 @@ func TestMinorityCutOffNeverAnswersFresh(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 		defer cancel()
 		resp, err := clients[member].CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "e1", Checks: []*pb.NonceCheck{{
-			KeyId: "k_1", Nonce: "contested", CheckId: checkID, ExpiresUnixMs: time.Now().Add(5 * time.Minute).UnixMilli(),
+			KeyId: keyID[1], Nonce: "contested", CheckId: checkID, ExpiresUnixMs: time.Now().Add(5 * time.Minute).UnixMilli(),
 		}}})
 		if err != nil {
 			return false, err

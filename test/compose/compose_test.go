@@ -40,6 +40,8 @@ type deployment struct {
 	network string
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn // by address
+	// keyID is the API key the nonce checks name.
+	keyID string
 	// tls is a copy of the deployment's CA (from its tls volume), which
 	// issues the test's own admin and edge certificates.
 	tls *clientPKI
@@ -294,11 +296,24 @@ func (d *deployment) put(via, key string) error {
 	return err
 }
 
+// createKey creates the API key the test checks nonces of (the
+// coordinators take nonce checks only for keys that exist).
+func (d *deployment) createKey(via string) string {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := d.admin(via).CreateKey(ctx, &pb.CreateKeyRequest{Name: "compose-test"})
+	if err != nil {
+		d.t.Fatalf("create key: %v", err)
+	}
+	return resp.GetKey().GetId()
+}
+
 func (d *deployment) checkNonce(via, nonce, checkID string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	resp, err := pb.NewEdgeServiceClient(d.connAs(via, pki.Identity{Role: pki.RoleEdge, Name: "fault-test", Region: "us-east"})).CheckNonces(ctx, &pb.CheckNoncesRequest{Edge: "fault-test", Checks: []*pb.NonceCheck{{
-		KeyId: "k_fault", Nonce: nonce, CheckId: checkID, ExpiresUnixMs: time.Now().Add(5 * time.Minute).UnixMilli(),
+		KeyId: d.keyID, Nonce: nonce, CheckId: checkID, ExpiresUnixMs: time.Now().Add(5 * time.Minute).UnixMilli(),
 	}}})
 	if err != nil {
 		return false, err
@@ -320,6 +335,7 @@ func TestComposeLeaderCutOffAndMemberKilled(t *testing.T) {
 		_, err := d.admin("n1").GetPlacement(ctx, &pb.GetPlacementRequest{Key: "tenant-1"})
 		return err // apply-config has run
 	})
+	d.keyID = d.createKey(leader)
 	for _, e := range []string{"edge-us-east", "edge-eu-west", "edge-ap-south"} {
 		url := "http://" + d.addr(e, 8080) + "/hello"
 		testutil.Eventually(t, 60*time.Second, func() error {

@@ -18,17 +18,23 @@ import (
 // Keys are ordinary replicated objects: stamped, published to watchers
 // (with their secrets: edges verify signatures), listed without secrets.
 // Nonces are not published: a check is answered to its caller only, and
-// does not move the revision. Each nonce is kept until its expiry plus
-// NonceExpiryMargin, then reaped by the leader's Tick.
+// does not move the revision. Each nonce is kept past its expiry for the
+// clock skew allowed (see nonceKeepUntil), then reaped by the leader's Tick.
 
 const (
-	// NonceExpiryMargin is added to every nonce's expiry, so that edges
-	// whose clocks run ahead of the leader's by up to this much still find
-	// a nonce stored for as long as they would accept its timestamp.
+	// NonceExpiryMargin is the clock skew allowed between any edge and the
+	// coordinator that leads when a nonce is stored or reaped. An edge
+	// behind by up to this much still accepts a request after its expiry
+	// has passed on the leader's clock; one ahead by up to this much may
+	// ask for an expiry this much further out.
 	NonceExpiryMargin = time.Minute
-	// MaxNonceLifetime caps how far past the leader's clock a check may ask
-	// for its nonce to be kept.
-	MaxNonceLifetime = time.Hour
+	// MaxNonceLifetime caps how far past the leader's clock a check's
+	// expiry may be. An edge accepts a timestamp up to the cell's window
+	// ahead of its clock and asks for the nonce to be kept until the
+	// timestamp plus the window, so the furthest expiry an edge within
+	// NonceExpiryMargin of the leader asks for is twice the largest
+	// window plus the margin; the cap never shortens that one.
+	MaxNonceLifetime = 2*policy.MaxTimestampWindow + NonceExpiryMargin
 	// MaxReapPerTick bounds the nonces one Tick deletes, so that a tick's
 	// apply stays short; the next tick takes the rest.
 	MaxReapPerTick = 50_000
@@ -37,6 +43,23 @@ const (
 	// MaxRotationGrace bounds how long rotated-out secrets stay valid.
 	MaxRotationGrace = 7 * 24 * time.Hour
 )
+
+// wholeSecond is the part of a second after an expiry during which an edge
+// still accepts the request: it compares timestamps in whole seconds
+// (hmacsig.CheckTimestamp), so a request whose window ends at second s,
+// the expiry the edge sends, is accepted until s+1.
+const wholeSecond = time.Second
+
+// nonceKeepUntil is the expiry stored for a check asking for expires (unix
+// ms) on a leader whose clock reads now: expires as the edge asked, at
+// least now and at most now+MaxNonceLifetime, plus the second the edge
+// still accepts it and NonceExpiryMargin for edges whose clocks run behind
+// the leader's. So while any edge within the margin of the leader's clock
+// could accept the request, its nonce is stored.
+func nonceKeepUntil(expires int64, now time.Time) int64 {
+	capped := min(max(expires, now.UnixMilli()), now.Add(MaxNonceLifetime).UnixMilli())
+	return capped + (wholeSecond + NonceExpiryMargin).Milliseconds()
+}
 
 // nonceEntry is a stored nonce: who stored it, until when.
 type nonceEntry struct {
@@ -195,8 +218,6 @@ func (tx *txn) checkNonces(op *pb.CheckNoncesOp) ([]*pb.Event, *pb.CommandError)
 			return nil, invalid(fmt.Sprintf("checks[%d].check_id", i), "check_id is required: it makes retries safe")
 		}
 	}
-	now := tx.now.UnixMilli()
-	limit := tx.now.Add(MaxNonceLifetime).UnixMilli()
 	tx.fresh = make([]bool, len(op.GetChecks()))
 	for i, c := range op.GetChecks() {
 		nk := nonceKey(c.GetKeyId(), c.GetNonce())
@@ -205,7 +226,7 @@ func (tx *txn) checkNonces(op *pb.CheckNoncesOp) ([]*pb.Event, *pb.CommandError)
 			tx.fresh[i] = cur.checkID == c.GetCheckId()
 			continue
 		}
-		exp := min(max(c.GetExpiresUnixMs(), now), limit) + NonceExpiryMargin.Milliseconds()
+		exp := nonceKeepUntil(c.GetExpiresUnixMs(), tx.now)
 		tx.t.nonces.Set(nk, nonceEntry{expires: exp, checkID: c.GetCheckId()})
 		tx.t.nonceExpiry.Set(expiryKey(exp, nk), struct{}{})
 		tx.fresh[i] = true

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/hmacsig"
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 func createKeyCmd(id, name, secret string, cells ...string) *pb.Command {
@@ -29,6 +31,18 @@ func nonceCmd(checks ...*pb.NonceCheck) *pb.Command {
 
 func check(key, nonce, id string, expires time.Duration) *pb.NonceCheck {
 	return &pb.NonceCheck{KeyId: key, Nonce: nonce, CheckId: id, ExpiresUnixMs: t0.Add(expires).UnixMilli()}
+}
+
+// withKeys returns a store holding baseConfig (revision 1) and the keys
+// ids, created at revisions 2, 3, ...: the next free index is 2+len(ids).
+func withKeys(t testing.TB, ids ...string) *Store {
+	t.Helper()
+	s := New()
+	mustChange(t, s, 1, applyConfigCmd(baseConfig()))
+	for i, id := range ids {
+		mustChange(t, s, uint64(2+i), at(0, createKeyCmd(id, "key "+id, "secret-"+id)))
+	}
+	return s
 }
 
 func keyOf(t *testing.T, s *Store, id string) *pb.ApiKey {
@@ -120,9 +134,8 @@ func TestKeyRefusals(t *testing.T) {
 // A nonce is fresh exactly once per (key, nonce), and for every retry of
 // the check that stored it; checks move no revision and emit nothing.
 func TestNonceCheckAndStore(t *testing.T) {
-	s := New()
-	mustChange(t, s, 1, applyConfigCmd(baseConfig()))
-	res := mustQuiet(t, s, 2, at(0, nonceCmd(
+	s := withKeys(t, "k_1", "k_2")
+	res := mustQuiet(t, s, 4, at(0, nonceCmd(
 		check("k_1", "n1", "e1/1", 5*time.Minute),
 		check("k_1", "n1", "e2/1", 5*time.Minute), // same nonce, other check: a replay
 		check("k_2", "n1", "e1/2", 5*time.Minute), // same nonce, other key: fresh
@@ -130,7 +143,7 @@ func TestNonceCheckAndStore(t *testing.T) {
 	if want := []bool{true, false, true}; !slices.Equal(res.GetFresh(), want) {
 		t.Fatalf("fresh %v, want %v", res.GetFresh(), want)
 	}
-	res = mustQuiet(t, s, 3, at(time.Second, nonceCmd(
+	res = mustQuiet(t, s, 5, at(time.Second, nonceCmd(
 		check("k_1", "n1", "e1/1", 5*time.Minute), // the first check retried: same answer
 		check("k_1", "n1", "e3/1", 5*time.Minute),
 		check("k_2", "n1", "e1/2", 5*time.Minute),
@@ -142,16 +155,16 @@ func TestNonceCheckAndStore(t *testing.T) {
 		t.Fatalf("%d nonces stored, want 2", s.Nonces())
 	}
 
-	// Kept until expiry plus the margin, then reaped by a tick.
+	// Kept through the expiry's second plus the margin, then reaped by a tick.
 	d, ok := s.NextDeadline()
-	if want := t0.Add(5*time.Minute + NonceExpiryMargin); !ok || !d.Equal(want) {
+	if want := t0.Add(5*time.Minute + time.Second + NonceExpiryMargin); !ok || !d.Equal(want) {
 		t.Fatalf("next deadline %v %v, want %v", d, ok, want)
 	}
-	mustQuiet(t, s, 4, at(5*time.Minute, tickCmd()))
+	mustQuiet(t, s, 6, at(5*time.Minute+NonceExpiryMargin, tickCmd()))
 	if s.Nonces() != 2 {
 		t.Fatal("reaped before the margin passed")
 	}
-	mustQuiet(t, s, 5, at(5*time.Minute+NonceExpiryMargin, tickCmd()))
+	mustQuiet(t, s, 7, at(5*time.Minute+time.Second+NonceExpiryMargin, tickCmd()))
 	if s.Nonces() != 0 {
 		t.Fatalf("%d nonces left after their expiry", s.Nonces())
 	}
@@ -162,11 +175,12 @@ func TestNonceCheckAndStore(t *testing.T) {
 
 // An expiry far in the future is capped; one in the past is kept for the margin.
 func TestNonceExpiryBounds(t *testing.T) {
-	s := New()
-	mustQuiet(t, s, 1, at(0, nonceCmd(check("k", "far", "1", 48*time.Hour), check("k", "past", "2", -time.Hour))))
+	s := withKeys(t, "k")
+	mustQuiet(t, s, 4, at(0, nonceCmd(check("k", "far", "1", 48*time.Hour), check("k", "past", "2", -time.Hour))))
+	keep := time.Second + NonceExpiryMargin
 	if got := s.Freeze().v.nonceRecords(); len(got) != 2 ||
-		got[0].GetExpiresUnixMs() != t0.Add(MaxNonceLifetime+NonceExpiryMargin).UnixMilli() ||
-		got[1].GetExpiresUnixMs() != t0.Add(NonceExpiryMargin).UnixMilli() {
+		got[0].GetExpiresUnixMs() != t0.Add(MaxNonceLifetime+keep).UnixMilli() ||
+		got[1].GetExpiresUnixMs() != t0.Add(keep).UnixMilli() {
 		t.Fatalf("records %v", got)
 	}
 }
@@ -192,7 +206,7 @@ func TestSnapshotCarriesKeysAndNonces(t *testing.T) {
 	if want := []bool{true, false}; !slices.Equal(res.GetFresh(), want) {
 		t.Fatalf("after restore: fresh %v, want %v", res.GetFresh(), want)
 	}
-	if d, _ := r.NextDeadline(); !d.Equal(t0.Add(time.Minute + NonceExpiryMargin)) {
+	if d, _ := r.NextDeadline(); !d.Equal(t0.Add(time.Minute + time.Second + NonceExpiryMargin)) {
 		t.Fatalf("restored deadline %v", d)
 	}
 }
@@ -256,4 +270,90 @@ func BenchmarkCheckNonces(b *testing.B) {
 		idx++
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(len(cmds)*256), "ns/check")
+}
+
+// A nonce is kept while any edge whose clock is within NonceExpiryMargin of
+// the leader's would still accept its request, with the largest window
+// (3,600 s) and a request stamped as far ahead as an edge accepts: the edge
+// asks for the nonce until the stamp plus the window, two windows away.
+// The old cap, an hour past the leader's clock plus the margin, reaped such
+// a nonce an hour early, and any nonce a second early for an edge behind by
+// the margin. Replays are sent to every edge that would accept them.
+func TestNonceOutlivesEveryEdgeThatAcceptsItsRequest(t *testing.T) {
+	const window = policy.MaxTimestampWindow
+	margin := NonceExpiryMargin
+	offsets := []time.Duration{-margin, 0, margin} // edges' clocks, relative to the leader's
+	accepts := func(ts int64, leader time.Time, offset time.Duration) bool {
+		return hmacsig.CheckTimestamp(ts, leader.Add(offset), window) == nil
+	}
+	for _, tc := range []struct {
+		name    string
+		checker time.Duration // clock of the edge that checks first, relative to the leader's
+		ahead   time.Duration // how far ahead of that edge's clock the request is stamped
+	}{
+		{"stamped a window ahead by an edge ahead by the margin", margin, window},
+		{"stamped a window ahead", 0, window},
+		{"stamped now", 0, 0},
+		{"stamped a window behind by an edge behind by the margin", -margin, -window},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := withKeys(t, "k_1")
+			idx := uint64(3)
+			next := func() uint64 { idx++; return idx }
+			ts := t0.Add(tc.checker + tc.ahead).Unix()
+			if !accepts(ts, t0, tc.checker) {
+				t.Fatalf("the first edge refuses the timestamp %d at %v", ts, t0)
+			}
+			expires := (ts + int64(window/time.Second)) * 1000 // what edgenode/proxy asks for
+			first := &pb.NonceCheck{KeyId: "k_1", Nonce: "n1", CheckId: "edge-a/1", ExpiresUnixMs: expires}
+			if res := mustQuiet(t, s, next(), at(0, nonceCmd(first))); !res.GetFresh()[0] {
+				t.Fatal("the first use was not fresh")
+			}
+			// The last instant any edge accepts the request: an edge behind by
+			// the margin reads its clock in whole seconds.
+			last := time.Unix(ts+int64(window/time.Second)+1, 0).Add(margin - time.Millisecond)
+			oldReap := t0.Add(time.Hour + margin)
+			for _, when := range []time.Time{oldReap, time.UnixMilli(expires), last} {
+				if when.Before(t0) || when.After(last) {
+					continue
+				}
+				mustQuiet(t, s, next(), at(when.Sub(t0), tickCmd()))
+				replayed := 0
+				for i, o := range offsets {
+					if !accepts(ts, when, o) {
+						continue
+					}
+					replayed++
+					replay := &pb.NonceCheck{KeyId: "k_1", Nonce: "n1", CheckId: fmt.Sprintf("edge-%d/1", i), ExpiresUnixMs: expires}
+					if res := mustQuiet(t, s, next(), at(when.Sub(t0), nonceCmd(replay))); res.GetFresh()[0] {
+						t.Fatalf("replayed %v after the first use (%v after the old reap time) to an edge %v off the leader's clock: fresh",
+							when.Sub(t0), when.Sub(oldReap), o)
+					}
+				}
+				if when.Equal(last) && replayed == 0 {
+					t.Fatal("no edge accepts the request at the last instant: the test checks nothing there")
+				}
+			}
+			// Once no edge accepts the request, the nonce goes (but never
+			// before the margin past its check: the edge may be behind).
+			after := last.Add(time.Millisecond)
+			for _, o := range offsets {
+				if accepts(ts, after, o) {
+					t.Fatalf("an edge %v off still accepts the request %v after the first use", o, after.Sub(t0))
+				}
+			}
+			after = later(after, t0.Add(time.Second+margin))
+			mustQuiet(t, s, next(), at(after.Sub(t0), tickCmd()))
+			if s.Nonces() != 0 {
+				t.Fatalf("%d nonces kept after every edge stopped accepting the request", s.Nonces())
+			}
+		})
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/btree"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/hmacsig"
 	"github.com/edgecell/edgecell/internal/policy"
 )
 
@@ -20,6 +21,11 @@ import (
 // Nonces are not published: a check is answered to its caller only, and
 // does not move the revision. Each nonce is kept past its expiry for the
 // clock skew allowed (see nonceKeepUntil), then reaped by the leader's Tick.
+//
+// Only nonces of existing, non-revoked keys are stored: a check naming
+// another key is answered "not fresh" and stores nothing, whatever the
+// leader's server checked before proposing it (the key may have been
+// revoked since).
 
 const (
 	// NonceExpiryMargin is the clock skew allowed between any edge and the
@@ -40,6 +46,12 @@ const (
 	MaxReapPerTick = 50_000
 	// MaxKeyNameLen bounds a key's name.
 	MaxKeyNameLen = 128
+	// MaxKeyIDLen bounds the key id a nonce check names (the coordinator
+	// draws 18-character ids).
+	MaxKeyIDLen = 128
+	// MaxCheckIDLen bounds a nonce check's check_id, which is stored with
+	// the nonce (an edge's ids are "<edge>/<boot id>/<counter>").
+	MaxCheckIDLen = 256
 	// MaxRotationGrace bounds how long rotated-out secrets stay valid.
 	MaxRotationGrace = 7 * 24 * time.Hour
 )
@@ -205,21 +217,57 @@ func (tx *txn) rotateKey(op *pb.RotateKeyOp) ([]*pb.Event, *pb.CommandError) {
 	return []*pb.Event{{Kind: &pb.Event_PutKey{PutKey: cloneKey(k)}}}, nil
 }
 
-// checkNonces answers each check in order; it changes no revision and emits
-// nothing. A check is refused as a whole only for malformed input.
-func (tx *txn) checkNonces(op *pb.CheckNoncesOp) ([]*pb.Event, *pb.CommandError) {
-	for i, c := range op.GetChecks() {
+// ValidateNonceChecks checks the syntax of nonce checks: each names a key id
+// of at most MaxKeyIDLen bytes, a nonce the edge would accept
+// (hmacsig.ValidNonce: 1 to hmacsig.MaxNonceLen characters of A-Z a-z 0-9
+// . _ -) and a check id of at most MaxCheckIDLen bytes. The refusal is
+// INVALID_ARGUMENT naming checks[i] and the field. An edge never sends a
+// check that fails it, so the leader refuses a whole call that does, and
+// apply refuses a whole CheckNoncesOp.
+func ValidateNonceChecks(checks []*pb.NonceCheck) *pb.CommandError {
+	for i, c := range checks {
 		switch {
 		case c.GetKeyId() == "":
-			return nil, invalid(fmt.Sprintf("checks[%d].key_id", i), "key_id is required")
+			return invalid(fmt.Sprintf("checks[%d].key_id", i), "key_id is required")
+		case len(c.GetKeyId()) > MaxKeyIDLen:
+			return invalid(fmt.Sprintf("checks[%d].key_id", i), "key_id is %d bytes; at most %d", len(c.GetKeyId()), MaxKeyIDLen)
 		case c.GetNonce() == "":
-			return nil, invalid(fmt.Sprintf("checks[%d].nonce", i), "nonce is required")
+			return invalid(fmt.Sprintf("checks[%d].nonce", i), "nonce is required")
+		case !hmacsig.ValidNonce([]byte(c.GetNonce())):
+			return invalid(fmt.Sprintf("checks[%d].nonce", i), "nonce %q is not a valid %s: want 1 to %d characters of A-Z a-z 0-9 . _ -",
+				clipped(c.GetNonce()), hmacsig.HeaderNonce, hmacsig.MaxNonceLen)
 		case c.GetCheckId() == "":
-			return nil, invalid(fmt.Sprintf("checks[%d].check_id", i), "check_id is required: it makes retries safe")
+			return invalid(fmt.Sprintf("checks[%d].check_id", i), "check_id is required: it makes retries safe")
+		case len(c.GetCheckId()) > MaxCheckIDLen:
+			return invalid(fmt.Sprintf("checks[%d].check_id", i), "check_id is %d bytes; at most %d", len(c.GetCheckId()), MaxCheckIDLen)
 		}
+	}
+	return nil
+}
+
+// clipped shortens a value quoted in a refusal: it came from the caller.
+func clipped(v string) string {
+	const max = 40
+	if len(v) > max {
+		return v[:max] + "..."
+	}
+	return v
+}
+
+// checkNonces answers each check in order; it changes no revision and emits
+// nothing. A check is refused as a whole only for malformed input
+// (ValidateNonceChecks). A check naming an unknown or revoked key is
+// answered "not fresh" and stores nothing: the batch holds other edges'
+// checks, which must not fail with it.
+func (tx *txn) checkNonces(op *pb.CheckNoncesOp) ([]*pb.Event, *pb.CommandError) {
+	if e := ValidateNonceChecks(op.GetChecks()); e != nil {
+		return nil, e
 	}
 	tx.fresh = make([]bool, len(op.GetChecks()))
 	for i, c := range op.GetChecks() {
+		if k, ok := tx.t.keys.Get(c.GetKeyId()); !ok || k.GetRevoked() {
+			continue
+		}
 		nk := nonceKey(c.GetKeyId(), c.GetNonce())
 		if cur, ok := tx.t.nonces.Get(nk); ok {
 			// Stored before: fresh only for the check that stored it.
@@ -274,6 +322,57 @@ func earliestExpiry(index *btree.Map[string, struct{}]) (time.Time, bool) {
 
 // Nonces is how many nonces are stored.
 func (s *Store) Nonces() int { return s.cur.Load().t.nonces.Len() }
+
+// KeyNonces is how many nonces are stored for the key keyID, in
+// O(log² n) for n nonces stored; see Frozen.KeyNonces.
+func (s *Store) KeyNonces(keyID string) int { return s.cur.Load().t.keyNonces(keyID) }
+
+// The reads below let the leader admit nonce checks before it proposes
+// them, all from one revision.
+
+// Nonces is how many nonces are stored.
+func (f Frozen) Nonces() int { return f.v.t.nonces.Len() }
+
+// KeyNonces is how many nonces are stored for the key keyID. It is derived
+// from the nonce index itself (a counted B-tree ordered by key id first),
+// so it cannot drift from it through apply, reaping or a snapshot restore;
+// it costs O(log² n) for n nonces stored.
+func (f Frozen) KeyNonces(keyID string) int { return f.v.t.keyNonces(keyID) }
+
+// NonceStored reports whether (keyID, nonce) is stored.
+func (f Frozen) NonceStored(keyID, nonce string) bool {
+	_, ok := f.v.t.nonces.Get(nonceKey(keyID, nonce))
+	return ok
+}
+
+// KeyStatus reports whether the key id exists and whether it is revoked.
+func (f Frozen) KeyStatus(id string) (exists, revoked bool) {
+	k, ok := f.v.t.keys.Get(id)
+	return ok, ok && k.GetRevoked()
+}
+
+// keyNonces counts the nonce keys keyID+"\x00"+nonce: the distance between
+// the ranks of keyID+"\x00" and keyID+"\x01". A key id of a stored nonce
+// has no NUL (ids are drawn by the coordinator), so no other key's nonces
+// fall in between.
+func (t tables) keyNonces(keyID string) int {
+	return rank(t.nonces, keyID+"\x01") - rank(t.nonces, keyID+"\x00")
+}
+
+// rank is the number of keys of m below k, by binary search over GetAt
+// (which the counted nodes answer in O(log n)).
+func rank[V any](m *btree.Map[string, V], k string) int {
+	lo, hi := 0, m.Len()
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if key, _, _ := m.GetAt(mid); key < k {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
 
 // Keys returns every API key, by id, with secrets; the caller owns them.
 func (s *Store) Keys() ([]*pb.ApiKey, uint64) {

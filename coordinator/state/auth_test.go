@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +124,12 @@ func TestKeyRefusals(t *testing.T) {
 		{"rotate with a long grace", rotateKeyCmd("k_1", "s", MaxRotationGrace+time.Second), inv, "grace"},
 		{"nonce without check id", nonceCmd(check("k_1", "n", "", time.Minute)), inv, "checks[0].check_id"},
 		{"nonce without nonce", nonceCmd(check("k_1", "n", "c", time.Minute), check("k_1", "", "c2", time.Minute)), inv, "checks[1].nonce"},
+		{"nonce without key", nonceCmd(check("", "n", "c", time.Minute)), inv, "checks[0].key_id"},
+		{"nonce with a space", nonceCmd(check("k_1", "n 1", "c", time.Minute)), inv, "checks[0].nonce"},
+		{"nonce with a NUL", nonceCmd(check("k_1", "n\x00x", "c", time.Minute)), inv, "checks[0].nonce"},
+		{"nonce too long", nonceCmd(check("k_1", strings.Repeat("n", hmacsig.MaxNonceLen+1), "c", time.Minute)), inv, "checks[0].nonce"},
+		{"key id too long", nonceCmd(check(strings.Repeat("k", MaxKeyIDLen+1), "n", "c", time.Minute)), inv, "checks[0].key_id"},
+		{"check id too long", nonceCmd(check("k_1", "n", strings.Repeat("c", MaxCheckIDLen+1), time.Minute)), inv, "checks[0].check_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { mustRefuse(t, s, 5, at(0, tc.cmd), tc.code, tc.field) })
 	}
@@ -246,7 +253,8 @@ func TestAuthPolicyValidation(t *testing.T) {
 // of 256, on a store already holding a million nonces.
 func BenchmarkCheckNonces(b *testing.B) {
 	s := New()
-	idx := uint64(1)
+	s.Apply(1, at(0, createKeyCmd("k_0123456789abcdef", "bench", "s")))
+	idx := uint64(2)
 	batch := func(from int) *pb.Command {
 		op := &pb.CheckNoncesOp{}
 		for i := from; i < from+256; i++ {
@@ -356,4 +364,105 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// Only existing, non-revoked keys store nonces; a check naming another key
+// is answered "not fresh" without failing the other checks of its batch.
+func TestNonceChecksNeedALiveKey(t *testing.T) {
+	s := withKeys(t, "k_1", "k_2", "k_3")
+	mustChange(t, s, 5, at(0, revokeKeyCmd("k_2")))
+	res := mustQuiet(t, s, 6, at(0, nonceCmd(
+		check("k_9", "n1", "e/1", time.Minute), // unknown
+		check("k_2", "n1", "e/2", time.Minute), // revoked
+		check("k_1", "n1", "e/3", time.Minute),
+		check("k_3", "n1", "e/4", time.Minute),
+	)))
+	if want := []bool{false, false, true, true}; !slices.Equal(res.GetFresh(), want) {
+		t.Fatalf("fresh %v, want %v", res.GetFresh(), want)
+	}
+	if s.Nonces() != 2 || s.KeyNonces("k_9") != 0 || s.KeyNonces("k_2") != 0 {
+		t.Fatalf("stored %d nonces (k_9: %d, k_2: %d); want only those of k_1 and k_3", s.Nonces(), s.KeyNonces("k_9"), s.KeyNonces("k_2"))
+	}
+	// Revoked after its nonce was stored: neither a retry of the check that
+	// stored it nor a new nonce is fresh.
+	mustChange(t, s, 7, at(time.Second, revokeKeyCmd("k_1")))
+	res = mustQuiet(t, s, 8, at(time.Second, nonceCmd(check("k_1", "n1", "e/3", time.Minute), check("k_1", "n2", "e/5", time.Minute))))
+	if want := []bool{false, false}; !slices.Equal(res.GetFresh(), want) {
+		t.Fatalf("after the revocation: fresh %v, want %v", res.GetFresh(), want)
+	}
+	if s.KeyNonces("k_1") != 1 {
+		t.Fatalf("k_1 holds %d nonces after its revocation, want the 1 it had", s.KeyNonces("k_1"))
+	}
+}
+
+// KeyNonces follows what is stored through checks, reaping and a snapshot
+// restore, and a key id that prefixes another counts only its own.
+func TestKeyNoncesFollowsTheStore(t *testing.T) {
+	s := withKeys(t, "k_1", "k_10", "k_2")
+	var checks []*pb.NonceCheck
+	for i := range 3 {
+		checks = append(checks, check("k_1", fmt.Sprintf("a%d", i), fmt.Sprintf("e/1/%d", i), time.Minute))
+	}
+	checks = append(checks, check("k_10", "a0", "e/10/0", 2*time.Minute), check("k_10", "a1", "e/10/1", 2*time.Minute),
+		check("k_2", "a0", "e/2/0", time.Minute), check("k_1", "a0", "e/again", time.Minute)) // the last one is a replay
+	mustQuiet(t, s, 5, at(0, nonceCmd(checks...)))
+	restored := func() *Store {
+		snap, err := s.Freeze().Snapshot(s.Revision())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := FromSnapshot(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	want := func(stage string, st *Store, counts map[string]int) {
+		t.Helper()
+		total := 0
+		for id, n := range counts {
+			total += n
+			if got := st.KeyNonces(id); got != n {
+				t.Errorf("%s: key %q holds %d nonces, want %d", stage, id, got, n)
+			}
+			if got := st.Freeze().KeyNonces(id); got != n {
+				t.Errorf("%s: frozen: key %q holds %d nonces, want %d", stage, id, got, n)
+			}
+		}
+		if st.Nonces() != total {
+			t.Errorf("%s: %d nonces in all, want %d", stage, st.Nonces(), total)
+		}
+	}
+	want("after the checks", s, map[string]int{"k_1": 3, "k_10": 2, "k_2": 1, "k_": 0, "k_9": 0})
+	want("restored", restored(), map[string]int{"k_1": 3, "k_10": 2, "k_2": 1, "k_": 0})
+	mustQuiet(t, s, 6, at(time.Minute+time.Second+NonceExpiryMargin, tickCmd()))
+	want("after the first expiry", s, map[string]int{"k_1": 0, "k_10": 2, "k_2": 0})
+	want("restored after the first expiry", restored(), map[string]int{"k_1": 0, "k_10": 2, "k_2": 0})
+}
+
+// BenchmarkKeyNonces is the cost of counting one key's nonces among 2,000,000
+// stored for 1,000 keys.
+func BenchmarkKeyNonces(b *testing.B) {
+	s := New()
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("k_%016x", i)
+		s.Apply(uint64(i+1), at(0, createKeyCmd(ids[i], "bench", "s")))
+	}
+	idx := uint64(len(ids))
+	for n := 0; n < 2_000_000; n += 4096 {
+		op := &pb.CheckNoncesOp{}
+		for i := n; i < n+4096; i++ {
+			op.Checks = append(op.Checks, &pb.NonceCheck{KeyId: ids[i%len(ids)], Nonce: fmt.Sprintf("nonce-%012d", i), CheckId: fmt.Sprintf("e/%d", i), ExpiresUnixMs: t0.Add(5 * time.Minute).UnixMilli()})
+		}
+		idx++
+		s.Apply(idx, at(0, &pb.Command{Op: &pb.Command_CheckNonces{CheckNonces: op}}))
+	}
+	f := s.Freeze()
+	b.ResetTimer()
+	for i := range b.N {
+		if f.KeyNonces(ids[i%len(ids)]) == 0 {
+			b.Fatal("no nonces counted")
+		}
+	}
 }

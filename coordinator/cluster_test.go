@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -35,6 +36,9 @@ type testCluster struct {
 	// pki issues every member's and client's certificate: the cluster runs
 	// with mutual TLS, as deployments do.
 	pki *testutil.PKI
+	// insecure runs the members and clients in plaintext instead (for
+	// benchmarks that measure what TLS costs).
+	insecure bool
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -52,8 +56,14 @@ func newTunedCluster(t testing.TB, n int, tuning coordinator.RaftTuning) *testCl
 // real clock) for command timestamps and breaker deadlines.
 func newClockedCluster(t testing.TB, n int, tuning coordinator.RaftTuning, now func() time.Time) *testCluster {
 	t.Helper()
+	return startCluster(t, n, tuning, now, false)
+}
+
+// startCluster starts n members, with mutual TLS unless insecure.
+func startCluster(t testing.TB, n int, tuning coordinator.RaftTuning, now func() time.Time, insecure bool) *testCluster {
+	t.Helper()
 	tc := &testCluster{t: t, dirs: map[string]string{}, raft: map[string]string{}, members: map[string]*coordinator.Coordinator{}, region: map[string]string{}, tuning: tuning, now: now,
-		pki: testutil.NewPKI(t)}
+		pki: testutil.NewPKI(t), insecure: insecure}
 	for i := range n {
 		name := fmt.Sprintf("n%d", i+1)
 		tc.dirs[name] = filepath.Join(t.TempDir(), name)
@@ -79,7 +89,7 @@ func (tc *testCluster) start(name string, initial map[string]string) *coordinato
 		Name: name, Region: tc.region[name], DataDir: tc.dirs[name],
 		GRPCAddr: "127.0.0.1:0", RaftAddr: tc.raft[name], InitialCluster: initial, Logger: quietLogger(),
 		Raft: tc.tuning, Now: tc.now, TickPoll: 10 * time.Millisecond,
-		TLS: tc.pki.Coordinator(tc.t, name),
+		TLS: tc.memberTLS(name),
 	})
 	if err != nil {
 		tc.t.Fatalf("start %s: %v", name, err)
@@ -161,10 +171,23 @@ func (tc *testCluster) conn(name string) *grpc.ClientConn {
 	return tc.connAs(name, tc.pki.Admin(tc.t))
 }
 
-// connAs is a client connection to a member presenting src's certificate.
+// memberTLS is a member's certificate, nil for an insecure cluster.
+func (tc *testCluster) memberTLS(name string) *pki.Source {
+	if tc.insecure {
+		return nil
+	}
+	return tc.pki.Coordinator(tc.t, name)
+}
+
+// connAs is a client connection to a member presenting src's certificate
+// (plaintext for an insecure cluster).
 func (tc *testCluster) connAs(name string, src *pki.Source) *grpc.ClientConn {
 	tc.t.Helper()
-	conn, err := grpc.NewClient(tc.members[name].GRPCAddr(), grpc.WithTransportCredentials(src.ClientCredentials(pki.RoleCoordinator)))
+	creds := src.ClientCredentials(pki.RoleCoordinator)
+	if tc.insecure {
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient(tc.members[name].GRPCAddr(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		tc.t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/edgecell/edgecell/coordinator"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
@@ -20,20 +21,26 @@ import (
 // followers (which relay them). Every check is committed through raft
 // (fsync on a quorum) before its answer. Reports checks/s and the p50/p99
 // latency of one call.
+//
+// tls=on is the deployed setup (mutual TLS on every connection); tls=off
+// runs the same cluster in plaintext, for what TLS costs.
 func BenchmarkNonceCheckAndStore(b *testing.B) {
-	for _, via := range []string{"leader", "followers"} {
-		for _, clients := range []int{1, 64, 256} {
-			b.Run(fmt.Sprintf("via=%s/clients=%d/per-call=1", via, clients), func(b *testing.B) { benchNonces(b, via, clients, 1) })
-		}
-		// Edges batch the checks of their concurrent requests into one call.
-		for _, clients := range []int{4, 8, 12, 24} {
-			b.Run(fmt.Sprintf("via=%s/clients=%d/per-call=32", via, clients), func(b *testing.B) { benchNonces(b, via, clients, 32) })
+	for _, tlsOn := range []bool{true, false} {
+		mode := map[bool]string{true: "on", false: "off"}[tlsOn]
+		for _, via := range []string{"leader", "followers"} {
+			for _, clients := range []int{1, 64, 256} {
+				b.Run(fmt.Sprintf("tls=%s/via=%s/clients=%d/per-call=1", mode, via, clients), func(b *testing.B) { benchNonces(b, tlsOn, via, clients, 1) })
+			}
+			// Edges batch the checks of their concurrent requests into one call.
+			for _, clients := range []int{4, 8, 12, 24} {
+				b.Run(fmt.Sprintf("tls=%s/via=%s/clients=%d/per-call=32", mode, via, clients), func(b *testing.B) { benchNonces(b, tlsOn, via, clients, 32) })
+			}
 		}
 	}
 }
 
-func benchNonces(b *testing.B, via string, clients, perCall int) {
-	tc := newCluster(b, 3)
+func benchNonces(b *testing.B, tlsOn bool, via string, clients, perCall int) {
+	tc := startCluster(b, 3, coordinator.RaftTuning{}, nil, !tlsOn)
 	tc.waitRegistered()
 	leader := tc.waitLeader()
 	key := tc.createKey()

@@ -173,6 +173,7 @@ func (a *app) loadtest(cmd *cobra.Command, f loadtestFlags) error {
 		defer iss.Close()
 		c, err := devcluster.Start(ctx, devcluster.Options{
 			Config: loadtest.DevConfigJWT(iss), SimulateLatency: f.simulateLatency, LatencyScale: f.latencyScale,
+			Insecure: a.insecure,
 		})
 		if err != nil {
 			return err

@@ -103,6 +103,11 @@ func (a *authorizer) authorize(ctx context.Context, fullMethod string, req any) 
 			return ctx, status.Errorf(codes.ResourceExhausted, "%s: the request is %d bytes, and this method takes at most %d", fullMethod, n, limit)
 		}
 	}
+	if m.limits != nil {
+		if err := m.limits(req); err != nil {
+			return ctx, err
+		}
+	}
 	if !a.tls {
 		return ctx, nil
 	}

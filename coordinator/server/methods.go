@@ -51,8 +51,11 @@ const (
 type method struct {
 	roles []pki.Role
 	// self, if set, checks that the request speaks only for its caller.
-	self  func(req any, id pki.Identity) error
-	route route
+	self func(req any, id pki.Identity) error
+	// limits, if set, bounds what the request may make the cluster hold
+	// (names, free text); it applies with TLS off too.
+	limits func(req any) error
+	route  route
 	// maxBytes bounds the encoded request; 0 means DefaultMaxRequestBytes.
 	maxBytes int
 }
@@ -68,7 +71,7 @@ var (
 func write() method     { return method{roles: admins, route: onLeader} }
 func adminRead() method { return method{roles: operators, route: byConsistency} }
 func edgeCall(r route, n int) method {
-	return method{roles: edges, self: edgeSelf, route: r, maxBytes: n}
+	return method{roles: edges, self: edgeSelf, limits: checkEdgeRequest, route: r, maxBytes: n}
 }
 
 var methods = map[string]method{

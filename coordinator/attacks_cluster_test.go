@@ -1,9 +1,12 @@
 package coordinator_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -154,5 +157,72 @@ func TestAttackSecretsStayWithEdgesAndAdmins(t *testing.T) {
 	}
 	if status.Code(err) != codes.PermissionDenied {
 		t.Errorf("Watch as a viewer: %v; want PermissionDenied", err)
+	}
+}
+
+// Health votes count only from edges that follow some member's watch
+// stream: an edge certificate alone, with no stream open, votes nothing.
+func TestAttackHealthVotesOnlyFromConnectedEdges(t *testing.T) {
+	tc := newCluster(t, 3)
+	ctx := ctxT(t)
+	leader := tc.waitLeader()
+	if _, err := tc.admin(leader).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig()}); err != nil {
+		t.Fatal(err)
+	}
+	vote := &pb.ReportHealthRequest{Edge: "e1", Region: "us-east", BatchId: 1, Checks: []*pb.EndpointChecks{
+		{Endpoint: "a-use", Results: []*pb.CheckResult{{Ok: false, Detail: "HTTP 503"}}},
+	}}
+	e1 := tc.edge(tc.follower(), "e1", "us-east")
+	if _, err := e1.ReportHealth(ctx, vote); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "connected edges") {
+		t.Fatalf("a health vote from an edge with no watch stream: %v; want FailedPrecondition naming connected edges", err)
+	}
+	observers := func() []string {
+		resp, err := tc.admin(leader).ListHealth(ctx, &pb.ListHealthRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, ep := range resp.GetEndpoints() {
+			for _, o := range ep.GetObservations() {
+				out = append(out, ep.GetStatus().GetEndpoint()+"/"+o.GetEdge())
+			}
+		}
+		return out
+	}
+	if got := observers(); len(got) != 0 {
+		t.Fatalf("the refused vote was counted: observations %v", got)
+	}
+
+	// The same edge, once it watches another member than the one the leader
+	// is, votes.
+	var watchOn string
+	for name := range tc.members {
+		if name != leader {
+			watchOn = name
+			break
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := tc.edge(watchOn, "e1", "us-east").Watch(wctx, &pb.WatchRequest{Edge: "e1", Region: "us-east"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := e1.ReportHealth(ctx, vote)
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.FailedPrecondition || time.Now().After(deadline) {
+			t.Fatalf("a health vote from e1 watching %s: %v", watchOn, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := observers(); !slices.Equal(got, []string{"a-use/e1"}) {
+		t.Fatalf("observations after e1's vote: %v; want [a-use/e1]", got)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // The breaker and health RPCs. Edge reports are writes: they go through
@@ -38,6 +40,9 @@ func (s *Server) ReportHealth(ctx context.Context, req *pb.ReportHealthRequest) 
 	}
 	if len(req.GetChecks()) == 0 {
 		return &pb.ReportHealthResponse{Revision: s.raft.State().Revision()}, nil
+	}
+	if !s.edgeConnected(ctx, req.GetEdge()) {
+		return nil, status.Errorf(codes.FailedPrecondition, "edge %q has no watch stream open to any member: health votes count only from connected edges", req.GetEdge())
 	}
 	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ReportHealth{ReportHealth: &pb.ReportHealthOp{
 		Edge: req.GetEdge(), Region: req.GetRegion(), Checks: req.GetChecks(), BatchId: req.GetBatchId(),

@@ -67,6 +67,14 @@ func (r *edgeRegistry) connected(name, region string, from uint64) func() {
 	}
 }
 
+// isConnected reports whether edge has a watch stream open to this member.
+func (r *edgeRegistry) isConnected(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.edges[name]
+	return ok && e.status.GetConnected()
+}
+
 func (r *edgeRegistry) ack(req *pb.AckRequest) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -198,16 +206,64 @@ func (s *Server) allEdges(ctx context.Context) *pb.ListEdgesResponse {
 }
 
 // assignmentTTL is how long one member reuses its merged view of the edge
-// regions for CheckAssignment: every edge asks every few seconds, and each
+// fleet for CheckAssignment: every edge asks every few seconds, and each
 // answer costs a call to every member.
 const assignmentTTL = 2 * time.Second
 
-// edgeRegions caches the regions with connected edges across the cluster.
-type edgeRegions struct {
+// fleetMissRefresh is how soon a health vote from an edge the cached view
+// does not show connected may refresh the view: a new edge's votes count
+// within about a second, and votes under names no member knows cost at most
+// one round of calls per second.
+const fleetMissRefresh = time.Second
+
+// fleetView caches the merged view of the edges connected across the
+// cluster: their regions (CheckAssignment) and names (health votes).
+type fleetView struct {
 	mu          sync.Mutex
 	at          time.Time
 	regions     []string
+	connected   map[string]bool
 	unreachable []string
+}
+
+// refreshFleet renews the view when it is older than maxAge (or from the
+// future). The caller holds s.fleet.mu.
+func (s *Server) refreshFleet(ctx context.Context, maxAge time.Duration) {
+	c := &s.fleet
+	now := s.cfg.Now()
+	if !c.at.IsZero() && now.Sub(c.at) < maxAge && !now.Before(c.at) {
+		return
+	}
+	all := s.allEdges(ctx)
+	c.regions = c.regions[:0]
+	c.connected = make(map[string]bool, len(all.GetEdges()))
+	for _, e := range all.GetEdges() {
+		if e.GetConnected() {
+			c.connected[e.GetName()] = true
+			if e.GetRegion() != "" {
+				c.regions = append(c.regions, e.GetRegion())
+			}
+		}
+	}
+	c.unreachable, c.at = all.GetUnreachableMembers(), now
+}
+
+// edgeConnected reports whether edge has a watch stream open to some
+// member. Health votes count only from such edges: an edge that follows no
+// member's stream is not in anyone's assignment, and a name that is
+// nobody's edge votes for nothing.
+func (s *Server) edgeConnected(ctx context.Context, edge string) bool {
+	if s.edges.isConnected(edge) {
+		return true
+	}
+	c := &s.fleet
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.refreshFleet(ctx, assignmentTTL)
+	if !c.connected[edge] {
+		s.refreshFleet(ctx, fleetMissRefresh)
+	}
+	return c.connected[edge]
 }
 
 // CheckAssignment implements EdgeService.
@@ -215,19 +271,10 @@ func (s *Server) CheckAssignment(ctx context.Context, req *pb.CheckAssignmentReq
 	if req.GetRegion() == "" {
 		return nil, invalidArg("region", "the asking edge's region is required")
 	}
-	c := &s.regions
+	c := &s.fleet
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now := s.cfg.Now(); c.at.IsZero() || now.Sub(c.at) >= assignmentTTL || now.Before(c.at) {
-		all := s.allEdges(ctx)
-		c.regions = c.regions[:0]
-		for _, e := range all.GetEdges() {
-			if e.GetConnected() && e.GetRegion() != "" {
-				c.regions = append(c.regions, e.GetRegion())
-			}
-		}
-		c.unreachable, c.at = all.GetUnreachableMembers(), now
-	}
+	s.refreshFleet(ctx, assignmentTTL)
 	regions := append(slices.Clone(c.regions), req.GetRegion())
 	slices.Sort(regions)
 	return &pb.CheckAssignmentResponse{EdgeRegions: slices.Compact(regions), UnreachableMembers: slices.Clone(c.unreachable)}, nil

@@ -79,8 +79,9 @@ type Server struct {
 	authz *authorizer
 	peers *peers
 	edges *edgeRegistry
-	// regions is CheckAssignment's cached view of where edges are.
-	regions edgeRegions
+	// fleet is the cached view of the edges connected across the cluster
+	// (CheckAssignment, health votes).
+	fleet fleetView
 	// nonces batches CheckNonces calls into raft entries.
 	nonces nonceBatcher
 

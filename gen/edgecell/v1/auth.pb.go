@@ -401,7 +401,8 @@ type NonceCheck struct {
 	Nonce string                 `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	// When the nonce may be forgotten (unix ms): the end of the timestamp window
 	// of the request that carried it. The coordinators keep it at least until
-	// then, and never longer than an hour past their own clock.
+	// then, and never longer than MaxNonceLifetime (twice the longest timestamp
+	// window plus a margin) past their own clock.
 	ExpiresUnixMs int64 `protobuf:"varint,3,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
 	// Names this check across retries, unique per edge process (for example
 	// "<edge>/<boot id>/<counter>"): a retried check with the same id gets the

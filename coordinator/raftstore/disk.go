@@ -56,6 +56,9 @@ func prepareDataDir(dir string, log *slog.Logger) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: %s is not a directory", ErrDataDir, dir)
 	}
+	if fi.Mode()&fs.ModeSticky != 0 {
+		return fmt.Errorf("%w: %s is a shared directory (sticky bit, like /tmp); give the coordinator a directory of its own inside it", ErrDataDir, dir)
+	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		if err := os.Chmod(dir, dirMode); err != nil {
 			return fmt.Errorf("raftstore: data dir %s is mode %v and cannot be narrowed to %v: %w", dir, perm, fs.FileMode(dirMode), err)

@@ -180,6 +180,24 @@ func TestDataDirPermissions(t *testing.T) {
 	}
 }
 
+// A shared directory like /tmp is refused, not narrowed under everyone.
+func TestSharedDataDirIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), "shared directory") {
+		t.Fatalf("Open on a sticky directory: %v; want ErrDataDir naming a shared directory", err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o777 {
+		t.Fatalf("the shared directory's mode changed to %v", fi.Mode().Perm())
+	}
+}
+
 func truncate(t *testing.T, path string, size int64) {
 	t.Helper()
 	if err := os.Truncate(path, size); err != nil {

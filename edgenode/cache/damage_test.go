@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
@@ -320,6 +321,46 @@ func TestDirectoryAndFileModes(t *testing.T) {
 	open(t, path).Close()
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("reopened file is %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// A damaged file that an older version left readable, in a readable
+// directory, is kept aside 0600 and the directory is narrowed to 0700.
+func TestDamagedCopiesAreNotReadable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, "edge.db")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("not a bbolt file, but it names sk_secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open(t, path).Close()
+	aside, _ := filepath.Glob(path + ".corrupt-*")
+	if len(aside) != 1 {
+		t.Fatalf("copies aside: %v, want one", aside)
+	}
+	for p, want := range map[string]os.FileMode{dir: 0o700, aside[0]: 0o600, path: 0o600} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v (%v), want %v", p, fi.Mode().Perm(), err, want)
+		}
+	}
+}
+
+// A shared directory like /tmp is refused, not narrowed under everyone.
+func TestSharedDirectoryIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(dir, "edge.db"), discard); err == nil || !strings.Contains(err.Error(), "shared directory") {
+		t.Fatalf("Open in a sticky directory: %v; want an error naming a shared directory", err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o777 {
+		t.Fatalf("the shared directory's mode changed to %v", fi.Mode().Perm())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -45,6 +46,9 @@ func Open(path string, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return nil, fmt.Errorf("cache %s: creating its directory: %w", path, err)
 	}
+	if err := narrowDir(filepath.Dir(path), log); err != nil {
+		return nil, fmt.Errorf("cache %s: %w", path, err)
+	}
 	db, err := openChecked(path)
 	if errors.Is(err, ErrLocked) {
 		return nil, err
@@ -61,6 +65,26 @@ func Open(path string, log *slog.Logger) (*Store, error) {
 		}
 	}
 	return &Store{db: db, path: path}, nil
+}
+
+// narrowDir makes dir 0700 if others could read it (an older version, or
+// an operator's mkdir, left it so). A shared directory such as /tmp is
+// refused rather than narrowed.
+func narrowDir(dir string, log *slog.Logger) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSticky != 0 {
+		return fmt.Errorf("%s is a shared directory (sticky bit, like /tmp); give the edge a data directory of its own inside it", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, dirMode); err != nil {
+			return fmt.Errorf("directory %s is mode %v and cannot be narrowed to %v: %w", dir, perm, fs.FileMode(dirMode), err)
+		}
+		log.Warn("cache directory was readable by others; narrowed it", "path", dir, "was", perm.String(), "now", fs.FileMode(dirMode).String())
+	}
+	return nil
 }
 
 // openChecked opens path and proves that bbolt can read all of it. Any
@@ -131,11 +155,15 @@ func guard(f func() error) (err error) {
 	return f()
 }
 
-// moveAside renames path to a fresh path.corrupt-* name and prunes the old
+// moveAside renames path to a fresh path.corrupt-* name, 0600 whatever
+// the damaged file's mode was (it may hold key secrets), and prunes the old
 // ones; it returns the new name.
 func moveAside(path string) (string, error) {
 	aside := asideName(path)
 	if err := os.Rename(path, aside); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(aside, fileMode); err != nil {
 		return "", err
 	}
 	pruneAside(path)

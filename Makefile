@@ -4,7 +4,7 @@ BIN       := $(CURDIR)/bin
 TOOLS_MOD := $(CURDIR)/tools/go.mod
 BUF       := $(BIN)/buf
 
-.PHONY: all build dev test test-short fault soak fault-compose bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
+.PHONY: bench-signed-tls all build dev test test-short fault soak fault-compose bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
 
 all: build
 
@@ -46,6 +46,11 @@ bench:
 
 bench-proxy: build
 	bash deploy/bench/proxy.sh
+
+# Signed traffic (a nonce check per request) through real processes with
+# mutual TLS against the same with --insecure, alternating, same run.
+bench-signed-tls: build
+	bash deploy/bench/signed-tls.sh
 
 # The load tool's own ceiling: 20,000 requests/s open-loop against a trivial server.
 loadtest-bench:

@@ -1,6 +1,7 @@
 // Package state owns the coordinators' replicated state: regions and
-// latencies, cells and their endpoints, placements, the default cell and the
-// coordinator members. It is the pure half of the raft state machine: the
+// latencies, cells and their endpoints, placements, the default cell, the
+// coordinator members, API keys, the nonce store, per-endpoint breaker and
+// health state, and the cluster id. It is the pure half of the raft state machine: the
 // raftstore package decodes a committed log entry and calls Store.Apply with
 // the entry's index; nothing here imports raft, reads a clock or does I/O, so
 // applying the same log to two stores gives the same state, results and
@@ -44,6 +45,25 @@
 // moves the revision to its index, which the status carries as mod_revision.
 // Hence all members show the same statuses at the same revision, while
 // counters may differ between members only until they apply the same index.
+//
+// # Keys and nonces
+//
+// API keys are ordinary replicated objects: stamped, published to watchers
+// with their secrets (edges verify signatures with them), listed to
+// operators without. A rotation keeps the old secret valid for a bounded
+// grace period; a revocation is a change every edge receives.
+//
+// The nonce store makes a signed request acceptable at most once anywhere:
+// a CheckNonces command stores each (key id, nonce) it has not seen and
+// answers "fresh" for exactly those, in log order, so two edges racing with
+// the same nonce get one "fresh" between them on every replica. A retried
+// check with the same check_id gets its first answer again. Nonces are kept
+// as long as any edge within NonceExpiryMargin of the leader's clock would
+// still accept their request (nonceKeepUntil, capped at MaxNonceLifetime),
+// only for existing, unrevoked keys, and are reaped by Tick in bounded
+// steps. Nonces move no revision and emit no event: answers go to the
+// caller only. They are part of every snapshot, so a restarted member
+// refuses the same replays.
 //
 // # Change events
 //

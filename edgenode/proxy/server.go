@@ -54,7 +54,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxHeaderBytes bounds a request or response head. Default 64 KiB.
 	MaxHeaderBytes int
-	// ReadMode chooses how connections are read. Default WaitFirst.
+	// ReadMode chooses how connections are read. Default ReadFirst (see
+	// DESIGN.md, "Waiting before reading").
 	ReadMode ReadMode
 	// Nonces checks the nonces of HMAC-signed requests with the
 	// coordinators. Nil: every request to an HMAC cell gets 503 once its

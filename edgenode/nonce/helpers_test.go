@@ -47,7 +47,7 @@ type coordinator struct {
 	calls []*pb.CheckNoncesRequest
 }
 
-func startCoordinator(t *testing.T, st *store) *coordinator {
+func startCoordinator(t testing.TB, st *store) *coordinator {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -85,13 +85,13 @@ func (c *coordinator) setHandler(h func(ctx context.Context, req *pb.CheckNonces
 }
 
 // coords returns the edge's coordinator connections for addrs.
-func coords(t *testing.T, addrs ...string) *report.Conns {
+func coords(t testing.TB, addrs ...string) *report.Conns {
 	c := report.NewConns(func() []string { return addrs }, nil, nil)
 	t.Cleanup(c.Close)
 	return c
 }
 
-func newClient(t *testing.T, cfg Config) *Client {
+func newClient(t testing.TB, cfg Config) *Client {
 	t.Helper()
 	if cfg.Edge == "" {
 		cfg.Edge = "edge-test"

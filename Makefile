@@ -54,11 +54,11 @@ bench-signed-tls: build
 
 # The load tool's own ceiling: 20,000 requests/s open-loop against a trivial server.
 loadtest-bench:
-	$(GO) test -run '^$$' -bench OpenLoop20k -benchtime 3x ./internal/loadtest
+	$(GO) test -run '^$$' -bench OpenLoop20k -benchtime 3x ./internal/harness/loadtest
 
 # Renders a loadtest HTML report in headless Chromium (Debian: chromium); skips without it.
 loadtest-report-check:
-	$(GO) test -count=1 -v -run TestHTMLReportRendersInChromium ./internal/loadtest
+	$(GO) test -count=1 -v -run TestHTMLReportRendersInChromium ./internal/harness/loadtest
 
 # The container image: FROM scratch around the static binary (no registry needed).
 image: build

@@ -9,7 +9,7 @@ import (
 
 	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
-	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/harness/devcluster"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
 

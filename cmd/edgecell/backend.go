@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/harness/devcluster"
 )
 
 // demoBackendCommand runs the dev cluster's demo upstream on its own, so that

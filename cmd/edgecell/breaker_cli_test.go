@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
-	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/harness/devcluster"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
 

@@ -19,7 +19,7 @@ import (
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/configfile"
-	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/harness/devcluster"
 	"github.com/edgecell/edgecell/internal/pki"
 )
 

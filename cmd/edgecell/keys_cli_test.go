@@ -8,7 +8,7 @@ import (
 	"time"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
-	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/harness/devcluster"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
 

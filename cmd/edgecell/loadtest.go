@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
-	"github.com/edgecell/edgecell/internal/devcluster"
-	"github.com/edgecell/edgecell/internal/loadtest"
+	"github.com/edgecell/edgecell/internal/harness/devcluster"
+	"github.com/edgecell/edgecell/internal/harness/loadtest"
 )
 
 // loadtestFlags are `edgecell loadtest`'s flags.

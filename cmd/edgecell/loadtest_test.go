@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgecell/edgecell/internal/loadtest"
+	"github.com/edgecell/edgecell/internal/harness/loadtest"
 )
 
 // TestLoadtestLeaderKill runs `edgecell loadtest --cluster dev --scenario

@@ -11,7 +11,7 @@ import (
 // reports what the tool achieved: the rate actually sent, the p99 lag of
 // sends behind their schedule (the tool's own overhead) and the errors.
 //
-//	go test -run '^$' -bench OpenLoop20k -benchtime 1x ./internal/loadtest
+//	go test -run '^$' -bench OpenLoop20k -benchtime 1x ./internal/harness/loadtest
 func BenchmarkOpenLoop20k(b *testing.B) {
 	url := trivialServer(b)
 	const rate = 20000

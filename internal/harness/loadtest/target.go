@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
-	"github.com/edgecell/edgecell/internal/devcluster"
+	"github.com/edgecell/edgecell/internal/harness/devcluster"
 	"github.com/edgecell/edgecell/internal/pki"
 )
 

@@ -1373,7 +1373,11 @@ type MemberStatus struct {
 	AppliedIndex uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	CommitIndex  uint64 `protobuf:"varint,9,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	// The state's revision on this member.
-	Revision      uint64 `protobuf:"varint,10,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision uint64 `protobuf:"varint,10,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Set when this member stopped applying commands: its binary cannot apply
+	// a committed one. Says which op at which index; upgrade the member's
+	// binary and restart it.
+	Halted        string `protobuf:"bytes,11,opt,name=halted,proto3" json:"halted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1476,6 +1480,13 @@ func (x *MemberStatus) GetRevision() uint64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *MemberStatus) GetHalted() string {
+	if x != nil {
+		return x.Halted
+	}
+	return ""
 }
 
 type ClusterStatusResponse struct {
@@ -2700,7 +2711,7 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\x05edges\x18\x01 \x03(\v2\x17.edgecell.v1.EdgeStatusR\x05edges\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12/\n" +
 	"\x13unreachable_members\x18\x03 \x03(\tR\x12unreachableMembers\"\x16\n" +
-	"\x14ClusterStatusRequest\"\x96\x02\n" +
+	"\x14ClusterStatusRequest\"\xae\x02\n" +
 	"\fMemberStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +
@@ -2712,7 +2723,8 @@ const file_edgecell_v1_admin_proto_rawDesc = "" +
 	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1a\n" +
 	"\brevision\x18\n" +
-	" \x01(\x04R\brevision\"\xb3\x01\n" +
+	" \x01(\x04R\brevision\x12\x16\n" +
+	"\x06halted\x18\v \x01(\tR\x06halted\"\xb3\x01\n" +
 	"\x15ClusterStatusResponse\x123\n" +
 	"\amembers\x18\x01 \x03(\v2\x19.edgecell.v1.MemberStatusR\amembers\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +

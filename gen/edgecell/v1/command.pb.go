@@ -33,6 +33,10 @@ const (
 	CommandError_CODE_NOT_FOUND CommandError_Code = 3
 	// The operation conflicts with other state (for example deleting a cell still in use).
 	CommandError_CODE_FAILED_PRECONDITION CommandError_Code = 4
+	// This member's binary does not know the command's op and the command
+	// is not ignorable: the member applied nothing and applies nothing more
+	// until it is restarted with a binary that knows the op.
+	CommandError_CODE_UNKNOWN_OP CommandError_Code = 5
 )
 
 // Enum value maps for CommandError_Code.
@@ -43,6 +47,7 @@ var (
 		2: "CODE_REVISION_MISMATCH",
 		3: "CODE_NOT_FOUND",
 		4: "CODE_FAILED_PRECONDITION",
+		5: "CODE_UNKNOWN_OP",
 	}
 	CommandError_Code_value = map[string]int32{
 		"CODE_UNSPECIFIED":         0,
@@ -50,6 +55,7 @@ var (
 		"CODE_REVISION_MISMATCH":   2,
 		"CODE_NOT_FOUND":           3,
 		"CODE_FAILED_PRECONDITION": 4,
+		"CODE_UNKNOWN_OP":          5,
 	}
 )
 
@@ -83,6 +89,12 @@ func (CommandError_Code) EnumDescriptor() ([]byte, []int) {
 // Command is the raft log entry: exactly one operation. Decoding failure of a
 // committed entry is a bug (state must not diverge); an operation that is
 // refused (bad input, revision mismatch) is a result, and leaves the state as it was.
+//
+// Numbering: fields below 10 are the envelope's; every operation is a case
+// of op numbered 10 or above. A binary that decodes a command whose op it
+// does not know finds that op's field among the unknown fields, by number,
+// and either skips the command (ignorable) or stops applying; see the
+// coordinator/state package doc, "Versioned operations".
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// When non-zero the command applies only if the state's revision equals it.
@@ -93,6 +105,12 @@ type Command struct {
 	// time-based decisions (breaker ejections, stale health reports) are
 	// deterministic and never trust a client's clock.
 	NowUnixNano int64 `protobuf:"varint,2,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
+	// A member whose binary does not know this command's op may skip it. The
+	// leader's raft store sets it from the op's registry entry, whatever the
+	// proposer supplied. Unset, such a member must stop applying (and serving)
+	// rather than let its state diverge; the leader proposes such an op only
+	// once every member advertises it (Member.ops).
+	Ignorable bool `protobuf:"varint,3,opt,name=ignorable,proto3" json:"ignorable,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
 	//	*Command_ApplyConfig
@@ -160,6 +178,13 @@ func (x *Command) GetNowUnixNano() int64 {
 		return x.NowUnixNano
 	}
 	return 0
+}
+
+func (x *Command) GetIgnorable() bool {
+	if x != nil {
+		return x.Ignorable
+	}
+	return false
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -1460,7 +1485,10 @@ type CommandResult struct {
 	// GrantProbeOp: whether the asking edge holds the probe lease.
 	ProbeGranted bool `protobuf:"varint,3,opt,name=probe_granted,json=probeGranted,proto3" json:"probe_granted,omitempty"`
 	// CheckNoncesOp: for each check in order, whether the nonce was fresh.
-	Fresh         []bool `protobuf:"varint,4,rep,packed,name=fresh,proto3" json:"fresh,omitempty"`
+	Fresh []bool `protobuf:"varint,4,rep,packed,name=fresh,proto3" json:"fresh,omitempty"`
+	// The command's op is unknown to this member's binary and the command was
+	// ignorable: nothing was applied.
+	Skipped       bool `protobuf:"varint,5,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1521,6 +1549,13 @@ func (x *CommandResult) GetFresh() []bool {
 		return x.Fresh
 	}
 	return nil
+}
+
+func (x *CommandResult) GetSkipped() bool {
+	if x != nil {
+		return x.Skipped
+	}
+	return false
 }
 
 // CommandError is a refused command.
@@ -1744,10 +1779,11 @@ var File_edgecell_v1_command_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\xcf\t\n" +
+	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\xed\t\n" +
 	"\aCommand\x12'\n" +
 	"\x0fexpect_revision\x18\x01 \x01(\x04R\x0eexpectRevision\x12\"\n" +
-	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12?\n" +
+	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12\x1c\n" +
+	"\tignorable\x18\x03 \x01(\bR\tignorable\x12?\n" +
 	"\fapply_config\x18\n" +
 	" \x01(\v2\x1a.edgecell.v1.ApplyConfigOpH\x00R\vapplyConfig\x123\n" +
 	"\bput_cell\x18\v \x01(\v2\x16.edgecell.v1.PutCellOpH\x00R\aputCell\x12<\n" +
@@ -1829,22 +1865,24 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\abreaker\x18\x02 \x01(\fR\abreaker\x12\x16\n" +
 	"\x06health\x18\x03 \x01(\fR\x06health\x120\n" +
 	"\x14breaker_mod_revision\x18\x04 \x01(\x04R\x12breakerModRevision\x12.\n" +
-	"\x13health_mod_revision\x18\x05 \x01(\x04R\x11healthModRevision\"\x97\x01\n" +
+	"\x13health_mod_revision\x18\x05 \x01(\x04R\x11healthModRevision\"\xb1\x01\n" +
 	"\rCommandResult\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12/\n" +
 	"\x05error\x18\x02 \x01(\v2\x19.edgecell.v1.CommandErrorR\x05error\x12#\n" +
 	"\rprobe_granted\x18\x03 \x01(\bR\fprobeGranted\x12\x14\n" +
-	"\x05fresh\x18\x04 \x03(\bR\x05fresh\"\xfa\x01\n" +
+	"\x05fresh\x18\x04 \x03(\bR\x05fresh\x12\x18\n" +
+	"\askipped\x18\x05 \x01(\bR\askipped\"\x8f\x02\n" +
 	"\fCommandError\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.edgecell.v1.CommandError.CodeR\x04code\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x85\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x9a\x01\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CODE_INVALID_ARGUMENT\x10\x01\x12\x1a\n" +
 	"\x16CODE_REVISION_MISMATCH\x10\x02\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x03\x12\x1c\n" +
-	"\x18CODE_FAILED_PRECONDITION\x10\x04\"\x99\x02\n" +
+	"\x18CODE_FAILED_PRECONDITION\x10\x04\x12\x13\n" +
+	"\x0fCODE_UNKNOWN_OP\x10\x05\"\x99\x02\n" +
 	"\bSnapshot\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12(\n" +
 	"\x05state\x18\x02 \x01(\v2\x12.edgecell.v1.StateR\x05state\x12I\n" +

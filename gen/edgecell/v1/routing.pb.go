@@ -480,11 +480,17 @@ func (x *Placement) GetModRevision() uint64 {
 
 // Member is a coordinator as the replicated state knows it.
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,3,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	GrpcAddr      string                 `protobuf:"bytes,4,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Region   string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	RaftAddr string                 `protobuf:"bytes,3,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	GrpcAddr string                 `protobuf:"bytes,4,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	// The Command op field numbers (cases of Command.op) this member's binary
+	// applies, ascending; the member writes them when it registers. Empty: a
+	// record from a binary older than this field, which applies 10 to 27. The
+	// leader proposes an op that is not ignorable only once every member of
+	// the raft configuration lists it.
+	Ops           []uint32 `protobuf:"varint,5,rep,packed,name=ops,proto3" json:"ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,6 +551,13 @@ func (x *Member) GetGrpcAddr() string {
 		return x.GrpcAddr
 	}
 	return ""
+}
+
+func (x *Member) GetOps() []uint32 {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
 }
 
 // State is the whole replicated state an edge needs, at one revision.
@@ -1030,12 +1043,13 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04cell\x18\x02 \x01(\tR\x04cell\x12'\n" +
 	"\x0fcreate_revision\x18\x03 \x01(\x04R\x0ecreateRevision\x12!\n" +
-	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\"n\n" +
+	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\"\x80\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1b\n" +
 	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x1b\n" +
-	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\"\xb9\x02\n" +
+	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\x12\x10\n" +
+	"\x03ops\x18\x05 \x03(\rR\x03ops\"\xb9\x02\n" +
 	"\x05State\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x122\n" +
 	"\x06config\x18\x02 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\x12-\n" +

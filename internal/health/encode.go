@@ -1,40 +1,38 @@
 package health
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/edgecell/edgecell/internal/statecodec"
 )
 
 // ErrCorrupt is returned (wrapped) by UnmarshalBinary for data that
 // MarshalBinary did not produce.
 var ErrCorrupt = errors.New("corrupt health encoding")
 
-const encodingVersion = 1
-
-type encoded struct {
-	V int
-	H fields
-}
+// encodingVersion is bumped on any incompatible change of fields, which
+// statecodec stores under encodingKey.
+const (
+	encodingVersion = 1
+	encodingKey     = "H"
+)
 
 // MarshalBinary encodes the complete state, for raft snapshots: a State
 // decoded from it continues exactly as the original. The format is versioned
 // JSON, opaque to callers.
 func (s State) MarshalBinary() ([]byte, error) {
-	return json.Marshal(encoded{V: encodingVersion, H: s.s})
+	return statecodec.Marshal(encodingVersion, encodingKey, s.s)
 }
 
 // UnmarshalBinary replaces s with the state data encodes.
 func (s *State) UnmarshalBinary(data []byte) error {
-	var e encoded
-	if err := json.Unmarshal(data, &e); err != nil {
+	var h fields
+	if err := statecodec.Unmarshal(data, encodingVersion, encodingKey, &h); err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	h := e.H
 	switch {
-	case e.V != encodingVersion:
-		return fmt.Errorf("%w: version %d, want %d", ErrCorrupt, e.V, encodingVersion)
 	case h.Policy != h.Policy.withDefaults():
 		return fmt.Errorf("%w: policy %+v has unset fields", ErrCorrupt, h.Policy)
 	case h.Verdict > Unhealthy:

@@ -40,7 +40,9 @@
 // only an in-process dev cluster provides; partitioning a region also needs
 // that cluster to simulate latency (a Controller that is a Partitioner), as
 // the cut is made in its simulated network; steps that go through the admin
-// API (placement churn) need an admin client.
+// API (placement churn) need an admin client. Each action is one value in
+// one table (faults.go), in the manner of etcd's failpoints: its name, what a
+// step of it must give, what it needs of the target, and what it does.
 //
 // # Report
 //

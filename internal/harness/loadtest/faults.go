@@ -12,7 +12,159 @@ import (
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
-// runStep waits for s's time and runs it, recording an event.
+// fault is one action a scenario step can name: a failpoint, in the words
+// of etcd's robustness suite. Each is a stateless value in faults(); what a
+// step changes lives in the target and in the runner.
+type fault interface {
+	// action is the name a scenario gives the step.
+	action() Action
+	// validate checks a step of this action before any target is known. Its
+	// error begins with the offending field ("region: ...").
+	validate(s Step) error
+	// admit checks that the run's target can run the step and sets up in r
+	// what the step needs from the whole run. Its error names the action
+	// and says what to give instead.
+	admit(r *runner) error
+	// inject performs the step against the target and records its events;
+	// begin is the offset the step started at.
+	inject(ctx context.Context, r *runner, s Step, begin time.Duration)
+}
+
+// faults is every fault step action, in the order errors list them.
+func faults() []fault {
+	return []fault{
+		processFault{name: ActionKillLeader, do: func(ctx context.Context, c Controller, _ Step) (string, error) {
+			return c.KillLeader(ctx)
+		}},
+		processFault{name: ActionRestartCoordinators, do: func(ctx context.Context, c Controller, _ Step) (string, error) {
+			names, err := c.RestartCoordinators(ctx)
+			return strings.Join(names, ","), err
+		}},
+		processFault{name: ActionStopBackends, needsRegion: true, do: func(_ context.Context, c Controller, s Step) (string, error) {
+			return s.Region, c.StopBackends(s.Region)
+		}},
+		processFault{name: ActionStartBackends, needsRegion: true, do: func(_ context.Context, c Controller, s Step) (string, error) {
+			return s.Region, c.StartBackends(s.Region)
+		}},
+		processFault{name: ActionKillEdge, needsRegion: true, do: func(_ context.Context, c Controller, s Step) (string, error) {
+			return s.Region, c.KillEdge(s.Region)
+		}},
+		partitionFault{name: ActionPartitionRegion, needsRegion: true, do: func(p Partitioner, s Step) (string, error) {
+			cut, err := p.PartitionRegion(s.Region)
+			return fmt.Sprintf("%s (%d connections cut)", s.Region, cut), err
+		}},
+		partitionFault{name: ActionHealPartition, do: func(p Partitioner, _ Step) (string, error) {
+			return "", p.HealPartitions()
+		}},
+		churnFault{},
+	}
+}
+
+// faultFor is the fault of action a; false when no fault has that name.
+func faultFor(a Action) (fault, bool) {
+	for _, f := range faults() {
+		if f.action() == a {
+			return f, true
+		}
+	}
+	return nil, false
+}
+
+// actionList names every action for an error: "a, b or c".
+func actionList() string {
+	var names []string
+	for _, f := range faults() {
+		names = append(names, string(f.action()))
+	}
+	last := len(names) - 1
+	return strings.Join(names[:last], ", ") + " or " + names[last]
+}
+
+// processFault acts on the cluster's processes through the target's
+// Controller, which only an in-process dev cluster gives.
+type processFault struct {
+	name        Action
+	needsRegion bool
+	// do performs the step and returns its event's detail.
+	do func(ctx context.Context, c Controller, s Step) (detail string, err error)
+}
+
+func (f processFault) action() Action { return f.name }
+
+func (f processFault) validate(s Step) error { return needRegion(f.name, f.needsRegion, s) }
+
+func (f processFault) admit(r *runner) error { return needController(f.name, r.target) }
+
+func (f processFault) inject(ctx context.Context, r *runner, s Step, begin time.Duration) {
+	detail, err := f.do(ctx, r.target.Controller, s)
+	r.eventAt(begin, string(f.name), detail, err)
+}
+
+// partitionFault cuts or heals links between regions in the dev cluster's
+// simulated network: its Controller must be a Partitioner.
+type partitionFault struct {
+	name        Action
+	needsRegion bool
+	// do performs the step and returns its event's detail.
+	do func(p Partitioner, s Step) (detail string, err error)
+}
+
+func (f partitionFault) action() Action { return f.name }
+
+func (f partitionFault) validate(s Step) error { return needRegion(f.name, f.needsRegion, s) }
+
+func (f partitionFault) admit(r *runner) error {
+	if err := needController(f.name, r.target); err != nil {
+		return err
+	}
+	if _, ok := r.target.Controller.(Partitioner); !ok {
+		return fmt.Errorf("%s needs the dev cluster's simulated network: run with --cluster dev --simulate-latency", f.name)
+	}
+	return nil
+}
+
+func (f partitionFault) inject(_ context.Context, r *runner, s Step, begin time.Duration) {
+	detail, err := f.do(r.target.Controller.(Partitioner), s)
+	r.eventAt(begin, string(f.name), detail, err)
+}
+
+// needRegion refuses a step of action a without a region when it needs one.
+func needRegion(a Action, needs bool, s Step) error {
+	if needs && s.Region == "" {
+		return fmt.Errorf("region: %s needs a region", a)
+	}
+	return nil
+}
+
+// needController refuses action a against a target without a Controller.
+func needController(a Action, t Target) error {
+	if t.Controller == nil {
+		return fmt.Errorf("%s needs control of the cluster's processes: run with --cluster dev", a)
+	}
+	return nil
+}
+
+// churnFault is churn-placements: placement writes through the admin API,
+// checked at the end for lost acknowledged writes (churnCheck).
+type churnFault struct{}
+
+func (churnFault) action() Action { return ActionChurnPlacements }
+
+func (churnFault) validate(Step) error { return nil }
+
+func (f churnFault) admit(r *runner) error {
+	if r.target.Admin == nil {
+		return fmt.Errorf("%s needs the admin API: give --addr", f.action())
+	}
+	r.churn = &churnCheck{}
+	return nil
+}
+
+func (churnFault) inject(ctx context.Context, r *runner, s Step, _ time.Duration) {
+	r.churnPlacements(ctx, s)
+}
+
+// runStep waits for s's time and runs it, recording its events.
 func (r *runner) runStep(ctx context.Context, s Step) {
 	at := s.At.Resolve(r.plan.Duration)
 	select {
@@ -20,31 +172,10 @@ func (r *runner) runStep(ctx context.Context, s Step) {
 	case <-ctx.Done():
 		return
 	}
-	c := r.target.Controller
+	f, _ := faultFor(s.Action) // the plan was validated
 	// Events are stamped when the action starts: a kill takes effect at
 	// once, while stopping the process may take a second longer.
-	begin := r.since()
-	switch s.Action {
-	case ActionKillLeader:
-		name, err := c.KillLeader(ctx)
-		r.eventAt(begin, string(s.Action), name, err)
-	case ActionRestartCoordinators:
-		names, err := c.RestartCoordinators(ctx)
-		r.eventAt(begin, string(s.Action), strings.Join(names, ","), err)
-	case ActionStopBackends:
-		r.eventAt(begin, string(s.Action), s.Region, c.StopBackends(s.Region))
-	case ActionStartBackends:
-		r.eventAt(begin, string(s.Action), s.Region, c.StartBackends(s.Region))
-	case ActionKillEdge:
-		r.eventAt(begin, string(s.Action), s.Region, c.KillEdge(s.Region))
-	case ActionPartitionRegion:
-		cut, err := c.(Partitioner).PartitionRegion(s.Region)
-		r.eventAt(begin, string(s.Action), fmt.Sprintf("%s (%d connections cut)", s.Region, cut), err)
-	case ActionHealPartition:
-		r.eventAt(begin, string(s.Action), "", c.(Partitioner).HealPartitions())
-	case ActionChurnPlacements:
-		r.churnPlacements(ctx, s)
-	}
+	f.inject(ctx, r, s, r.since())
 }
 
 // churnPrefix starts the keys churn-placements writes.

@@ -63,26 +63,6 @@ const (
 	ActionChurnPlacements Action = "churn-placements"
 )
 
-// needsController reports whether the action needs control of the
-// cluster's processes, which only an in-process dev cluster gives.
-func (a Action) needsController() bool {
-	switch a {
-	case ActionKillLeader, ActionRestartCoordinators, ActionStopBackends, ActionStartBackends, ActionKillEdge:
-		return true
-	}
-	return a.needsPartitioner()
-}
-
-// needsPartitioner reports whether the action cuts links between regions,
-// which only a dev cluster that simulates latency can do.
-func (a Action) needsPartitioner() bool {
-	return a == ActionPartitionRegion || a == ActionHealPartition
-}
-
-func (a Action) valid() bool {
-	return a.needsController() || a == ActionChurnPlacements
-}
-
 // Offset is a time within a run: an absolute duration from the start, or a
 // fraction of the run's duration (written "33%" in YAML), so that built-in
 // scenarios scale with --duration.
@@ -241,14 +221,12 @@ func (p Plan) validate() error {
 		return errors.New("mix: every weight is 0")
 	}
 	for i, s := range p.Steps {
-		if !s.Action.valid() {
-			return fmt.Errorf("steps[%d].action: unknown action %q (want kill-leader, restart-coordinators, stop-backends, start-backends, kill-edge, partition-region, heal-partition or churn-placements)", i, s.Action)
+		f, ok := faultFor(s.Action)
+		if !ok {
+			return fmt.Errorf("steps[%d].action: unknown action %q (want %s)", i, s.Action, actionList())
 		}
-		switch s.Action {
-		case ActionStopBackends, ActionStartBackends, ActionKillEdge, ActionPartitionRegion:
-			if s.Region == "" {
-				return fmt.Errorf("steps[%d].region: %s needs a region", i, s.Action)
-			}
+		if err := f.validate(s); err != nil {
+			return fmt.Errorf("steps[%d].%w", i, err)
 		}
 		if s.PerSecond < 0 {
 			return fmt.Errorf("steps[%d].per_second: want a positive rate", i)

@@ -170,17 +170,9 @@ func newRunner(opts Options) (*runner, error) {
 		r.breakers = newBreakerLog(t.Watchers)
 	}
 	for i, s := range p.Steps {
-		if s.Action.needsController() && t.Controller == nil {
-			return nil, fmt.Errorf("steps[%d]: %s needs control of the cluster's processes: run with --cluster dev", i, s.Action)
-		}
-		if _, ok := t.Controller.(Partitioner); s.Action.needsPartitioner() && t.Controller != nil && !ok {
-			return nil, fmt.Errorf("steps[%d]: %s needs the dev cluster's simulated network: run with --cluster dev --simulate-latency", i, s.Action)
-		}
-		if s.Action == ActionChurnPlacements {
-			if t.Admin == nil {
-				return nil, fmt.Errorf("steps[%d]: %s needs the admin API: give --addr", i, s.Action)
-			}
-			r.churn = &churnCheck{}
+		f, _ := faultFor(s.Action) // the plan was validated
+		if err := f.admit(r); err != nil {
+			return nil, fmt.Errorf("steps[%d]: %w", i, err)
 		}
 		if s.Region != "" && t.Edges[s.Region] == "" {
 			return nil, fmt.Errorf("steps[%d].region: unknown region %q (regions: %s)", i, s.Region, regionList(t.Edges))

@@ -21,9 +21,16 @@ import (
 //     conflict): result revision = current revision and error set, nil
 //     Change, state untouched.
 //
-// Apply never blocks on readers. It panics when cmd has no operation or index
-// is not above the current revision: both mean the log was decoded or fed
-// wrongly, and applying anyway would let replicas diverge.
+// A command whose op this binary does not know (see "Versioned operations"
+// in the package doc) changes nothing: when it is ignorable, the result says
+// skipped; when it is not, the store halts: the result is a CODE_UNKNOWN_OP
+// refusal, Halted reports why, and every later Apply refuses the same way
+// without looking at its command, so the state stays exactly as it was
+// after the last command this binary could apply.
+//
+// Apply never blocks on readers. It panics when cmd has no operation at all
+// or index is not above the current revision: both mean the log was decoded
+// or fed wrongly, and applying anyway would let replicas diverge.
 func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -31,11 +38,25 @@ func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Cha
 	if index <= cur.revision {
 		panic(fmt.Sprintf("state: apply of index %d at revision %d: raft indexes must grow", index, cur.revision))
 	}
+	if h := s.halted.Load(); h != nil {
+		return haltedResult(cur.revision, h), nil
+	}
+	op, spec := ops.lookup(cmd)
+	switch {
+	case op.Number == 0:
+		panic(fmt.Sprintf("state: command at index %d has no operation: the log entry was decoded wrongly", index))
+	case spec == nil && cmd.GetIgnorable():
+		return &pb.CommandResult{Revision: cur.revision, Skipped: true}, nil
+	case spec == nil:
+		h := &HaltError{Index: index, Op: op}
+		s.halted.Store(h)
+		return haltedResult(cur.revision, h), nil
+	}
 	if exp := cmd.GetExpectRevision(); exp != 0 && exp != cur.revision {
 		return &pb.CommandResult{Revision: cur.revision, Error: revisionMismatch(exp, cur.revision)}, nil
 	}
 	tx := &txn{index: index, now: nowOf(cmd), topo: cur.topo, t: s.master.isoCopy()}
-	events, cerr := tx.do(cmd)
+	events, cerr := tx.run(spec, cmd)
 	if cerr != nil {
 		return &pb.CommandResult{Revision: cur.revision, Error: cerr}, nil
 	}
@@ -50,6 +71,19 @@ func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Cha
 	s.master = tx.t
 	s.publish(index, tx.topo)
 	return &pb.CommandResult{Revision: index, ProbeGranted: tx.granted}, &pb.Change{Revision: index, Events: events}
+}
+
+// Halted returns nil while the store applies commands, and the *HaltError
+// naming the op and index once it met one it cannot apply.
+func (s *Store) Halted() error {
+	if h := s.halted.Load(); h != nil {
+		return h
+	}
+	return nil
+}
+
+func haltedResult(revision uint64, h *HaltError) *pb.CommandResult {
+	return &pb.CommandResult{Revision: revision, Error: commandError(pb.CommandError_CODE_UNKNOWN_OP, "", "%s", h.Error())}
 }
 
 // txn is one command being applied to private copies of the tables. Each
@@ -68,65 +102,13 @@ type txn struct {
 	fresh []bool
 }
 
-func (tx *txn) do(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
-	switch cmd.GetOp().(type) {
-	case *pb.Command_ApplyConfig, *pb.Command_PutCell, *pb.Command_DeleteCell:
-		events, e := tx.doConfig(cmd)
-		if len(events) > 0 {
-			tx.reconcileEndpointStates()
-		}
-		return events, e
+// run applies the op that spec describes.
+func (tx *txn) run(spec *opSpec, cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
+	events, e := spec.apply(tx, cmd)
+	if spec.config && len(events) > 0 {
+		tx.reconcileEndpointStates()
 	}
-	switch op := cmd.GetOp().(type) {
-	case *pb.Command_PutPlacement:
-		return tx.putPlacement(op.PutPlacement.GetPlacement())
-	case *pb.Command_DeletePlacement:
-		return tx.deletePlacement(op.DeletePlacement.GetKey())
-	case *pb.Command_PutMember:
-		return tx.putMember(op.PutMember.GetMember())
-	case *pb.Command_DeleteMember:
-		return tx.deleteMember(op.DeleteMember.GetName())
-	case *pb.Command_ReportOutcomes:
-		return tx.reportOutcomes(op.ReportOutcomes)
-	case *pb.Command_ReportHealth:
-		return tx.reportHealth(op.ReportHealth)
-	case *pb.Command_Tick:
-		tx.reapNonces()
-		tx.reapReports()
-		return tx.tick(), nil
-	case *pb.Command_CreateKey:
-		return tx.createKey(op.CreateKey)
-	case *pb.Command_RevokeKey:
-		return tx.revokeKey(op.RevokeKey)
-	case *pb.Command_RotateKey:
-		return tx.rotateKey(op.RotateKey)
-	case *pb.Command_CheckNonces:
-		return tx.checkNonces(op.CheckNonces)
-	case *pb.Command_GrantProbe:
-		return tx.grantProbe(op.GrantProbe)
-	case *pb.Command_ProbeResult:
-		return tx.probeResult(op.ProbeResult)
-	case *pb.Command_ResetBreaker:
-		return tx.resetBreaker(op.ResetBreaker)
-	case *pb.Command_InitCluster:
-		return tx.initCluster(op.InitCluster)
-	default:
-		panic(fmt.Sprintf("state: command at index %d has no known operation (%T): the log entry was decoded wrongly", tx.index, op))
-	}
-}
-
-// doConfig applies the commands that change cells, after which the endpoint
-// states must follow the config.
-func (tx *txn) doConfig(cmd *pb.Command) ([]*pb.Event, *pb.CommandError) {
-	switch op := cmd.GetOp().(type) {
-	case *pb.Command_ApplyConfig:
-		return tx.applyConfig(op.ApplyConfig.GetConfig())
-	case *pb.Command_PutCell:
-		return tx.putCell(op.PutCell.GetCell())
-	case *pb.Command_DeleteCell:
-		return tx.deleteCell(op.DeleteCell.GetId())
-	}
-	panic("unreachable")
+	return events, e
 }
 
 // stampCell returns a copy of c stamped for this txn; old is the stored

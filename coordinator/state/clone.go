@@ -1,6 +1,8 @@
 package state
 
 import (
+	"slices"
+
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
@@ -38,7 +40,7 @@ func clonePlacement(p *pb.Placement) *pb.Placement {
 }
 
 func cloneMember(m *pb.Member) *pb.Member {
-	return &pb.Member{Name: m.GetName(), Region: m.GetRegion(), RaftAddr: m.GetRaftAddr(), GrpcAddr: m.GetGrpcAddr()}
+	return &pb.Member{Name: m.GetName(), Region: m.GetRegion(), RaftAddr: m.GetRaftAddr(), GrpcAddr: m.GetGrpcAddr(), Ops: slices.Clone(m.GetOps())}
 }
 
 func cloneRegions(rs []*pb.Region) []*pb.Region {
@@ -87,7 +89,7 @@ func samePlacement(a, b *pb.Placement) bool {
 
 func sameMember(a, b *pb.Member) bool {
 	return a.GetName() == b.GetName() && a.GetRegion() == b.GetRegion() &&
-		a.GetRaftAddr() == b.GetRaftAddr() && a.GetGrpcAddr() == b.GetGrpcAddr()
+		a.GetRaftAddr() == b.GetRaftAddr() && a.GetGrpcAddr() == b.GetGrpcAddr() && slices.Equal(a.GetOps(), b.GetOps())
 }
 
 func sameRegions(a, b []*pb.Region) bool {

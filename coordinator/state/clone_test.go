@@ -32,6 +32,8 @@ func fill(t *testing.T, m protoreflect.Message, seed int) {
 			m.Mutable(f).List().Append(protoreflect.ValueOfString(string(f.Name()) + string(rune('a'+n%26))))
 		case f.Kind() == protoreflect.StringKind:
 			m.Set(f, protoreflect.ValueOfString(string(f.Name())+string(rune('a'+n%26))))
+		case f.IsList() && f.Kind() == protoreflect.Uint32Kind:
+			m.Mutable(f).List().Append(protoreflect.ValueOfUint32(uint32(n)))
 		case f.Kind() == protoreflect.Uint32Kind:
 			m.Set(f, protoreflect.ValueOfUint32(uint32(n)))
 		case f.Kind() == protoreflect.Uint64Kind:
@@ -103,7 +105,11 @@ func TestCopiedFieldsAreComplete(t *testing.T) {
 					if f.IsList() && f.Kind() != protoreflect.MessageKind {
 						l := m.Mutable(f).List()
 						old := l.Get(0)
-						l.Set(0, protoreflect.ValueOfString(old.String()+"!"))
+						if f.Kind() == protoreflect.Uint32Kind {
+							l.Set(0, protoreflect.ValueOfUint32(uint32(old.Uint())+100))
+						} else {
+							l.Set(0, protoreflect.ValueOfString(old.String()+"!"))
+						}
 						if got := tc.same(full, c); got != tc.ignore[f.Name()] {
 							t.Errorf("same() = %v after changing %s%s", got, path, f.Name())
 						}

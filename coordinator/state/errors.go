@@ -13,6 +13,25 @@ import (
 // names the offending field.
 var ErrInvalidSnapshot = errors.New("invalid state snapshot")
 
+// ErrUnknownOp is wrapped by the HaltError of a store that met a committed
+// command whose op its binary does not apply.
+var ErrUnknownOp = errors.New("this member's binary does not apply a committed operation")
+
+// HaltError says why a store stopped applying: the op at Index is one this
+// binary does not apply and the command was not ignorable.
+type HaltError struct {
+	Index uint64
+	Op    Op
+}
+
+func (e *HaltError) Error() string {
+	return fmt.Sprintf("this member's binary cannot apply %s (Command field %d) at index %d and must be upgraded: "+
+		"it applies and serves nothing until it is restarted with a binary that applies op %d, which replays the log from there",
+		e.Op.Name, e.Op.Number, e.Index, e.Op.Number)
+}
+
+func (e *HaltError) Unwrap() error { return ErrUnknownOp }
+
 // commandError builds the refusal returned to the proposer. field is a path
 // into the command's payload (for example "cells[2].endpoints[0].region").
 func commandError(code pb.CommandError_Code, field, format string, args ...any) *pb.CommandError {

@@ -21,6 +21,9 @@ type Store struct {
 	mu     sync.Mutex // serialises Apply; guards master
 	master tables     // Apply's private copy of the current tables
 	cur    atomic.Pointer[view]
+	// halted is set, once, by the first command whose op this binary
+	// cannot apply; Apply applies nothing after it.
+	halted atomic.Pointer[HaltError]
 }
 
 // view is one immutable version of the state.

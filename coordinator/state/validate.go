@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // ValidateConfig checks a whole routing config on its own, without the
@@ -158,7 +159,9 @@ func prefixed(prefix string, e *pb.CommandError) *pb.CommandError {
 // ValidateMember checks a coordinator member on its own: a name with the id
 // charset, raft_addr and grpc_addr as host:port, and a valid region name (a
 // member may live in a region the routing config does not list). Fields are
-// reported as "member.name" and so on. Apply runs the same checks for PutMember.
+// reported as "member.name" and so on. ops, when given, must be ascending
+// field numbers of Command ops (10 and above), at most MaxMemberOps. Apply
+// runs the same checks for PutMember.
 func ValidateMember(m *pb.Member) *pb.CommandError {
 	if m == nil {
 		return invalid("member", "member is required")
@@ -172,5 +175,26 @@ func ValidateMember(m *pb.Member) *pb.CommandError {
 	if e := checkHostPort("member.raft_addr", "raft_addr", m.GetRaftAddr()); e != nil {
 		return e
 	}
-	return checkHostPort("member.grpc_addr", "grpc_addr", m.GetGrpcAddr())
+	if e := checkHostPort("member.grpc_addr", "grpc_addr", m.GetGrpcAddr()); e != nil {
+		return e
+	}
+	return checkMemberOps(m.GetOps())
+}
+
+// MaxMemberOps bounds the ops a member may advertise.
+const MaxMemberOps = 1000
+
+func checkMemberOps(nums []uint32) *pb.CommandError {
+	if len(nums) > MaxMemberOps {
+		return invalid("member.ops", "%d ops advertised; at most %d", len(nums), MaxMemberOps)
+	}
+	for i, n := range nums {
+		switch {
+		case n < firstOpNumber || n > uint32(protowire.MaxValidNumber):
+			return invalid(fmt.Sprintf("member.ops[%d]", i), "%d is not the field number of a Command op (%d to %d)", n, firstOpNumber, protowire.MaxValidNumber)
+		case i > 0 && n <= nums[i-1]:
+			return invalid(fmt.Sprintf("member.ops[%d]", i), "%d follows %d: ops must be ascending, each once", n, nums[i-1])
+		}
+	}
+	return nil
 }

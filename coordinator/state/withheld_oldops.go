@@ -1,0 +1,11 @@
+//go:build edgecell_oldops
+
+package state
+
+import "google.golang.org/protobuf/reflect/protoreflect"
+
+// withheldOps makes this build stand in for a binary older than rotate_key
+// (Command op 25): it neither applies nor advertises it, exactly as a binary
+// whose proto lacked the case would behave. Tests only (the mixed-version
+// cluster test in cmd/edgecell builds it); never ship it.
+func withheldOps() []protoreflect.Name { return []protoreflect.Name{"rotate_key"} }

@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -91,40 +90,6 @@ func expiryKey(expires int64, nk string) string {
 func expiryOf(k string) uint64 {
 	exp, _ := strconv.ParseUint(k[:16], 16, 64)
 	return exp
-}
-
-// validateAuth checks a cell's auth policy; fields are relative to the cell.
-func validateAuth(c *pb.Cell) *pb.CommandError {
-	a := c.GetAuth()
-	if a == nil {
-		return nil
-	}
-	if _, ok := pb.AuthMode_name[int32(a.GetMode())]; !ok {
-		return invalid("auth.mode", "mode %d is not one of NONE, HMAC, JWT, HMAC_OR_JWT", a.GetMode())
-	}
-	if w := time.Duration(a.GetTimestampWindowS()) * time.Second; w > policy.MaxTimestampWindow {
-		return invalid("auth.timestamp_window_s", "timestamp_window_s %d is over %d", a.GetTimestampWindowS(), int(policy.MaxTimestampWindow/time.Second))
-	}
-	if a.GetMaxBodyBytes() > policy.MaxMaxBodyBytes {
-		return invalid("auth.max_body_bytes", "max_body_bytes %d is over %d", a.GetMaxBodyBytes(), policy.MaxMaxBodyBytes)
-	}
-	p := policy.AuthOf(a)
-	if !p.JWT() {
-		if a.GetJwt() != nil {
-			return invalid("auth.jwt", "a jwt policy needs mode JWT or HMAC_OR_JWT (mode is %s)", a.GetMode())
-		}
-		return nil
-	}
-	j := a.GetJwt()
-	for _, f := range []struct{ name, v string }{{"issuer", j.GetIssuer()}, {"audience", j.GetAudience()}, {"jwks_url", j.GetJwksUrl()}} {
-		if f.v == "" {
-			return invalid("auth.jwt."+f.name, "%s is required for mode %s", f.name, a.GetMode())
-		}
-	}
-	if u, err := url.Parse(j.GetJwksUrl()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid("auth.jwt.jwks_url", "jwks_url %q must be an absolute http or https URL", j.GetJwksUrl())
-	}
-	return nil
 }
 
 func (tx *txn) createKey(op *pb.CreateKeyOp) ([]*pb.Event, *pb.CommandError) {

@@ -7,6 +7,7 @@ import (
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/breaker"
 	"github.com/edgecell/edgecell/internal/health"
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // The breaker and health commands. Each checks its whole input before it
@@ -34,10 +35,10 @@ func (tx *txn) endpointOwner(field, id string) (*pb.Cell, *pb.CommandError) {
 func (tx *txn) stateOf(id string, cell *pb.Cell) endpointState {
 	e, _ := tx.t.epStates.Get(id)
 	if !e.hasBreaker {
-		e.breaker, e.hasBreaker = breaker.New(BreakerPolicy(cell.GetBreaker())), true
+		e.breaker, e.hasBreaker = breaker.New(policy.BreakerOf(cell.GetBreaker())), true
 	}
 	if !e.hasHealth {
-		e.health, e.hasHealth = health.New(HealthPolicy(cell.GetHealthCheck())), true
+		e.health, e.hasHealth = health.New(policy.HealthOf(cell.GetHealthCheck())), true
 	}
 	return e
 }
@@ -149,7 +150,7 @@ func (c *ejectionCaps) room(cell *pb.Cell) breaker.Room {
 			out = c.tx.endpointsOut(cell)
 			c.out[id] = out
 		}
-		p := breaker.New(BreakerPolicy(cell.GetBreaker())).Policy() // defaults filled in
+		p := breaker.New(policy.BreakerOf(cell.GetBreaker())).Policy() // defaults filled in
 		n := len(cell.GetEndpoints())
 		limit := p.MaxEjected(n)
 		if out < limit {
@@ -293,10 +294,10 @@ func (tx *txn) reconcileEndpointStates() {
 		cell, _ := tx.t.cells.Get(owner)
 		next := e
 		if e.hasBreaker {
-			next.breaker.SetPolicy(BreakerPolicy(cell.GetBreaker()))
+			next.breaker.SetPolicy(policy.BreakerOf(cell.GetBreaker()))
 		}
 		if e.hasHealth {
-			next.health.SetPolicy(HealthPolicy(cell.GetHealthCheck()))
+			next.health.SetPolicy(policy.HealthOf(cell.GetHealthCheck()))
 		}
 		if next.breaker != e.breaker || next.health.Policy() != e.health.Policy() {
 			updates = append(updates, update{id, next})

@@ -68,7 +68,7 @@ const maxPending = 1 << 24
 // not allocate (except a local trip, once).
 type Gate struct {
 	id     string
-	policy breaker.Policy
+	policy policy.Breaker
 	path   *breaker.RequestPath
 	// health is revision<<1 | unhealthy, so both change in one store.
 	health atomic.Uint64
@@ -87,7 +87,7 @@ type Gate struct {
 	probeAt atomic.Int64
 }
 
-func newGate(id string, p breaker.Policy, wake chan struct{}) *Gate {
+func newGate(id string, p policy.Breaker, wake chan struct{}) *Gate {
 	return &Gate{id: id, policy: p, path: breaker.NewRequestPath(p), wake: wake}
 }
 
@@ -278,7 +278,7 @@ func newGates() *gates { return &gates{m: map[string]*Gate{}, wake: make(chan st
 // get returns id's gate, creating it (or replacing it when the cell's local
 // trip policy changed) as needed. created reports a new gate, which must be
 // told the global state.
-func (gs *gates) get(id string, p breaker.Policy) (g *Gate, created bool) {
+func (gs *gates) get(id string, p policy.Breaker) (g *Gate, created bool) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	if g = gs.m[id]; g != nil && g.policy == p {
@@ -308,6 +308,6 @@ func (gs *gates) retain(live map[string]struct{}) {
 }
 
 // policyOf is the breaker policy of a cell's endpoints, defaults filled in.
-func policyOf(pc *pb.Cell) breaker.Policy {
-	return breaker.New(policy.Breaker(pc.GetBreaker())).Policy()
+func policyOf(pc *pb.Cell) policy.Breaker {
+	return policy.BreakerOf(pc.GetBreaker()).WithDefaults()
 }

@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/breaker"
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 func putBreaker(id string, s pb.BreakerState, modRev uint64) *pb.Event {
@@ -138,7 +139,7 @@ func TestBuildAppliesStatuses(t *testing.T) {
 }
 
 func TestOutcomeCountsTakeAndReturn(t *testing.T) {
-	g := newGate("e1", breaker.DefaultPolicy(), make(chan struct{}, 1))
+	g := newGate("e1", policy.DefaultBreaker(), make(chan struct{}, 1))
 	if g.TakeOutcomes() != nil {
 		t.Fatal("outcomes from nothing")
 	}
@@ -191,7 +192,7 @@ func TestOutcomeOrderWithinABatch(t *testing.T) {
 			[]*pb.EndpointOutcomes{{Endpoint: "e1", Successes: 2, Status_5Xx: 2}, {Endpoint: "e1", Timeouts: 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGate("e1", breaker.DefaultPolicy(), make(chan struct{}, 1))
+			g := newGate("e1", policy.DefaultBreaker(), make(chan struct{}, 1))
 			for _, o := range tc.seq {
 				g.Record(o)
 			}
@@ -205,7 +206,7 @@ func TestOutcomeOrderWithinABatch(t *testing.T) {
 // A run of failures reaching the threshold, and a local trip, each ask
 // once for an urgent report.
 func TestUrgentReport(t *testing.T) {
-	p := breaker.DefaultPolicy()
+	p := policy.DefaultBreaker()
 	p.ConsecutiveFailures = 3
 	wake := make(chan struct{}, 1)
 	g := newGate("e1", p, wake)
@@ -294,7 +295,7 @@ func BenchmarkRouteWithGate(b *testing.B) {
 // BenchmarkGateParallel is what the proxy does to a gate per request, on
 // every core at once for one endpoint: check, connect succeeded, count.
 func BenchmarkGateParallel(b *testing.B) {
-	g := newGate("e1", breaker.DefaultPolicy(), make(chan struct{}, 1))
+	g := newGate("e1", policy.DefaultBreaker(), make(chan struct{}, 1))
 	now := time.Now().UnixNano()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

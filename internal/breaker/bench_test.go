@@ -3,6 +3,8 @@ package breaker
 import (
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // BenchmarkAllowed is the edge's per-request check (target: < 50 ns, 0 allocs).
@@ -16,7 +18,7 @@ func BenchmarkAllowed(b *testing.B) {
 		{"open", func(r *RequestPath, _ int64) { r.SetGlobal(Open, 9) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			r := NewRequestPath(Policy{})
+			r := NewRequestPath(policy.Breaker{})
 			now := t0.UnixNano()
 			c.setup(r, now)
 			b.ReportAllocs()
@@ -26,7 +28,7 @@ func BenchmarkAllowed(b *testing.B) {
 		})
 	}
 	b.Run("closed-parallel", func(b *testing.B) {
-		r := NewRequestPath(Policy{})
+		r := NewRequestPath(policy.Breaker{})
 		now := t0.UnixNano()
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -40,7 +42,7 @@ func BenchmarkAllowed(b *testing.B) {
 // BenchmarkObserve is one outcome batch applied by the state machine to a
 // closed breaker, a bucket further each time.
 func BenchmarkObserve(b *testing.B) {
-	br := New(Policy{})
+	br := New(policy.Breaker{})
 	o := Outcomes{Successes: 90, Status5xx: 3, Timeouts: 1, Edge: "edge-eu-1"}
 	now := t0
 	b.ReportAllocs()

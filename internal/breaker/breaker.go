@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // Breaker is one endpoint's replicated circuit breaker. It is a plain value:
@@ -18,7 +20,7 @@ type Breaker struct {
 // fields is the whole state. Its fields are exported only so that
 // MarshalBinary can encode them.
 type fields struct {
-	Policy Policy
+	Policy policy.Breaker
 	State  State
 	Trips  uint32
 	// Now is the latest time seen, in Unix nanoseconds.
@@ -44,13 +46,13 @@ type fields struct {
 type run struct{ Connect, Timeout, Status5xx uint64 }
 
 // New returns a closed breaker. Zero or invalid policy fields take their
-// defaults (use Policy.Validate to reject them earlier).
-func New(p Policy) Breaker { return Breaker{s: fields{Policy: p.withDefaults()}} }
+// defaults (the coordinators refuse them earlier: policy.ValidateCell).
+func New(p policy.Breaker) Breaker { return Breaker{s: fields{Policy: p.WithDefaults()}} }
 
 // SetPolicy replaces the policy, as when an operator changes the config. The
 // state and trips are kept; a new Window restarts the failure-rate window.
-func (b *Breaker) SetPolicy(p Policy) {
-	p = p.withDefaults()
+func (b *Breaker) SetPolicy(p policy.Breaker) {
+	p = p.WithDefaults()
 	if p.Window != b.s.Policy.Window {
 		b.s.Window = window{}
 	}
@@ -58,7 +60,7 @@ func (b *Breaker) SetPolicy(p Policy) {
 }
 
 // Policy returns the policy in force, defaults filled in.
-func (b Breaker) Policy() Policy { return b.s.Policy }
+func (b Breaker) Policy() policy.Breaker { return b.s.Policy }
 
 // State returns the current state.
 func (b Breaker) State() State { return b.s.State }
@@ -96,7 +98,7 @@ func (b *Breaker) Observe(now time.Time, o Outcomes) (Transition, bool) {
 }
 
 // Room reports whether the breaker's cell has room for one more ejection
-// under its ejection cap (Policy.MaxEjectionPercent) and, when it has not,
+// under its ejection cap (policy.Breaker.MaxEjectionPercent) and, when it has not,
 // why, for the reason: "2 of 4 endpoints of cell c1 are out ...". It must be
 // deterministic, like every input of a Breaker.
 type Room func() (ok bool, why string)
@@ -130,7 +132,7 @@ func (b *Breaker) ObserveCapped(now time.Time, o Outcomes, room Room) (Transitio
 		b.s.Run.Status5xx += uint64(o.Status5xx)
 		b.s.RunEdge = o.Edge
 	}
-	key := t / int64(p.Window/WindowBuckets)
+	key := t / int64(p.Window/policy.WindowBuckets)
 	b.s.Window.add(key, uint64(o.Successes)+failures, failures)
 	if b.s.Run.total() >= uint64(p.ConsecutiveFailures) {
 		return b.tripWithin(t, fmt.Sprintf("%s, last from %s", b.s.Run, b.s.RunEdge), room)

@@ -3,6 +3,8 @@ package breaker
 import (
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 func TestBreakerTransitions(t *testing.T) {
@@ -10,7 +12,7 @@ func TestBreakerTransitions(t *testing.T) {
 	const ms = time.Millisecond
 	tests := []struct {
 		name   string
-		policy Policy
+		policy policy.Breaker
 		steps  []step
 		// What an operator sees at the end. until is checked when the
 		// breaker is open: the ejection end, as an offset from t0.
@@ -220,7 +222,7 @@ func TestBreakerTransitions(t *testing.T) {
 		},
 		{
 			name:   "the ejection grows per trip and is capped at MaxEjection",
-			policy: Policy{MaxEjection: 12 * time.Second},
+			policy: policy.Breaker{MaxEjection: 12 * time.Second},
 			steps: seq(probingA, []step{
 				{5 * s, probe("edge-a", false), true}, // 10s
 				{15 * s, tick(), true},
@@ -305,7 +307,7 @@ func TestBreakerTransitions(t *testing.T) {
 }
 
 func TestTransitionReported(t *testing.T) {
-	b := New(Policy{})
+	b := New(policy.Breaker{})
 	now := t0.Add(1500 * time.Millisecond)
 	tr, ok := b.Observe(now, Outcomes{Status5xx: 1, Timeouts: 4, Edge: "edge-eu-1"})
 	want := Transition{From: Closed, To: Open, At: now,
@@ -320,7 +322,7 @@ func TestTransitionReported(t *testing.T) {
 }
 
 func TestDeadline(t *testing.T) {
-	b := New(Policy{})
+	b := New(policy.Breaker{})
 	if _, ok := b.Deadline(); ok {
 		t.Fatal("a fresh breaker has a deadline; the leader would tick it for nothing")
 	}
@@ -340,16 +342,16 @@ func TestDeadline(t *testing.T) {
 }
 
 func TestSetPolicy(t *testing.T) {
-	b := New(Policy{})
+	b := New(policy.Breaker{})
 	b.Observe(t0, Outcomes{Successes: 5, Status5xx: 10})
-	b.SetPolicy(Policy{Window: 20 * time.Second, MinRequests: 10})
+	b.SetPolicy(policy.Breaker{Window: 20 * time.Second, MinRequests: 10})
 	if _, ok := b.Observe(t0.Add(time.Second), Outcomes{Successes: 1}); ok {
 		t.Fatal("outcomes counted under the old window tripped the breaker after the window changed")
 	}
 	if _, ok := b.Observe(t0.Add(2*time.Second), Outcomes{Successes: 4, Status5xx: 5}); !ok {
 		t.Fatalf("10 requests with 5 failures did not trip with MinRequests 10: %+v", b.Status())
 	}
-	if got := b.Policy(); got.Window != 20*time.Second || got.ConsecutiveFailures != DefaultConsecutiveFailures {
+	if got := b.Policy(); got.Window != 20*time.Second || got.ConsecutiveFailures != policy.DefaultConsecutiveFailures {
 		t.Errorf("policy %+v: want the new window with defaults filled in", got)
 	}
 }

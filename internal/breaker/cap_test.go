@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 func TestMaxEjectedRoundsDown(t *testing.T) {
@@ -26,7 +28,7 @@ func TestMaxEjectedRoundsDown(t *testing.T) {
 		{4, 250, 2}, // invalid: the default, as New does
 		{0, 100, 0},
 	} {
-		if got := (Policy{MaxEjectionPercent: tc.percent}).MaxEjected(tc.endpoints); got != tc.want {
+		if got := (policy.Breaker{MaxEjectionPercent: tc.percent}).MaxEjected(tc.endpoints); got != tc.want {
 			t.Errorf("%d endpoints at %d%%: %d may be out, want %d", tc.endpoints, tc.percent, got, tc.want)
 		}
 	}
@@ -47,7 +49,7 @@ func (r *room) check() (bool, string) {
 }
 
 func TestRefusedTripStaysClosedAndKeepsItsCounts(t *testing.T) {
-	b := New(Policy{})
+	b := New(policy.Breaker{})
 	full := &room{}
 	// Under the threshold the cap is not asked.
 	if _, ok := b.ObserveCapped(t0, connects(4, "edge-a"), full.check); ok || full.calls != 0 {
@@ -95,7 +97,7 @@ func TestRefusalIsRecordedAgainAfterOpeningOrReset(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := New(Policy{})
+			b := New(policy.Breaker{})
 			b.ObserveCapped(t0, connects(5, "edge-a"), full.check)
 			between(&b)
 			if st := b.Status(); st.State != Closed || st.TripRefused {
@@ -109,7 +111,7 @@ func TestRefusalIsRecordedAgainAfterOpeningOrReset(t *testing.T) {
 }
 
 func TestRateTripIsCappedToo(t *testing.T) {
-	b := New(Policy{})
+	b := New(policy.Breaker{})
 	tr, _ := b.ObserveCapped(t0, Outcomes{Successes: 10, Status5xx: 10}, (&room{}).check)
 	if b.State() != Closed || !strings.HasPrefix(tr.Reason, "closed: trip refused (error rate 50% over 10s (10/20))") {
 		t.Fatalf("rate trip under a full cap: %+v, state %s", tr, b.State())
@@ -125,7 +127,7 @@ func TestRateTripIsCappedToo(t *testing.T) {
 }
 
 func TestEncodingKeepsTheRefusalAndReadsOldPolicies(t *testing.T) {
-	b := New(Policy{MaxEjectionPercent: 100})
+	b := New(policy.Breaker{MaxEjectionPercent: 100})
 	b.ObserveCapped(t0, connects(7, "edge-a"), (&room{}).check)
 	data, err := b.MarshalBinary()
 	if err != nil {
@@ -140,7 +142,7 @@ func TestEncodingKeepsTheRefusalAndReadsOldPolicies(t *testing.T) {
 	if old == string(data) {
 		t.Fatalf("encoding %s does not name MaxEjectionPercent as expected", data)
 	}
-	if err := got.UnmarshalBinary([]byte(old)); err != nil || got.Policy().MaxEjectionPercent != DefaultMaxEjectionPercent {
+	if err := got.UnmarshalBinary([]byte(old)); err != nil || got.Policy().MaxEjectionPercent != policy.DefaultMaxEjectionPercent {
 		t.Fatalf("old encoding: %v, policy %+v; want the default percent", err, got.Policy())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // input is one recorded call, so that a sequence can be replayed exactly.
@@ -97,7 +99,7 @@ func TestDeterministicReplay(t *testing.T) {
 	refused := 0
 	for seed := range uint64(20) {
 		in := randomInputs(rand.New(rand.NewPCG(seed, 0xb7ea)), 3000)
-		a := New(Policy{MaxEjection: 40 * time.Second})
+		a := New(policy.Breaker{MaxEjection: 40 * time.Second})
 		b := a // an independent copy
 		initial := a
 		results := make([]Transition, len(in))

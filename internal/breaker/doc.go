@@ -65,7 +65,7 @@
 //     (only the probe holder probes it). Envoy has no half-open state; its
 //     ejected hosts are the ones open here.
 //   - A trip is allowed while the endpoints out, plus this one, are at most
-//     MaxEjectionPercent of the cell's endpoints: Policy.MaxEjected, rounded
+//     MaxEjectionPercent of the cell's endpoints: policy.Breaker.MaxEjected, rounded
 //     down and with no exception for the first one (Envoy ejects one host
 //     whatever the percentage, which would take a cell of one endpoint out).
 //   - Only closed -> open is capped: half-open -> open keeps the count, and

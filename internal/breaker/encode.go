@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/edgecell/edgecell/internal/policy"
+
 	"github.com/edgecell/edgecell/internal/statecodec"
 )
 
@@ -37,9 +39,9 @@ func (b *Breaker) UnmarshalBinary(data []byte) error {
 	// Encoded before the field existed: it reads as its default, as a cell
 	// policy without max_ejection_percent does, so the version stays.
 	if f.Policy.MaxEjectionPercent == 0 {
-		f.Policy.MaxEjectionPercent = DefaultMaxEjectionPercent
+		f.Policy.MaxEjectionPercent = policy.DefaultMaxEjectionPercent
 	}
-	if f.Policy != f.Policy.withDefaults() {
+	if f.Policy != f.Policy.WithDefaults() {
 		return fmt.Errorf("%w: policy %+v has unset fields", ErrCorrupt, f.Policy)
 	}
 	b.s = f

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 func TestEncodingRoundTrip(t *testing.T) {
-	b := New(Policy{Window: 20 * time.Second})
+	b := New(policy.Breaker{Window: 20 * time.Second})
 	for _, st := range seq(probingA, []step{{5500 * time.Millisecond, probe("edge-a", false), true}}) {
 		st.op(&b, t0.Add(st.at))
 	}
@@ -27,7 +29,7 @@ func TestEncodingRoundTrip(t *testing.T) {
 }
 
 func TestEncodingRefusesCorruptData(t *testing.T) {
-	good, _ := New(Policy{}).MarshalBinary()
+	good, _ := New(policy.Breaker{}).MarshalBinary()
 	for name, data := range map[string]string{
 		"not json":      "\x00\x01",
 		"other version": `{"V":2,"B":{}}`,

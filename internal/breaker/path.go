@@ -1,6 +1,10 @@
 package breaker
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/edgecell/edgecell/internal/policy"
+)
 
 // Decision is what RequestPath.Check says about sending a new request to an
 // endpoint.
@@ -71,8 +75,8 @@ type localTrip struct {
 
 // NewRequestPath returns a closed gate at revision 0, using p's
 // LocalConnectFailures and LocalEjection (zero fields take defaults).
-func NewRequestPath(p Policy) *RequestPath {
-	p = p.withDefaults()
+func NewRequestPath(p policy.Breaker) *RequestPath {
+	p = p.WithDefaults()
 	return &RequestPath{tripAfter: p.LocalConnectFailures, ejection: int64(p.LocalEjection)}
 }
 

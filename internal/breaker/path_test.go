@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 func TestRequestPathPrecedence(t *testing.T) {
@@ -36,13 +38,13 @@ func TestRequestPathPrecedence(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		policy Policy
+		policy policy.Breaker
 		steps  []step
 	}{
 		{name: "the second consecutive connect failure trips at once", steps: tripAtRev5},
 		{
 			name:   "a policy of one failure trips on the first",
-			policy: Policy{LocalConnectFailures: 1},
+			policy: policy.Breaker{LocalConnectFailures: 1},
 			steps:  []step{{0, connectFailed(true), DenyLocalTrip}},
 		},
 		{
@@ -146,7 +148,7 @@ func TestRequestPathConcurrent(t *testing.T) {
 	}
 
 	t.Run("stale global states and local trips never open a globally open endpoint", func(t *testing.T) {
-		r := NewRequestPath(Policy{})
+		r := NewRequestPath(policy.Breaker{})
 		r.SetGlobal(Open, 1<<40)
 		var allowed atomic.Int64
 		stop := readers(r, func(d Decision) {
@@ -166,7 +168,7 @@ func TestRequestPathConcurrent(t *testing.T) {
 	})
 
 	t.Run("the newest global state wins over racing local trips", func(t *testing.T) {
-		r := NewRequestPath(Policy{LocalConnectFailures: 1})
+		r := NewRequestPath(policy.Breaker{LocalConnectFailures: 1})
 		stop := readers(r, func(Decision) {})
 		writers(2000, func(i int) {
 			if i%2 == 0 {

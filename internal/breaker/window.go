@@ -1,5 +1,7 @@
 package breaker
 
+import "github.com/edgecell/edgecell/internal/policy"
+
 // bucket counts the outcomes of one slice of time, keyed by time/width.
 type bucket struct {
 	Key                int64
@@ -8,10 +10,10 @@ type bucket struct {
 
 // window is a ring of fixed time buckets: which bucket an outcome lands in
 // depends only on the time it was applied at, so replicas agree.
-type window [WindowBuckets]bucket
+type window [policy.WindowBuckets]bucket
 
 func (w *window) add(key int64, requests, failures uint64) {
-	b := &w[((key%WindowBuckets)+WindowBuckets)%WindowBuckets]
+	b := &w[((key%policy.WindowBuckets)+policy.WindowBuckets)%policy.WindowBuckets]
 	if b.Key != key {
 		*b = bucket{Key: key}
 	}
@@ -19,10 +21,10 @@ func (w *window) add(key int64, requests, failures uint64) {
 	b.Failures += failures
 }
 
-// sum counts the buckets of the last WindowBuckets keys up to key.
+// sum counts the buckets of the last policy.WindowBuckets keys up to key.
 func (w *window) sum(key int64) (requests, failures uint64) {
 	for _, b := range w {
-		if b.Key <= key && b.Key > key-WindowBuckets {
+		if b.Key <= key && b.Key > key-policy.WindowBuckets {
 			requests += b.Requests
 			failures += b.Failures
 		}

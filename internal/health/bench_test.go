@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // BenchmarkReport is one edge's batch applied to an endpoint watched by 16
 // edges, which take turns reporting.
 func BenchmarkReport(b *testing.B) {
-	s := New(Policy{})
+	s := New(policy.Health{})
 	reports := make([]Report, 16)
 	for i := range reports {
 		reports[i] = Report{Edge: fmt.Sprintf("edge-%02d", i), Region: "us-east", Checks: checks("ppp")}

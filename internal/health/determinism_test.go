@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // input is a report (results non-empty) or a tick.
@@ -53,7 +55,7 @@ func TestDeterministicReplay(t *testing.T) {
 	reached := map[Verdict]int{}
 	for seed := range uint64(20) {
 		in := randomInputs(rand.New(rand.NewPCG(seed, 0x4ea1)), 2000)
-		a := New(Policy{StaleAfter: 20 * time.Second})
+		a := New(policy.Health{StaleAfter: 20 * time.Second})
 		b := a
 		changed := make([]bool, len(in))
 		var mid State
@@ -68,7 +70,7 @@ func TestDeterministicReplay(t *testing.T) {
 				}
 			}
 		}
-		if !reflect.DeepEqual(b, New(Policy{StaleAfter: 20 * time.Second})) {
+		if !reflect.DeepEqual(b, New(policy.Health{StaleAfter: 20 * time.Second})) {
 			t.Fatalf("seed %d: applying inputs to one copy changed another", seed)
 		}
 		for i, x := range in {

@@ -33,7 +33,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	switch {
-	case h.Policy != h.Policy.withDefaults():
+	case h.Policy != h.Policy.WithDefaults():
 		return fmt.Errorf("%w: policy %+v has unset fields", ErrCorrupt, h.Policy)
 	case h.Verdict > Unhealthy:
 		return fmt.Errorf("%w: verdict %d", ErrCorrupt, h.Verdict)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // Verdict is what is known of an endpoint's health. The zero value is Unknown.
@@ -80,7 +82,7 @@ type State struct {
 
 // fields is the whole state, exported only for MarshalBinary.
 type fields struct {
-	Policy  Policy
+	Policy  policy.Health
 	Verdict Verdict
 	Since   int64
 	Reason  string
@@ -100,15 +102,15 @@ type edge struct {
 
 // New returns an endpoint with an Unknown verdict. Zero or invalid policy
 // fields take their defaults.
-func New(p Policy) State { return State{s: fields{Policy: p.withDefaults()}} }
+func New(p policy.Health) State { return State{s: fields{Policy: p.WithDefaults()}} }
 
 // SetPolicy replaces the policy, as when an operator changes the config. The
 // new thresholds apply from the next result; the verdict is reconsidered at
 // the next Report or Tick.
-func (s *State) SetPolicy(p Policy) { s.s.Policy = p.withDefaults() }
+func (s *State) SetPolicy(p policy.Health) { s.s.Policy = p.WithDefaults() }
 
 // Policy returns the policy in force, defaults filled in.
-func (s State) Policy() Policy { return s.s.Policy }
+func (s State) Policy() policy.Health { return s.s.Policy }
 
 // Status returns the endpoint's verdict.
 func (s State) Status() Status {
@@ -234,7 +236,7 @@ func (s *State) decide(t int64) bool {
 	return true
 }
 
-func (e *edge) record(c Check, p Policy) {
+func (e *edge) record(c Check, p policy.Health) {
 	if c.OK {
 		e.Failures = 0
 		e.Passes = min(e.Passes, ^uint32(0)-1) + 1

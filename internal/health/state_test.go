@@ -5,12 +5,14 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 func TestEdgeThresholds(t *testing.T) {
 	tests := []struct {
 		results string
-		policy  Policy
+		policy  policy.Health
 		want    Verdict
 	}{
 		{results: "p", want: Unknown},
@@ -22,8 +24,8 @@ func TestEdgeThresholds(t *testing.T) {
 		{results: "ppff", want: Healthy},
 		{results: "ppfff", want: Unhealthy},
 		{results: "pfpfpf", want: Unknown},
-		{results: "f", policy: Policy{UnhealthyThreshold: 1}, want: Unhealthy},
-		{results: "ffffp", policy: Policy{HealthyThreshold: 1}, want: Healthy},
+		{results: "f", policy: policy.Health{UnhealthyThreshold: 1}, want: Unhealthy},
+		{results: "ffffp", policy: policy.Health{HealthyThreshold: 1}, want: Healthy},
 	}
 	for _, tt := range tests {
 		// One batch or one report per result: batching must not matter.
@@ -98,7 +100,7 @@ func TestMajority(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := New(Policy{})
+			st := New(policy.Health{})
 			for _, r := range tt.reports {
 				r.apply(&st)
 			}
@@ -115,7 +117,7 @@ func TestMajority(t *testing.T) {
 }
 
 func TestStaleEdgesAreIgnoredThenForgotten(t *testing.T) {
-	st := New(Policy{})
+	st := New(policy.Health{})
 	for _, r := range []report{
 		{0, "edge-b", "us-east", "pp"}, {0, "edge-c", "us-east", "pp"}, {0, "edge-a", "us-east", "fff"},
 		{20 * time.Second, "edge-a", "us-east", "f"},
@@ -158,7 +160,7 @@ func TestStaleEdgesAreIgnoredThenForgotten(t *testing.T) {
 }
 
 func TestObservations(t *testing.T) {
-	st := New(Policy{})
+	st := New(policy.Health{})
 	for _, r := range []report{
 		{0, "edge-z", "eu-west", "pp"}, {1 * time.Second, "edge-b", "us-east", "fff"},
 		{2 * time.Second, "edge-a", "us-east", "ppf"}, {3 * time.Second, "edge-c", "eu-west", "p"},
@@ -177,7 +179,7 @@ func TestObservations(t *testing.T) {
 }
 
 func TestEmptyReportsChangeNothing(t *testing.T) {
-	st := New(Policy{})
+	st := New(policy.Health{})
 	report{0, "edge-a", "us-east", "pp"}.apply(&st)
 	before, _ := st.MarshalBinary()
 	if st.Report(t0.Add(time.Second), Report{Edge: "edge-a"}) || st.Report(t0.Add(time.Second), Report{Checks: checks("fff")}) {
@@ -189,7 +191,7 @@ func TestEmptyReportsChangeNothing(t *testing.T) {
 }
 
 func TestCopiesAreIndependent(t *testing.T) {
-	a := New(Policy{})
+	a := New(policy.Health{})
 	report{0, "edge-a", "us-east", "pp"}.apply(&a)
 	report{0, "edge-c", "us-east", "pp"}.apply(&a)
 	before, _ := a.MarshalBinary()
@@ -203,14 +205,14 @@ func TestCopiesAreIndependent(t *testing.T) {
 }
 
 func TestPolicy(t *testing.T) {
-	if err := (Policy{StaleAfter: -time.Second}).Validate(); err == nil {
+	if err := (policy.Health{StaleAfter: -time.Second}).Validate(); err == nil {
 		t.Fatal("a negative stale_after was accepted")
 	}
-	if err := (Policy{}).Validate(); err != nil {
+	if err := (policy.Health{}).Validate(); err != nil {
 		t.Fatalf("the zero policy (defaults) was refused: %v", err)
 	}
-	st := New(Policy{StaleAfter: -1})
-	st.SetPolicy(Policy{HealthyThreshold: 1})
+	st := New(policy.Health{StaleAfter: -1})
+	st.SetPolicy(policy.Health{HealthyThreshold: 1})
 	if p := st.Policy(); p.HealthyThreshold != 1 || p.UnhealthyThreshold != 3 || p.StaleAfter != 30*time.Second {
 		t.Fatalf("policy %+v: want the new threshold with defaults filled in", p)
 	}

@@ -10,10 +10,13 @@
 //
 // The import arrows point down: cmd/edgecell and tests import the harness;
 // the harness imports coordinator/, edgenode/ and the low-level internal/
-// packages; those never import the harness, and the low-level internal/
-// packages import only gen/ and each other. The process-level suites in test/fault and test/compose sit above
-// the product too, but run the built binary rather than a library, so they
-// stay beside the module's root as build-tagged tests.
+// packages; those never import the harness, coordinator/ and edgenode/ never
+// import each other, and the low-level internal/ packages import only gen/
+// and each other. layering_test.go checks every arrow.
+//
+// The process-level suites in test/fault and test/compose sit above the
+// product too, imported by nothing, but they run the built binary rather
+// than a library, so they stay where they are, as build-tagged tests.
 //
 // It lives under internal/ rather than at the top level because it is not a
 // supported API for other modules: the Go toolchain keeps it to this one,

@@ -16,8 +16,10 @@
 // without coordinators knows which endpoints were out). What must outlive a
 // table lives in one Gate per endpoint id, shared by every table of a
 // lineage (Apply, Replace, WithRevision) until the endpoint leaves the
-// config: the breaker.RequestPath with its local trip, the health verdict,
-// and the outcome counters not yet reported. Finishing a table tells the
+// config: the breaker gate (the global state the coordinators' breaker
+// publishes, plus a local trip on consecutive connection failures; see
+// requestPath), the health verdict, and the outcome counters not yet
+// reported. Finishing a table tells the
 // gates the statuses that changed; the proxy reads them with atomic loads
 // through Endpoint.Gate, with no map lookup on the request path. A cell with
 // a panic threshold (Cell.Panic) tells the proxy when so few of its

@@ -10,22 +10,21 @@ import (
 	"github.com/edgecell/edgecell/internal/policy"
 )
 
-// Reason says why an endpoint may or may not take a new request. The
-// breaker reasons have the values and words of breaker.Decision.
+// Reason says why an endpoint may or may not take a new request.
 type Reason uint8
 
 const (
 	// Allowed: send.
-	Allowed = Reason(breaker.Allow)
+	Allowed Reason = iota
 	// BreakerOpen: the global breaker is open.
-	BreakerOpen = Reason(breaker.DenyOpen)
+	BreakerOpen
 	// BreakerHalfOpen: the global breaker is half-open; only the probing edge
 	// sends it anything, outside the request path.
-	BreakerHalfOpen = Reason(breaker.DenyHalfOpen)
+	BreakerHalfOpen
 	// LocalTrip: this edge saw consecutive connection failures.
-	LocalTrip = Reason(breaker.DenyLocalTrip)
+	LocalTrip
 	// Unhealthy: the replicated health verdict is UNHEALTHY.
-	Unhealthy Reason = 4
+	Unhealthy
 	// NumReasons bounds the values, so callers can count skips in an array.
 	NumReasons = 5
 )
@@ -33,10 +32,19 @@ const (
 // String returns the word X-Edge-Route and 502 bodies use: "allowed",
 // "breaker-open", "breaker-half-open", "local-trip" or "unhealthy".
 func (r Reason) String() string {
-	if r == Unhealthy {
+	switch r {
+	case Allowed:
+		return "allowed"
+	case BreakerOpen:
+		return "breaker-open"
+	case BreakerHalfOpen:
+		return "breaker-half-open"
+	case LocalTrip:
+		return "local-trip"
+	case Unhealthy:
 		return "unhealthy"
 	}
-	return breaker.Decision(r).String()
+	return "invalid"
 }
 
 // Outcome is one proxied request's result as the coordinators' breakers
@@ -69,9 +77,10 @@ const maxPending = 1 << 24
 type Gate struct {
 	id     string
 	policy policy.Breaker
-	path   *breaker.RequestPath
 	// health is revision<<1 | unhealthy, so both change in one store.
 	health atomic.Uint64
+	// path is the breaker gate: global state and local trip.
+	path requestPath
 	// The counters are written by every request: on a cache line of their
 	// own, they do not slow the reads of Check on other cores.
 	_      [64]byte
@@ -88,7 +97,9 @@ type Gate struct {
 }
 
 func newGate(id string, p policy.Breaker, wake chan struct{}) *Gate {
-	return &Gate{id: id, policy: p, path: breaker.NewRequestPath(p), wake: wake}
+	g := &Gate{id: id, policy: p, wake: wake}
+	g.path.init(p)
+	return g
 }
 
 // urgent asks the reporter to send outcomes now rather than at its next
@@ -109,15 +120,15 @@ func (g *Gate) Check(nowUnixNano int64) Reason {
 	if g.health.Load()&1 != 0 {
 		return Unhealthy
 	}
-	return Reason(g.path.Check(nowUnixNano))
+	return g.path.check(nowUnixNano)
 }
 
 // ConnectFailed records a failed connection attempt; enough of them in a row
-// trip the endpoint on this edge at once (see breaker.RequestPath).
+// trip the endpoint on this edge at once (see requestPath).
 // A trip also asks for an urgent report, so the other edges learn of the
 // failures without waiting for the next report tick.
 func (g *Gate) ConnectFailed(nowUnixNano int64) (tripped bool) {
-	tripped = g.path.ConnectFailed(nowUnixNano)
+	tripped = g.path.connectFailed(nowUnixNano)
 	if tripped {
 		g.urgent()
 	}
@@ -125,10 +136,10 @@ func (g *Gate) ConnectFailed(nowUnixNano int64) (tripped bool) {
 }
 
 // ConnectSucceeded ends a run of connection failures.
-func (g *Gate) ConnectSucceeded() { g.path.ConnectSucceeded() }
+func (g *Gate) ConnectSucceeded() { g.path.connectSucceeded() }
 
 // Global is the global breaker state held and the revision that set it.
-func (g *Gate) Global() (breaker.State, uint64) { return g.path.Global() }
+func (g *Gate) Global() (breaker.State, uint64) { return g.path.state() }
 
 // Healthy reports whether the replicated verdict is anything but UNHEALTHY.
 func (g *Gate) Healthy() bool { return g.health.Load()&1 == 0 }
@@ -223,11 +234,11 @@ func (g *Gate) ProbeLease() time.Duration { return g.policy.ProbeLease }
 // a gate still holding another state, because the coordinators dropped it.
 func (g *Gate) setBreaker(st *pb.BreakerStatus, atRevision uint64) {
 	if st != nil {
-		g.path.SetGlobal(breakerState(st.GetState()), st.GetModRevision())
+		g.path.setGlobal(breakerState(st.GetState()), st.GetModRevision())
 		return
 	}
-	if s, _ := g.path.Global(); s != breaker.Closed && atRevision > 0 {
-		g.path.SetGlobal(breaker.Closed, atRevision)
+	if s, _ := g.path.state(); s != breaker.Closed && atRevision > 0 {
+		g.path.setGlobal(breaker.Closed, atRevision)
 	}
 }
 

@@ -7,38 +7,6 @@ import (
 	"github.com/edgecell/edgecell/internal/policy"
 )
 
-// BenchmarkAllowed is the edge's per-request check (target: < 50 ns, 0 allocs).
-func BenchmarkAllowed(b *testing.B) {
-	for _, c := range []struct {
-		name  string
-		setup func(r *RequestPath, now int64)
-	}{
-		{"closed", func(*RequestPath, int64) {}},
-		{"local-trip", func(r *RequestPath, now int64) { r.ConnectFailed(now); r.ConnectFailed(now) }},
-		{"open", func(r *RequestPath, _ int64) { r.SetGlobal(Open, 9) }},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			r := NewRequestPath(policy.Breaker{})
-			now := t0.UnixNano()
-			c.setup(r, now)
-			b.ReportAllocs()
-			for b.Loop() {
-				r.Allowed(now)
-			}
-		})
-	}
-	b.Run("closed-parallel", func(b *testing.B) {
-		r := NewRequestPath(policy.Breaker{})
-		now := t0.UnixNano()
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				r.Allowed(now)
-			}
-		})
-	})
-}
-
 // BenchmarkObserve is one outcome batch applied by the state machine to a
 // closed breaker, a bucket further each time.
 func BenchmarkObserve(b *testing.B) {

@@ -98,9 +98,9 @@ func (b *Breaker) Observe(now time.Time, o Outcomes) (Transition, bool) {
 }
 
 // Room reports whether the breaker's cell has room for one more ejection
-// under its ejection cap (policy.Breaker.MaxEjectionPercent) and, when it has not,
-// why, for the reason: "2 of 4 endpoints of cell c1 are out ...". It must be
-// deterministic, like every input of a Breaker.
+// under its ejection cap (policy.Breaker.MaxEjectionPercent) and, when it
+// has not, why, for the reason: "2 of 4 endpoints of cell c1 are out ...".
+// It must be deterministic, like every input of a Breaker.
 type Room func() (ok bool, why string)
 
 // ObserveCapped is Observe under the cell's ejection cap: when the outcomes

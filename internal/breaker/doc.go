@@ -1,7 +1,8 @@
-// Package breaker owns circuit-breaker logic for endpoints: the coordinators'
-// replicated breaker (Breaker) and the edge's hot-path gate (RequestPath).
-//
-// # The replicated breaker
+// Package breaker is the coordinators' replicated circuit breaker for one
+// endpoint (Breaker). Its policy (thresholds, ejections, their defaults and
+// validation) is internal/policy's Breaker; the edge's request-path gate,
+// which follows the state this breaker publishes and adds a local trip, is
+// edgenode/route's Gate.
 //
 // Breaker is a deterministic state machine (closed, open, half-open) with no
 // clock, randomness, I/O or pointers: every method takes the time as an
@@ -65,9 +66,10 @@
 //     (only the probe holder probes it). Envoy has no half-open state; its
 //     ejected hosts are the ones open here.
 //   - A trip is allowed while the endpoints out, plus this one, are at most
-//     MaxEjectionPercent of the cell's endpoints: policy.Breaker.MaxEjected, rounded
-//     down and with no exception for the first one (Envoy ejects one host
-//     whatever the percentage, which would take a cell of one endpoint out).
+//     MaxEjectionPercent of the cell's endpoints: policy.Breaker.MaxEjected,
+//     rounded down and with no exception for the first one (Envoy ejects one
+//     host whatever the percentage, which would take a cell of one endpoint
+//     out).
 //   - Only closed -> open is capped: half-open -> open keeps the count, and
 //     the cap never closes an open breaker, also when the config lowers it.
 //   - A refused breaker stays closed and keeps its counts: once another
@@ -78,13 +80,4 @@
 // Every transition records an operator-readable reason, for example
 // "opened: 5 consecutive connect errors, last from edge-eu-1; ejected for 5s
 // (trip 1)" or "half-open: ejection of 10s ended".
-//
-// # The edge's request path
-//
-// RequestPath is the per-endpoint gate an edge checks before choosing an
-// endpoint: one or two atomic loads, no lock, no allocation. It follows the
-// global state the Watch stream delivers, and also trips locally at once after
-// LocalConnectFailures consecutive connection failures, for at most
-// LocalEjection, so that a dead backend stops receiving requests before the
-// coordinators have decided anything. See RequestPath for the precedence rule.
 package breaker

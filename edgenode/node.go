@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/edgecell/edgecell/edgenode/cache"
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	"github.com/edgecell/edgecell/edgenode/jwtauth"
 	"github.com/edgecell/edgecell/edgenode/nonce"
 	"github.com/edgecell/edgecell/edgenode/proxy"
@@ -108,7 +109,7 @@ type Node struct {
 	admin   *http.Server
 	adminLn net.Listener
 	watch   *watch.Client
-	conns   *report.Conns
+	pool    *coordconn.Pool // every coordinator connection: watch, reports, nonce checks
 	checker *report.Checker
 	nonces  *nonce.Client
 	tokens  *jwtauth.Verifiers
@@ -141,20 +142,25 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.table.Store(n.loadCache())
 	n.persist = cache.NewPersister(n.store, n.log, 0)
 
-	// The watch client is made (not run) first: the coordinator it streams
-	// from is the first one asked for nonce checks and reports.
+	// One pool, one rule for every call to the coordinators (coordconn):
+	// the watch picks the member it follows from it, and the reports and
+	// nonce checks learn from what the watch and each other saw.
+	n.pool = coordconn.New(coordconn.Config{
+		Edge: cfg.Name, Region: cfg.Region, Seeds: cfg.Coordinators,
+		Members:     func() []*pb.Member { return n.table.Load().Members() },
+		DialContext: cfg.DialContext, Creds: n.coordinatorCreds(),
+	})
 	n.watch, err = watch.New(watch.Config{
-		Edge: cfg.Name, Region: cfg.Region, Seeds: cfg.Coordinators, ClusterID: cfg.ClusterID,
-		Table: &n.table, Persister: n.persist, DialContext: cfg.DialContext, Creds: n.coordinatorCreds(), Logger: n.log,
+		Edge: cfg.Name, Region: cfg.Region, Pool: n.pool, ClusterID: cfg.ClusterID,
+		Table: &n.table, Persister: n.persist, Logger: n.log,
 		BackoffBase: cfg.WatchBackoffBase, BackoffMax: cfg.WatchBackoffMax,
 	})
 	if err != nil {
 		n.abort()
 		return nil, err
 	}
-	n.conns = report.NewConns(n.coordinatorAddrs, cfg.DialContext, n.coordinatorCreds())
 	n.nonces, err = nonce.New(nonce.Config{
-		Edge: cfg.Name, Coordinators: n.conns, Timeout: cfg.AuthTimeout, CacheSize: cfg.NonceCacheSize, Logger: n.log,
+		Edge: cfg.Name, Coordinators: n.pool, Timeout: cfg.AuthTimeout, CacheSize: cfg.NonceCacheSize, Logger: n.log,
 	})
 	if err != nil {
 		n.abort()
@@ -202,11 +208,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.watch.Run(wctx)
 	}()
 	rep := report.New(report.Config{
-		Edge: cfg.Name, Region: cfg.Region, Table: &n.table, Coordinators: n.conns,
+		Edge: cfg.Name, Region: cfg.Region, Table: &n.table, Coordinators: n.pool,
 		Interval: cfg.ReportInterval, DialContext: cfg.DialContext, Logger: n.log,
 	})
 	n.checker = report.NewChecker(report.CheckerConfig{
-		Edge: cfg.Name, Region: cfg.Region, Table: &n.table, Coordinators: n.conns,
+		Edge: cfg.Name, Region: cfg.Region, Table: &n.table, Coordinators: n.pool,
 		Interval: cfg.ReportInterval, DialContext: cfg.DialContext, Logger: n.log,
 	})
 	go func() {
@@ -222,22 +228,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.log.Info("edge serving", "addr", n.Addr(), "revision", n.Revision(), "placements", n.table.Load().Placements())
 	return n, nil
-}
-
-// coordinatorAddrs lists the coordinators to report to and ask for nonce
-// checks: the one the watch streams from first (it has the freshest config),
-// then the known members and seeds.
-func (n *Node) coordinatorAddrs() []string {
-	var out []string
-	if a := n.watch.Connected(); a != "" {
-		out = append(out, a)
-	}
-	for _, m := range n.table.Load().Members() {
-		if a := m.GetGrpcAddr(); a != "" {
-			out = append(out, a)
-		}
-	}
-	return append(out, n.cfg.Coordinators...)
 }
 
 // coordinatorCreds are the credentials of every coordinator connection.
@@ -308,8 +298,8 @@ func (n *Node) abort() {
 		n.proxy.Shutdown(ctx)
 	}
 	n.closeAuth()
-	if n.conns != nil {
-		n.conns.Close()
+	if n.pool != nil {
+		n.pool.Close()
 	}
 	if n.ln != nil {
 		n.ln.Close()
@@ -382,7 +372,7 @@ func (n *Node) Close() error {
 		n.cancelWatch()
 		<-n.watchDone
 		<-n.reportDone
-		n.conns.Close()
+		n.pool.Close()
 		n.persist.Close()
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, err)

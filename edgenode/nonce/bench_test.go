@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"google.golang.org/grpc"
@@ -37,7 +38,7 @@ func BenchmarkCheck(b *testing.B) {
 	})
 }
 
-func benchCheck(b *testing.B, cs Coordinators) {
+func benchCheck(b *testing.B, cs *coordconn.Pool) {
 	c := newClient(b, Config{Coordinators: cs, Timeout: 10 * time.Second})
 	exp := time.Now().Add(time.Hour).UnixMilli()
 	var seq atomic.Uint64

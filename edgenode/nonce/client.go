@@ -11,19 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
-
-// Coordinators gives the client the coordinators it may ask and a client for
-// each; *report.Conns is one, which shares its connections with the reports.
-type Coordinators interface {
-	// Addrs lists the coordinators' gRPC addresses, each once.
-	Addrs() []string
-	// ClientFor returns a client of the coordinator at addr.
-	ClientFor(addr string) (pb.EdgeServiceClient, error)
-}
 
 // Config configures a Client. Edge and Coordinators are required; zero
 // tuning fields take the defaults shown.
@@ -31,8 +23,9 @@ type Config struct {
 	// Edge is this edge's name: sent with every call and the first part of
 	// every check id.
 	Edge string
-	// Coordinators to ask.
-	Coordinators Coordinators
+	// Coordinators is the edge's pool of coordinator connections (shared
+	// with the watch and the reports); checks are Leader calls on it.
+	Coordinators *coordconn.Pool
 	// Timeout bounds one Check, from the call to the answer, retries
 	// included; past it Check returns ErrUnavailable. Default 2s.
 	Timeout time.Duration
@@ -69,7 +62,6 @@ type Client struct {
 	prefix string // "<edge>/<boot id>/": check ids are prefix + counter
 	seq    atomic.Uint64
 	cache  cache
-	pick   picker
 	ctx    context.Context // ends at Close; bounds every RPC
 	cancel context.CancelFunc
 
@@ -128,8 +120,8 @@ func New(cfg Config) (*Client, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		cfg: cfg, log: cfg.Logger, prefix: cfg.Edge + "/" + hex.EncodeToString(boot[:]) + "/",
-		cache: newCache(max(cfg.CacheSize, 0)), pick: picker{addrs: map[string]*addrState{}},
-		ctx: ctx, cancel: cancel,
+		cache: newCache(max(cfg.CacheSize, 0)),
+		ctx:   ctx, cancel: cancel,
 	}
 	c.ready = sync.NewCond(&c.mu)
 	for range cfg.MaxInFlight {
@@ -267,8 +259,9 @@ func (c *Client) send(batch []*call) {
 }
 
 // ask sends req until a coordinator answers it or deadline passes, each
-// time with the same check ids: to the best coordinator first, then to each
-// other one, then, after a pause, round again.
+// time with the same check ids: to the coordinator the pool picks for a
+// Leader call, then to each other one (at once: the pool puts the one that
+// failed last), then, after a pause, round again.
 func (c *Client) ask(req *pb.CheckNoncesRequest, deadline time.Time) ([]bool, error) {
 	var (
 		tried []string
@@ -276,10 +269,9 @@ func (c *Client) ask(req *pb.CheckNoncesRequest, deadline time.Time) ([]bool, er
 		pause = retryBase
 	)
 	for {
-		addrs := c.cfg.Coordinators.Addrs()
-		addr := c.pick.choose(addrs, tried, time.Now())
-		if addr == "" {
-			if len(addrs) == 0 {
+		cand, ok := c.cfg.Coordinators.Pick(coordconn.Leader, tried)
+		if !ok {
+			if len(tried) == 0 {
 				last = ErrNoCoordinator
 			}
 			// Every coordinator failed once in this round.
@@ -290,8 +282,8 @@ func (c *Client) ask(req *pb.CheckNoncesRequest, deadline time.Time) ([]bool, er
 			pause *= 2
 			continue
 		}
-		tried = append(tried, addr)
-		fresh, err := c.attempt(addr, req, deadline)
+		tried = append(tried, cand.Addr)
+		fresh, err := c.attempt(cand.Addr, req, deadline)
 		if err == nil {
 			return fresh, nil
 		}
@@ -309,11 +301,13 @@ func (c *Client) ask(req *pb.CheckNoncesRequest, deadline time.Time) ([]bool, er
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, last)
 }
 
-// attempt makes one CheckNonces call on the coordinator at addr.
+// attempt makes one CheckNonces call on the coordinator at addr and tells
+// the pool how it went.
 func (c *Client) attempt(addr string, req *pb.CheckNoncesRequest, deadline time.Time) ([]bool, error) {
-	cl, err := c.cfg.Coordinators.ClientFor(addr)
+	pool := c.cfg.Coordinators
+	cl, err := pool.Client(addr)
 	if err != nil {
-		c.pick.failed(addr, time.Now())
+		pool.Failed(addr, err)
 		return nil, err
 	}
 	start := time.Now()
@@ -330,11 +324,11 @@ func (c *Client) attempt(addr string, req *pb.CheckNoncesRequest, deadline time.
 	}
 	if err != nil {
 		c.rpcErrors.Add(1)
-		c.pick.failed(addr, time.Now())
+		pool.Failed(addr, err)
 		c.log.Debug("nonce check RPC failed", "coordinator", addr, "checks", len(req.GetChecks()), "err", err)
 		return nil, fmt.Errorf("coordinator %s: %w", addr, err)
 	}
-	c.pick.answered(addr, time.Since(start))
+	pool.Answered(addr, coordconn.Leader, time.Since(start))
 	return resp.GetFresh(), nil
 }
 

@@ -227,46 +227,49 @@ func TestCloseAnswersWaitingChecks(t *testing.T) {
 	}
 }
 
-func TestPickerPrefersTheFastestAndTriesFailedOnesLast(t *testing.T) {
-	p := picker{addrs: map[string]*addrState{}}
-	now := time.Now()
-	addrs := []string{"a", "b", "c"}
-	// Never measured: in the given order.
-	if got := p.choose(addrs, nil, now); got != "a" {
-		t.Fatalf("first choice %q, want a", got)
+// A member that answers NOT_LEADER naming the leader: the batch goes
+// there next, at once and with the same check ids, and so do the next
+// checks.
+func TestNotLeaderSendsTheRetryToTheNamedLeader(t *testing.T) {
+	st := newStore()
+	a, b, leader := startCoordinator(t, st), startCoordinator(t, st), startCoordinator(t, st)
+	a.setHandler(func(ctx context.Context, req *pb.CheckNoncesRequest) (*pb.CheckNoncesResponse, error) {
+		return nil, notLeader(t, leader.addr)
+	})
+	c := newClient(t, Config{Coordinators: coords(t, a.addr, b.addr, leader.addr)})
+	if fresh, err := c.Check("k_1", []byte("n1"), expires()); err != nil || !fresh {
+		t.Fatalf("Check = %v, %v", fresh, err)
 	}
-	p.answered("a", 30*time.Millisecond)
-	if got := p.choose(addrs, nil, now); got != "b" {
-		t.Fatalf("want the unmeasured b tried, got %q", got)
+	ca, cb, cl := a.received(), b.received(), leader.received()
+	if len(ca) != 1 || len(cb) != 0 || len(cl) != 1 {
+		t.Fatalf("calls: %d to the member that refused, %d to the other, %d to the named leader; want 1, 0, 1", len(ca), len(cb), len(cl))
 	}
-	p.answered("b", 10*time.Millisecond)
-	p.answered("c", 20*time.Millisecond)
-	if got := p.choose(addrs, nil, now); got != "b" {
-		t.Fatalf("want the fastest, b; got %q", got)
+	if ida, idl := ca[0].GetChecks()[0].GetCheckId(), cl[0].GetChecks()[0].GetCheckId(); ida != idl {
+		t.Fatalf("retry check id %q, first %q: want the same", idl, ida)
 	}
-	if got := p.choose(addrs, []string{"b"}, now); got != "c" {
-		t.Fatalf("b tried: want c; got %q", got)
+	if fresh, err := c.Check("k_1", []byte("n2"), expires()); err != nil || !fresh {
+		t.Fatalf("second Check = %v, %v", fresh, err)
 	}
-	p.failed("b", now)
-	if got := p.choose(addrs, nil, now); got != "c" {
-		t.Fatalf("b failed: want c; got %q", got)
+	if len(a.received()) != 1 || len(leader.received()) != 2 {
+		t.Fatalf("second check: %d calls to the refusing member, %d to the leader; want it sent to the leader directly", len(a.received())-1, len(leader.received())-1)
 	}
-	if got := p.choose(addrs, []string{"a", "c"}, now); got != "b" {
-		t.Fatalf("only b left: want it tried anyway; got %q", got)
+}
+
+// NOT_LEADER without a hint: the retry goes to the next member at once.
+func TestNotLeaderWithoutHintMovesOnAtOnce(t *testing.T) {
+	st := newStore()
+	a, b := startCoordinator(t, st), startCoordinator(t, st)
+	a.setHandler(func(ctx context.Context, req *pb.CheckNoncesRequest) (*pb.CheckNoncesResponse, error) {
+		return nil, notLeader(t, "")
+	})
+	c := newClient(t, Config{Coordinators: coords(t, a.addr, b.addr)})
+	if fresh, err := c.Check("k_1", []byte("n"), expires()); err != nil || !fresh {
+		t.Fatalf("Check = %v, %v", fresh, err)
 	}
-	if got := p.choose(addrs, nil, now.Add(time.Second)); got != "b" {
-		t.Fatalf("b's penalty over: want b again; got %q", got)
+	if len(a.received()) != 1 || len(b.received()) != 1 {
+		t.Fatalf("calls %d and %d; want 1 and 1", len(a.received()), len(b.received()))
 	}
-	if got := p.choose(addrs, addrs, now); got != "" {
-		t.Fatalf("all tried: got %q", got)
-	}
-	// Every exploreEvery-th choice goes to the one used least recently.
-	explored := map[string]int{}
-	later := now.Add(time.Minute)
-	for i := range 2 * exploreEvery {
-		explored[p.choose(addrs, nil, later.Add(time.Duration(i)))]++
-	}
-	if explored["b"] != 2*exploreEvery-2 || explored["a"]+explored["c"] != 2 {
-		t.Fatalf("choices %v; want b but for two explorations", explored)
+	if s := c.Stats(); s.RPCs != 2 || s.RPCErrors != 1 {
+		t.Fatalf("stats %+v", s)
 	}
 }

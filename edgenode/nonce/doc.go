@@ -25,12 +25,14 @@
 //     oldest forgotten first): a request repeating it is a replay, answered
 //     without an RPC.
 //
-// Which coordinator: the edge cannot tell the leader (the edge protocol does
-// not name it), and any member accepts the call and relays it to the leader.
-// The client prefers the coordinator that has answered fastest (the leader
-// itself, or the member with the shortest path to it), tries each one it has
-// not measured yet, sends an occasional batch to the one it used least
-// recently to keep the measurements current (a leader change shows up as a
-// slower answer), and puts a coordinator whose call failed last for a
-// growing while.
+// Which coordinator: checks are Leader calls on the edge's coordinator pool
+// (edgenode/coordconn), which holds the one rule for every call to the
+// coordinators. Any member accepts a check and relays it to the leader, so
+// any member can answer; the pool sends it to the leader when a NOT_LEADER
+// named it, else to the member that answered checks fastest (the leader
+// itself, or the member with the shortest path to it), trying each one not
+// yet measured and sending an occasional batch to the one used least
+// recently to keep the measurements current; a member whose call failed is
+// tried last for a growing while, and a retry goes to another member at
+// once.
 package nonce

@@ -6,9 +6,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edgecell/edgecell/edgenode/report"
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // store is a nonce store with the coordinators' rule: a (key, nonce) is
@@ -84,9 +87,9 @@ func (c *coordinator) setHandler(h func(ctx context.Context, req *pb.CheckNonces
 	c.mu.Unlock()
 }
 
-// coords returns the edge's coordinator connections for addrs.
-func coords(t testing.TB, addrs ...string) *report.Conns {
-	c := report.NewConns(func() []string { return addrs }, nil, nil)
+// coords returns a pool of connections to addrs, preferred in that order.
+func coords(t testing.TB, addrs ...string) *coordconn.Pool {
+	c := coordconn.New(coordconn.Config{Addrs: func() []string { return addrs }})
 	t.Cleanup(c.Close)
 	return c
 }
@@ -108,4 +111,17 @@ func (c *Client) queued() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.queue)
+}
+
+// notLeader is the coordinators' typed refusal, naming leader ("": none).
+func notLeader(t testing.TB, leader string) error {
+	info := &errdetails.ErrorInfo{Domain: coordconn.ErrorDomain, Reason: coordconn.ReasonNotLeader}
+	if leader != "" {
+		info.Metadata = map[string]string{"leader": leader}
+	}
+	st, err := status.New(codes.Unavailable, "not the leader").WithDetails(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Err()
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/health"
@@ -24,8 +25,9 @@ type CheckerConfig struct {
 	// Table is the routing table the edge serves: its cells' health check
 	// policies say what to check and how.
 	Table *atomic.Pointer[route.Table]
-	// Coordinators to report to and ask for the assignment.
-	Coordinators Coordinators
+	// Coordinators is the edge's pool of coordinator connections; results
+	// and assignment requests are Followed calls on it.
+	Coordinators *coordconn.Pool
 	// Interval between result batches, and between looks at the table for
 	// new, changed or removed checks. Default 1s.
 	Interval time.Duration

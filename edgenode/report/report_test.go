@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/testutil"
@@ -117,7 +118,7 @@ func newReporter(t *testing.T, addr string, st *pb.State) (*Reporter, *atomic.Po
 
 // tableAndConns builds a us-east edge's table from st, and connections to
 // the coordinator at addr.
-func tableAndConns(t *testing.T, addr string, st *pb.State) (*atomic.Pointer[route.Table], *Conns) {
+func tableAndConns(t *testing.T, addr string, st *pb.State) (*atomic.Pointer[route.Table], *coordconn.Pool) {
 	t.Helper()
 	tb, err := route.Build("us-east", st)
 	if err != nil {
@@ -125,7 +126,7 @@ func tableAndConns(t *testing.T, addr string, st *pb.State) (*atomic.Pointer[rou
 	}
 	p := &atomic.Pointer[route.Table]{}
 	p.Store(tb)
-	conns := NewConns(func() []string { return []string{addr} }, nil, nil)
+	conns := coordconn.New(coordconn.Config{Addrs: func() []string { return []string{addr} }})
 	t.Cleanup(conns.Close)
 	return p, conns
 }
@@ -364,5 +365,49 @@ func TestProbeNotGranted(t *testing.T) {
 	r.wg.Wait()
 	if _, a, p := f.counts(); a != 1 || p != 0 || hits.Load() != 0 {
 		t.Fatalf("acquires %d, probe reports %d, backend hits %d; want 1, 0, 0", a, p, hits.Load())
+	}
+}
+
+// Reports go to the member the watch follows; when it fails, the held
+// batch goes to another member at once (the next send, not after a
+// backoff), with the same batch id, so it counts once wherever it lands.
+func TestReportsFollowTheWatchAndMoveOnWithTheSameBatch(t *testing.T) {
+	other, otherAddr := startFake(t)
+	watched, watchedAddr := startFake(t)
+	tb, err := route.Build("us-east", state(1, &pb.Cell{Id: "c1", Endpoints: []*pb.Endpoint{{Id: "a", Url: "http://a.example", Region: "us-east"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &atomic.Pointer[route.Table]{}
+	table.Store(tb)
+	pool := coordconn.New(coordconn.Config{Addrs: func() []string { return []string{otherAddr, watchedAddr} }})
+	t.Cleanup(pool.Close)
+	pool.Follow(watchedAddr)
+	r := New(Config{Edge: "edge-1", Region: "us-east", Table: table, Coordinators: pool})
+	ctx := context.Background()
+	a := gate(t, tb, "a")
+
+	a.Record(route.Success)
+	if err := r.SendOutcomes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := watched.counts(); n != 1 {
+		t.Fatalf("%d batches at the watched member; want the report there", n)
+	}
+	watched.fail.Store(true)
+	a.Record(route.Timeout)
+	if err := r.SendOutcomes(ctx); status.Code(err) != codes.Unavailable {
+		t.Fatalf("report to the failing member: %v", err)
+	}
+	if err := r.SendOutcomes(ctx); err != nil {
+		t.Fatalf("resend: %v; want it delivered by the other member", err)
+	}
+	watched.mu.Lock()
+	failedID := watched.outcomeAttempts[1]
+	watched.mu.Unlock()
+	other.mu.Lock()
+	defer other.mu.Unlock()
+	if len(other.outcomes) != 1 || other.outcomes[0].GetBatchId() != failedID {
+		t.Fatalf("other member got %v; want the failed batch %d, resent as it was", other.outcomeAttempts, failedID)
 	}
 }

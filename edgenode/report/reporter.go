@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/breaker"
@@ -24,8 +25,9 @@ type Config struct {
 	// Table is the routing table the edge serves: only its endpoints are
 	// reported (a coordinator refuses a batch naming an unknown one).
 	Table *atomic.Pointer[route.Table]
-	// Coordinators to report to.
-	Coordinators Coordinators
+	// Coordinators is the edge's pool of coordinator connections; reports
+	// and probes are Followed calls on it.
+	Coordinators *coordconn.Pool
 	// Interval between outcome batches and probe scans. Default 1s.
 	Interval time.Duration
 	// RPCTimeout bounds one RPC. Default 2s.
@@ -140,34 +142,6 @@ func (r *Reporter) sendBatch(ctx context.Context, b outcomeBatch, id uint64) err
 		_, err := c.ReportOutcomes(ctx, &pb.ReportOutcomesRequest{Edge: r.cfg.Edge, Region: r.cfg.Region, Outcomes: b.outcomes, BatchId: id})
 		return err
 	})
-}
-
-// Coordinators hands out a client for the coordinator to report to; *Conns
-// implements it. Failed is called after an RPC failed, so the next Client
-// may pick another.
-type Coordinators interface {
-	Client() (pb.EdgeServiceClient, error)
-	Failed()
-}
-
-// caller runs one RPC on the current coordinator within a timeout.
-type caller struct {
-	coords  Coordinators
-	timeout time.Duration
-}
-
-func (c caller) call(ctx context.Context, fn func(context.Context, pb.EdgeServiceClient) error) error {
-	cl, err := c.coords.Client()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if err := fn(ctx, cl); err != nil {
-		c.coords.Failed()
-		return err
-	}
-	return nil
 }
 
 // StartProbes starts, for every endpoint whose global breaker is half-open

@@ -10,12 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 )
 
 // Persister receives every state the client swaps in, in order, to write it
@@ -30,8 +28,14 @@ type Persister interface {
 type Config struct {
 	// Edge and Region identify this edge to the coordinators.
 	Edge, Region string
+	// Pool is the edge's pool of coordinator connections, shared with the
+	// reports and nonce checks: the client picks the member to stream from
+	// with it (a Nearest call), tells it which one it follows and how each
+	// stream ended. Nil: New makes one from Seeds, DialContext, Creds and
+	// the members of Table, closed when Run returns.
+	Pool *coordconn.Pool
 	// Seeds are coordinator gRPC addresses to start from; members learnt
-	// from the state are added to them.
+	// from the state are added to them. Unused with Pool.
 	Seeds []string
 	// Table is the routing table the edge serves. The client is its only
 	// writer; it must hold a table (possibly empty) before Run.
@@ -39,9 +43,10 @@ type Config struct {
 	// Persister, if set, is told about every swap.
 	Persister Persister
 	// DialContext opens connections to coordinators; nil uses a net.Dialer.
+	// Unused with Pool.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Creds secure those connections (the edge's certificate, accepting
-	// coordinators only); nil is plaintext.
+	// coordinators only); nil is plaintext. Unused with Pool.
 	Creds credentials.TransportCredentials
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -72,9 +77,10 @@ type Config struct {
 
 // Client follows the coordinators; see the package doc.
 type Client struct {
-	cfg       Config
-	log       *slog.Logger
-	connected atomic.Pointer[string]
+	cfg     Config
+	log     *slog.Logger
+	pool    *coordconn.Pool
+	ownPool bool // made by New: closed by Run
 }
 
 // New validates cfg and returns a client; Run starts it.
@@ -85,12 +91,6 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Edge == "" || cfg.Region == "" {
 		return nil, errors.New("watch: Config.Edge and Config.Region are required")
 	}
-	if cfg.Creds == nil {
-		cfg.Creds = insecure.NewCredentials()
-	}
-	if cfg.DialContext == nil {
-		cfg.DialContext = (&net.Dialer{}).DialContext
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -99,7 +99,15 @@ func New(cfg Config) (*Client, error) {
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, 30*time.Second)
 	cfg.AckTimeout = orDefault(cfg.AckTimeout, 5*time.Second)
 	cfg.RebalanceInterval = orDefault(cfg.RebalanceInterval, time.Minute)
-	return &Client{cfg: cfg, log: cfg.Logger.With("edge", cfg.Edge, "region", cfg.Region)}, nil
+	c := &Client{cfg: cfg, log: cfg.Logger.With("edge", cfg.Edge, "region", cfg.Region), pool: cfg.Pool}
+	if c.pool == nil {
+		c.ownPool = true
+		c.pool = coordconn.New(coordconn.Config{
+			Edge: cfg.Edge, Region: cfg.Region, Seeds: cfg.Seeds, Members: func() []*pb.Member { return cfg.Table.Load().Members() },
+			DialContext: cfg.DialContext, Creds: cfg.Creds,
+		})
+	}
+	return c, nil
 }
 
 func orDefault(v, def time.Duration) time.Duration {
@@ -111,42 +119,50 @@ func orDefault(v, def time.Duration) time.Duration {
 
 // Connected is the address of the coordinator the client currently streams
 // from, or "" between sessions.
-func (c *Client) Connected() string {
-	if p := c.connected.Load(); p != nil {
-		return *p
-	}
-	return ""
-}
+func (c *Client) Connected() string { return c.pool.Following() }
 
 // Run follows the coordinators until ctx ends; it returns ctx's error.
 // The table keeps being served, unchanged, while no coordinator answers.
 func (c *Client) Run(ctx context.Context) error {
+	if c.ownPool {
+		defer c.pool.Close()
+	}
 	failures := 0
-	next := 0
+	// tried are the members that failed since the last good session: the
+	// next session goes to another one, until every one was tried.
+	var tried []string
 	for {
-		cands := candidates(c.cfg.Edge, c.cfg.Region, c.cfg.Table.Load().Members(), c.cfg.Seeds)
-		var err error
+		cand, ok := c.pool.Pick(coordconn.Nearest, tried)
+		if !ok && len(tried) > 0 {
+			tried = tried[:0]
+			cand, ok = c.pool.Pick(coordconn.Nearest, nil)
+		}
+		err := ErrNoCoordinators
 		progressed := false
-		if len(cands) == 0 {
-			err = ErrNoCoordinators
-		} else {
-			// After a failure try the next address; after a good session
-			// start again from the most preferred one.
-			cand := cands[next%len(cands)]
+		if ok {
 			progressed, err = c.session(ctx, cand)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		switch {
-		case errors.Is(err, ErrRebalance):
-			failures, next = 0, 0
+		if errors.Is(err, ErrRebalance) {
+			failures, tried = 0, tried[:0]
 			continue
-		case progressed && !errors.Is(err, ErrRejected):
-			failures, next = 1, 0
-		default:
+		}
+		if ok && !errors.Is(err, ErrRejected) {
+			// The member's stream broke or went silent: the pool puts it
+			// last for every call for a while (a rejected change says
+			// nothing about the member).
+			c.pool.Failed(cand.Addr, err)
+		}
+		if progressed && !errors.Is(err, ErrRejected) {
+			// After a good session start again from the most preferred.
+			failures, tried = 1, tried[:0]
+		} else {
 			failures++
-			next++
+			if ok {
+				tried = append(tried, cand.Addr)
+			}
 		}
 		wait := backoff(failures, c.cfg.BackoffBase, c.cfg.BackoffMax)
 		c.log.Warn("watch stream ended; reconnecting", "err", err, "revision", c.cfg.Table.Load().Revision(), "backoff", wait)
@@ -158,24 +174,22 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
+// preferred reports whether the pool would now start a stream on a member
+// of the edge's region other than addr.
+func (c *Client) preferred(addr string) bool {
+	best, ok := c.pool.Pick(coordconn.Nearest, nil)
+	return ok && best.Local && best.Addr != addr
+}
+
 // session streams from one coordinator until the stream fails. progressed
 // reports whether at least one message was received and applied.
-func (c *Client) session(ctx context.Context, cand candidate) (progressed bool, err error) {
-	dial := c.cfg.DialContext
-	cc, err := grpc.NewClient("passthrough:///"+cand.addr,
-		grpc.WithTransportCredentials(c.cfg.Creds),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		}),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-	)
+func (c *Client) session(ctx context.Context, cand coordconn.Candidate) (progressed bool, err error) {
+	client, err := c.pool.Client(cand.Addr)
 	if err != nil {
-		return false, fmt.Errorf("coordinator %s: %w", cand.addr, err)
+		return false, fmt.Errorf("coordinator %s: %w", cand.Addr, err)
 	}
-	defer cc.Close()
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	client := pb.NewEdgeServiceClient(cc)
 	acks := newAcker(sctx, client, c.cfg.Edge, c.cfg.Region, c.cfg.AckTimeout, c.log)
 	defer acks.wait()
 	defer cancel(nil)
@@ -187,12 +201,12 @@ func (c *Client) session(ctx context.Context, cand candidate) (progressed bool, 
 	}
 	stream, err := client.Watch(sctx, &pb.WatchRequest{Edge: c.cfg.Edge, Region: c.cfg.Region, FromRevision: from, ClusterId: cluster})
 	if err != nil {
-		return false, fmt.Errorf("coordinator %s: watch: %w", cand.addr, err)
+		return false, fmt.Errorf("coordinator %s: watch: %w", cand.Addr, err)
 	}
 	idle := time.AfterFunc(c.cfg.IdleTimeout, func() { cancel(ErrStreamIdle) })
 	defer idle.Stop()
 	var rebalance <-chan time.Time
-	if !cand.local {
+	if !cand.Local {
 		t := time.NewTicker(c.cfg.RebalanceInterval)
 		defer t.Stop()
 		rebalance = t.C
@@ -204,36 +218,35 @@ func (c *Client) session(ctx context.Context, cand candidate) (progressed bool, 
 			if cause := context.Cause(sctx); cause != nil && ctx.Err() == nil {
 				err = cause
 			}
-			c.connected.Store(nil)
-			return progressed, fmt.Errorf("coordinator %s: %w", cand.addr, err)
+			c.pool.Follow("")
+			return progressed, fmt.Errorf("coordinator %s: %w", cand.Addr, err)
 		}
 		idle.Reset(c.cfg.IdleTimeout)
 		if first {
 			first = false
-			addr := cand.addr
-			c.connected.Store(&addr)
-			c.log.Info("watching", "member", cand.addr, "revision", from, "cluster_id", cluster)
+			c.pool.Follow(cand.Addr)
+			c.log.Info("watching", "member", cand.Addr, "revision", from, "cluster_id", cluster)
 		}
 		if err := c.handle(sctx, msg, acks); err != nil {
-			c.connected.Store(nil)
-			return progressed, fmt.Errorf("coordinator %s: %w", cand.addr, err)
+			c.pool.Follow("")
+			return progressed, fmt.Errorf("coordinator %s: %w", cand.Addr, err)
 		}
 		progressed = true
-		if cand.blind {
+		if cand.Blind {
 			// Connected through a seed before knowing any region: move to
 			// a coordinator of our own region as soon as one is known.
 			// Only once: if it fails, the next pick is informed and the
 			// periodic rebalance takes over, so there is no reconnect loop.
-			cand.blind = false
-			if cs := candidates(c.cfg.Edge, c.cfg.Region, c.cfg.Table.Load().Members(), c.cfg.Seeds); len(cs) > 0 && cs[0].local && cs[0].addr != cand.addr {
-				c.connected.Store(nil)
+			cand.Blind = false
+			if c.preferred(cand.Addr) {
+				c.pool.Follow("")
 				return true, ErrRebalance
 			}
 		}
 		select {
 		case <-rebalance:
-			if cs := candidates(c.cfg.Edge, c.cfg.Region, c.cfg.Table.Load().Members(), c.cfg.Seeds); len(cs) > 0 && cs[0].local {
-				c.connected.Store(nil)
+			if c.preferred(cand.Addr) {
+				c.pool.Follow("")
 				return true, ErrRebalance
 			}
 		default:

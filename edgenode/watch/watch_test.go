@@ -10,11 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgecell/edgecell/edgenode/coordconn"
 	"github.com/edgecell/edgecell/edgenode/internal/edgetest"
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/testutil"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // fakeCoordinator is a real gRPC EdgeService whose Watch streams are driven by the test.
@@ -398,25 +401,6 @@ func TestUnreachableCoordinatorsKeepServingAndRetry(t *testing.T) {
 	}
 }
 
-func TestCandidatesPreferOwnRegion(t *testing.T) {
-	members := []*pb.Member{
-		{Name: "a", Region: "eu-west", GrpcAddr: "a:1"},
-		{Name: "b", Region: "us-east", GrpcAddr: "b:1"},
-		{Name: "c", Region: "us-east", GrpcAddr: "c:1"},
-	}
-	seen := map[string]bool{}
-	for _, edge := range []string{"e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"} {
-		cs := candidates(edge, "us-east", members, []string{"seed:1", "a:1"})
-		if len(cs) != 4 || !cs[0].local || !cs[1].local || cs[2].local || cs[3].local {
-			t.Fatalf("edge %s: %v", edge, cs)
-		}
-		seen[cs[0].addr] = true
-	}
-	if !seen["b:1"] || !seen["c:1"] {
-		t.Fatalf("edges do not spread over the local coordinators: first choices %v", seen)
-	}
-}
-
 func TestBackoffIsJitteredAndCapped(t *testing.T) {
 	for n := 1; n < 20; n++ {
 		d := backoff(n, 100*time.Millisecond, 3*time.Second)
@@ -431,4 +415,49 @@ func TestBackoffIsJitteredAndCapped(t *testing.T) {
 	if len(distinct) < 5 {
 		t.Fatalf("backoff not jittered: %v", distinct)
 	}
+}
+
+// A member that dies under the stream is not the next one: the edge moves
+// to another at once and resumes from the revision it serves.
+func TestFailoverToAnotherMemberResumes(t *testing.T) {
+	a, b := startCoordinator(t), startCoordinator(t)
+	pool := pairPool(t, a, b)
+	e := startEdge(t, "us-east", nil, func(c *Config) { c.Pool = pool })
+	w := a.nextWatch(t)
+	w.push(t, reset(state(10)))
+	e.waitRevision(t, 10)
+	poll(t, "following a", func() bool { return pool.Following() == a.addr })
+	w.end <- status.Error(codes.Unavailable, "member shutting down")
+	w2 := b.nextWatch(t)
+	if got := w2.req.GetFromRevision(); got != 10 {
+		t.Fatalf("resumed on the other member from %d, want 10", got)
+	}
+	w2.push(t, progress(11))
+	poll(t, "following b", func() bool { return e.client.Connected() == b.addr && pool.Following() == b.addr })
+}
+
+// What another caller learnt steers the stream: a member whose calls
+// failed lately is not the first one streamed from.
+func TestAMemberOtherCallsSawFailIsNotStreamedFrom(t *testing.T) {
+	a, b := startCoordinator(t), startCoordinator(t)
+	pool := pairPool(t, a, b)
+	pool.Failed(a.addr, status.Error(codes.DeadlineExceeded, "nonce check timed out"))
+	e := startEdge(t, "us-east", nil, func(c *Config) { c.Pool = pool })
+	w := b.nextWatch(t)
+	w.push(t, reset(state(10)))
+	e.waitRevision(t, 10)
+	select {
+	case <-a.watches:
+		t.Fatal("streamed from the member that had just failed")
+	default:
+	}
+}
+
+// pairPool is a pool preferring a, then b, on a stopped clock: a penalty
+// lasts the whole test.
+func pairPool(t *testing.T, a, b *fakeCoordinator) *coordconn.Pool {
+	stopped := time.Now()
+	pool := coordconn.New(coordconn.Config{Addrs: func() []string { return []string{a.addr, b.addr} }, Now: func() time.Time { return stopped }})
+	t.Cleanup(pool.Close)
+	return pool
 }

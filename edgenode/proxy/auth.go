@@ -9,7 +9,6 @@ import (
 
 	"github.com/edgecell/edgecell/edgenode/jwtauth"
 	"github.com/edgecell/edgecell/edgenode/route"
-	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/hmacsig"
 	"github.com/edgecell/edgecell/internal/policy"
 )
@@ -93,19 +92,18 @@ func (c *conn) authState() *authState {
 	return c.auth
 }
 
-// authenticate applies the cell's auth policy (not nil, mode set) to the
-// request. It returns true when the request may go on, with c.identity set
-// for the upstream; otherwise the client has been answered and c.keep says
-// whether the connection stays open.
-func (c *conn) authenticate(t *route.Table, cell *route.Cell, ap *pb.AuthPolicy, start time.Time) bool {
-	pol := policy.AuthOf(ap)
+// authenticate applies the cell's auth policy (mode set; the table's, built
+// once per cell) to the request. It returns true when the request may go
+// on, with c.identity set for the upstream; otherwise the client has been
+// answered and c.keep says whether the connection stays open.
+func (c *conn) authenticate(t *route.Table, cell *route.Cell, pol *policy.Auth, start time.Time) bool {
 	switch {
 	case pol.HMAC() && (!pol.JWT() || c.req.hasField("x-signature")):
-		return c.checkHMAC(t, cell, &pol, start)
+		return c.checkHMAC(t, cell, pol, start)
 	case pol.JWT():
-		return c.checkJWT(&pol)
+		return c.checkJWT(pol)
 	}
-	return c.refuse(authUnavailable, "cell has an auth mode this edge does not know: "+ap.GetMode().String())
+	return c.refuse(authUnavailable, "cell has an auth mode this edge does not know: "+pol.Mode.String())
 }
 
 // refuse answers the request with the status of res and why as the reason,

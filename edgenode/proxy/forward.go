@@ -66,7 +66,7 @@ func (c *conn) serveRequest(start time.Time) bool {
 	}
 	// A cell with an auth policy lets only authenticated requests through,
 	// checked on the request as received, before anything is rewritten.
-	if ap := cell.Source().GetAuth(); ap.GetMode() != pb.AuthMode_AUTH_MODE_UNSPECIFIED && !c.authenticate(t, cell, ap, start) {
+	if ap := &cell.Policy().Auth; ap.Mode != pb.AuthMode_AUTH_MODE_UNSPECIFIED && !c.authenticate(t, cell, ap, start) {
 		return c.keep
 	}
 	if cell.Len() == 0 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // Endpoint is one upstream of a cell, with its URL taken apart once so the
@@ -88,11 +89,11 @@ func newEndpoint(pe *pb.Endpoint) (*Endpoint, error) {
 // tries them: its own region first, then the others by latency from it, then
 // regions without a latency entry by name. Immutable; shared between tables.
 type Cell struct {
-	id       string
-	source   *pb.Cell
-	groups   []group
-	count    int
-	panicPct uint32 // panic_threshold_percent, at most 100; 0: off
+	id     string
+	source *pb.Cell
+	groups []group
+	count  int
+	pol    policy.Cell // source's policies, converted once
 }
 
 // group holds the endpoints of one region, with cumulative weights so a
@@ -128,12 +129,18 @@ func (c *Cell) ID() string { return c.id }
 // Source is the cell as the coordinators sent it. Callers must not modify it.
 func (c *Cell) Source() *pb.Cell { return c.source }
 
+// Policy is the cell's policies as this edge applies them, converted from
+// Source once when the table was built, defaults filled in: what the request
+// path reads (the auth policy, the breaker's local trip) instead of the
+// proto. Callers must not modify it.
+func (c *Cell) Policy() *policy.Cell { return &c.pol }
+
 // Len is the number of endpoints of the cell.
 func (c *Cell) Len() int { return c.count }
 
 // PanicThreshold is the cell's panic_threshold_percent: 0 when panic
 // routing is off, else at most 100 (larger configured values count as 100).
-func (c *Cell) PanicThreshold() uint32 { return c.panicPct }
+func (c *Cell) PanicThreshold() uint32 { return c.pol.PanicThresholdPercent }
 
 // Panic reports whether the cell is in panic at nowUnixNano: its panic
 // threshold is set and fewer than that percentage of its endpoints (all
@@ -145,7 +152,8 @@ func (c *Cell) PanicThreshold() uint32 { return c.panicPct }
 // request; it is counted (one Gate.Check per endpoint, no allocation) only
 // when a threshold is set, and is 0 otherwise.
 func (c *Cell) Panic(nowUnixNano int64) (routable int, panicking bool) {
-	if c.panicPct == 0 {
+	pct := c.pol.PanicThresholdPercent
+	if pct == 0 {
 		return 0, false
 	}
 	for i := range c.groups {
@@ -155,7 +163,7 @@ func (c *Cell) Panic(nowUnixNano int64) (routable int, panicking bool) {
 			}
 		}
 	}
-	return routable, uint64(routable)*100 < uint64(c.panicPct)*uint64(c.count)
+	return routable, uint64(routable)*100 < uint64(pct)*uint64(c.count)
 }
 
 // Regions lists the regions of the cell's endpoints in the order this edge
@@ -216,7 +224,7 @@ func (it *Candidates) Next() *Endpoint {
 // Each endpoint gets its gate from gs; gates gs had to create are appended
 // to created.
 func buildCell(pc *pb.Cell, o *order, prev *Cell, gs *gates, created *[]*Gate) (*Cell, error) {
-	policy := policyOf(pc)
+	pol := policy.CellOf(pc)
 	old := map[string]*Endpoint{}
 	if prev != nil {
 		for i := range prev.groups {
@@ -235,7 +243,7 @@ func buildCell(pc *pb.Cell, o *order, prev *Cell, gs *gates, created *[]*Gate) (
 				return nil, fmt.Errorf("cell %q: %w", pc.GetId(), err)
 			}
 		}
-		gate, isNew := gs.get(ep.ID, policy)
+		gate, isNew := gs.get(ep.ID, pol.Breaker)
 		if isNew {
 			*created = append(*created, gate)
 		}
@@ -258,8 +266,7 @@ func buildCell(pc *pb.Cell, o *order, prev *Cell, gs *gates, created *[]*Gate) (
 		g.cum = append(g.cum, sum+uint64(ep.Weight))
 	}
 	slices.SortFunc(groups, func(a, b *group) int { return o.compare(a.region, b.region) })
-	c := &Cell{id: pc.GetId(), source: pc, groups: make([]group, len(groups)), count: len(pc.GetEndpoints()),
-		panicPct: min(pc.GetPanicThresholdPercent(), 100)}
+	c := &Cell{id: pc.GetId(), source: pc, groups: make([]group, len(groups)), count: len(pc.GetEndpoints()), pol: pol}
 	for i, g := range groups {
 		c.groups[i] = *g
 	}

@@ -317,8 +317,3 @@ func (gs *gates) retain(live map[string]struct{}) {
 		}
 	}
 }
-
-// policyOf is the breaker policy of a cell's endpoints, defaults filled in.
-func policyOf(pc *pb.Cell) policy.Breaker {
-	return policy.BreakerOf(pc.GetBreaker()).WithDefaults()
-}

@@ -24,4 +24,9 @@
 // through Endpoint.Gate, with no map lookup on the request path. A cell with
 // a panic threshold (Cell.Panic) tells the proxy when so few of its
 // endpoints are routable that it should ignore the gates and try them all.
+//
+// Each Cell also carries its policies converted once, when its table is
+// built (Cell.Policy, an internal/policy.Cell with defaults filled in), so
+// that the gates and the proxy read typed values and nothing on the request
+// path converts a proto.
 package route

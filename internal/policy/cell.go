@@ -1,6 +1,10 @@
 package policy
 
-import pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+import (
+	"time"
+
+	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+)
 
 // MaxPanicThresholdPercent is the largest panic_threshold_percent: with 100
 // a cell panics (routes over every endpoint) as soon as one endpoint is out.
@@ -60,3 +64,7 @@ func checkCell(c *pb.Cell) *Error {
 	}
 	return nil
 }
+
+// ms reads a proto duration field in milliseconds, the unit of every
+// duration of the breaker and health-check policies.
+func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }

@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"time"
 )
 
 // ErrInvalid is matched with errors.Is by every *Error.
@@ -40,6 +39,3 @@ func orNil(e *Error) error {
 	}
 	return e
 }
-
-// ms reads a proto duration field in milliseconds.
-func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }

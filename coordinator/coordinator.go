@@ -22,6 +22,7 @@ import (
 
 	"github.com/edgecell/edgecell/coordinator/raftstore"
 	"github.com/edgecell/edgecell/coordinator/server"
+	"github.com/edgecell/edgecell/coordinator/state"
 	"github.com/edgecell/edgecell/coordinator/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/pki"
@@ -148,7 +149,8 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	gs, hs := srv.NewGRPCServer()
 	runCtx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{cfg: cfg, log: log, store: store, srv: srv, grpc: gs, health: hs, lis: lis, cancel: cancel}
-	c.wg.Add(3)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING) // before watchHalt can turn it off
+	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
 		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -163,17 +165,21 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		defer c.wg.Done()
 		c.runTicker(runCtx)
 	}()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	go func() {
+		defer c.wg.Done()
+		c.watchHalt(runCtx)
+	}()
 	log.Info("coordinator started", "region", cfg.Region, "grpc_addr", lis.Addr().String(), "raft_addr", store.RaftAddr())
 	return c, nil
 }
 
-// registerSelf makes sure the replicated state holds this member's region and
-// gRPC address, so peers can forward to it and edges can find it. It retries
+// registerSelf makes sure the replicated state holds this member's region,
+// gRPC address and the ops its binary applies, so peers can forward to it,
+// edges can find it and the leader knows which ops it may propose. It retries
 // with jittered backoff until done (no leader yet, or not yet a member), and
 // again whenever the record disappears or changes (a restore, a rejoin).
 func (c *Coordinator) registerSelf(ctx context.Context) {
-	want := &pb.Member{Name: c.cfg.Name, Region: c.cfg.Region, RaftAddr: c.store.RaftAddr(), GrpcAddr: c.lis.Addr().String()}
+	want := &pb.Member{Name: c.cfg.Name, Region: c.cfg.Region, RaftAddr: c.store.RaftAddr(), GrpcAddr: c.lis.Addr().String(), Ops: state.Ops()}
 	backoff := 50 * time.Millisecond
 	for {
 		registered := false
@@ -197,6 +203,18 @@ func (c *Coordinator) registerSelf(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
+	}
+}
+
+// watchHalt turns the health service to NOT_SERVING once the state machine
+// halts (the gRPC services already refuse every call): load balancers and
+// probes take the member out until it runs a binary that can apply the log.
+func (c *Coordinator) watchHalt(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-c.store.HaltNotify():
+		c.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+		c.log.Error("not serving: this member's binary cannot apply the log; upgrade it and restart", "error", c.store.Halted())
 	}
 }
 

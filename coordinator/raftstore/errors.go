@@ -16,6 +16,10 @@ var (
 	ErrLeadershipLost = errors.New("leadership lost before the command committed; it may or may not be applied")
 	// ErrShutdown is returned once the store is closed.
 	ErrShutdown = errors.New("raft store is shut down")
+	// ErrOpUnsupported is returned by Propose for a command whose op some
+	// member's binary does not apply (the wrapping message names them):
+	// nothing was proposed. Upgrade those members, then retry.
+	ErrOpUnsupported = errors.New("not every member applies this operation")
 	// ErrUnknownMember is returned by membership operations naming a member
 	// that is not in the raft configuration.
 	ErrUnknownMember = errors.New("unknown member")

@@ -3,10 +3,12 @@ package raftstore
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/edgecell/edgecell/coordinator/state"
 	"github.com/edgecell/edgecell/coordinator/watch"
@@ -17,11 +19,30 @@ import (
 // it to the store; the resulting change goes to the watch hub, which never
 // blocks. Restore builds a fresh store and swaps it in (snapshots swap, never
 // patch), and resets the hub so every watcher starts over from the new state.
+//
+// A store that halted (a committed command whose op this binary cannot
+// apply, see state.Store.Apply) stops the FSM: applied no longer advances,
+// Snapshot and Restore refuse, and halted is closed, so that nothing past
+// the last applied entry is ever persisted as state and a restart with a
+// binary that knows the op replays the log from the last snapshot.
 type fsm struct {
 	store   atomic.Pointer[state.Store]
 	hub     *watch.Hub
 	applied *indexNotifier // raft index of the last command or configuration the FSM processed
 	cluster *clusterIdentity
+	log     *slog.Logger
+
+	// halted is closed when the store halts; haltSeen and skipped are
+	// touched only by raft's FSM goroutine.
+	halted   chan struct{}
+	haltSeen bool
+	skipped  map[protoreflect.FieldNumber]bool // ignorable unknown ops already logged
+}
+
+func newFSM(st *state.Store, cluster *clusterIdentity, log *slog.Logger) *fsm {
+	f := &fsm{applied: newIndexNotifier(0), cluster: cluster, log: log, halted: make(chan struct{}), skipped: map[protoreflect.FieldNumber]bool{}}
+	f.store.Store(st)
+	return f
 }
 
 // noteCluster hands a newly learnt cluster id to the hub (after the change
@@ -45,7 +66,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// A committed entry that does not decode means replicas would diverge.
 		panic(fmt.Sprintf("raftstore: undecodable command at index %d: %v", l.Index, err))
 	}
-	res, change := f.store.Load().Apply(l.Index, cmd)
+	st := f.store.Load()
+	res, change := st.Apply(l.Index, cmd)
+	if err := st.Halted(); err != nil {
+		f.noteHalt(err)
+		return res
+	}
+	if res.GetSkipped() {
+		f.noteSkipped(cmd, l.Index)
+	}
 	if change != nil {
 		f.hub.Publish(change)
 		f.noteCluster()
@@ -54,24 +83,65 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return res
 }
 
+// noteHalt logs the halt and wakes its watchers, once.
+func (f *fsm) noteHalt(err error) {
+	if f.haltSeen {
+		return
+	}
+	f.haltSeen = true
+	applied, _ := f.applied.current()
+	f.log.Error("state machine halted: upgrade this member's binary and restart it", "error", err, "applied_index", applied)
+	close(f.halted)
+}
+
+// noteSkipped logs, once per op, that ignorable commands of an op this
+// binary does not know are being skipped.
+func (f *fsm) noteSkipped(cmd *pb.Command, index uint64) {
+	op := state.OpOf(cmd)
+	if f.skipped[op.Number] {
+		return
+	}
+	f.skipped[op.Number] = true
+	f.log.Warn("skipping ignorable commands of an op this binary does not know (logged once per op); upgrade this member to apply them",
+		"op", op.Number, "index", index)
+}
+
+// haltError is the store's halt, or nil while the FSM applies.
+func (f *fsm) haltError() error { return f.store.Load().Halted() }
+
 // StoreConfiguration is called for committed configuration entries. The state
 // does not hold the raft configuration (it holds member addresses, written by
 // commands), but processing the entry still counts as applied for read-index.
 func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) {
+	if f.haltError() != nil {
+		return
+	}
 	f.applied.advance(index)
 }
 
 // Snapshot captures the state at the current revision in O(1) (the store is
 // copy-on-write); building and marshalling the proto happens in Persist, off
 // the apply goroutine.
+//
+// A halted FSM refuses: raft would record the snapshot as covering every
+// entry it handed the FSM, the unapplied ones included, and then compact
+// them away.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.haltError(); err != nil {
+		return nil, fmt.Errorf("raftstore: no snapshot while the state machine is halted: %w", err)
+	}
 	applied, _ := f.applied.current()
 	return &fsmSnapshot{frozen: f.store.Load().Freeze(), applied: applied}, nil
 }
 
-// Restore replaces the state with a snapshot's.
+// Restore replaces the state with a snapshot's. A halted FSM refuses: the
+// snapshot would hold effects of the op this binary cannot apply, which it
+// would drop or misread.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if err := f.haltError(); err != nil {
+		return fmt.Errorf("raftstore: no restore while the state machine is halted: %w", err)
+	}
 	data, err := io.ReadAll(rc)
 	if err != nil {
 		return fmt.Errorf("read snapshot: %w", err)

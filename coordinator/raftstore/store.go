@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -77,6 +78,8 @@ type Store struct {
 	fsm       *fsm
 	transport *raft.NetworkTransport
 	logs      *logStore
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
 // Open starts raft for this member. It returns once raft runs; it does not wait
@@ -135,8 +138,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	st := state.New()
-	f := &fsm{applied: newIndexNotifier(0), cluster: &clusterIdentity{dir: cfg.DataDir, log: log, id: clusterID}}
-	f.store.Store(st)
+	f := newFSM(st, &clusterIdentity{dir: cfg.DataDir, log: log, id: clusterID}, log)
 	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Snapshot() }, st.Revision())
 	f.hub.SetClusterID(clusterID)
 
@@ -178,7 +180,8 @@ func Open(cfg Config) (*Store, error) {
 		logs.Close()
 		return nil, fmt.Errorf("raftstore: start raft: %w", describeSnapshotError(cfg.DataDir, err))
 	}
-	s := &Store{cfg: cfg, log: log, raft: r, fsm: f, transport: transport, logs: logs}
+	s := &Store{cfg: cfg, log: log, raft: r, fsm: f, transport: transport, logs: logs, closed: make(chan struct{})}
+	go s.yieldLeadershipWhileHalted()
 	log.Info("raft started", "raft_addr", string(transport.LocalAddr()), "existing_state", hasState)
 	return s, nil
 }
@@ -211,6 +214,7 @@ func setDefaults(cfg *Config) {
 func (s *Store) Close() error {
 	// Consul's order: start the shutdown, close the transport so that no
 	// worker waits on a peer, then wait for raft's goroutines.
+	s.closeOnce.Do(func() { close(s.closed) })
 	f := s.raft.Shutdown()
 	terr := s.transport.Close()
 	err := f.Error()
@@ -258,15 +262,30 @@ func (s *Store) Leader() (name, raftAddr string) {
 // The logged command carries this leader's clock in now_unix_nano, whatever
 // cmd holds (cmd itself is not modified): time-based decisions in the state
 // machine use the leader's time, never a client's.
+//
+// Before anything enters the log, Propose checks that every member can apply
+// the command's op (see proposable) and stamps Command.ignorable from the
+// op's registry entry. A halted member proposes nothing: it could not apply
+// what it proposed.
 func (s *Store) Propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult, error) {
 	if s.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
+	}
+	if err := s.Halted(); err != nil {
+		return nil, err
+	}
+	op, err := s.proposable(cmd)
+	if err != nil {
+		return nil, err
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: encode command: %w", err)
 	}
 	data = stampNow(data, s.cfg.Now())
+	if op.Ignorable || cmd.GetIgnorable() {
+		data = stampIgnorable(data, op.Ignorable)
+	}
 	timeout := s.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -342,8 +361,12 @@ func (s *Store) Applied() uint64 {
 	return idx
 }
 
-// Snapshot forces a raft snapshot now (tests and operators).
+// Snapshot forces a raft snapshot now (tests and operators). A halted
+// member takes none (see fsm).
 func (s *Store) Snapshot() error {
+	if err := s.Halted(); err != nil {
+		return fmt.Errorf("raftstore: no snapshot while the state machine is halted: %w", err)
+	}
 	return translate(s.raft.Snapshot().Error())
 }
 

@@ -72,7 +72,15 @@ func (s *Server) localStatus() *pb.MemberStatus {
 		AppliedIndex: st.AppliedIndex,
 		CommitIndex:  st.CommitIndex,
 		Revision:     st.Revision,
+		Halted:       errorText(s.raft.Halted()),
 	}
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // ClusterStatus implements AdminService: the raft configuration as this

@@ -118,6 +118,13 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.EdgeService_WatchServer) 
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
+	go func() {
+		select {
+		case <-s.raft.HaltNotify(): // this member's state stopped moving: the edge must follow another
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	err := s.raft.Hub().Serve(ctx, req.GetFromRevision(), req.GetClusterId(), stream.Send)
 	s.log.Info("edge watch ended", "edge", req.GetEdge(), "error", err)
 	switch {
@@ -125,6 +132,8 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.EdgeService_WatchServer) 
 		return nil // the edge went away
 	case s.stopping.Err() != nil:
 		return status.Error(codes.Unavailable, "coordinator is shutting down; reconnect to another")
+	case s.raft.Halted() != nil:
+		return s.haltedStatus()
 	}
 	return toStatus(err)
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/edgecell/edgecell/coordinator/raftstore"
+	"github.com/edgecell/edgecell/coordinator/state"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
@@ -35,6 +36,8 @@ var grpcCodes = []struct {
 	{raftstore.ErrTimeout, codes.Unavailable, "raft did not commit in time; retry"},
 	{raftstore.ErrShutdown, codes.Unavailable, "this coordinator is shutting down; use another"},
 	{raftstore.ErrUnknownMember, codes.NotFound, ""},
+	{raftstore.ErrOpUnsupported, codes.FailedPrecondition, ""},
+	{state.ErrUnknownOp, codes.Unavailable, "use another coordinator meanwhile"},
 	{ErrOutcomeUnknown, codes.Unavailable, "read the current state before retrying"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, ""},
 	{context.Canceled, codes.Canceled, ""},
@@ -109,6 +112,8 @@ func commandStatus(ce *pb.CommandError) error {
 		code = codes.NotFound
 	case pb.CommandError_CODE_FAILED_PRECONDITION:
 		code = codes.FailedPrecondition
+	case pb.CommandError_CODE_UNKNOWN_OP:
+		code = codes.Unavailable
 	default:
 		code = codes.Unknown
 	}

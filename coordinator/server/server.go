@@ -37,6 +37,11 @@ type Raft interface {
 	RemoveServer(ctx context.Context, name string) error
 	TransferLeadership(ctx context.Context, to string) error
 	Status() raftstore.Status
+	// Halted is nil while the member's state machine applies commands, and
+	// then why it stopped (see raftstore.Store.Halted); HaltNotify is
+	// closed when it stops.
+	Halted() error
+	HaltNotify() <-chan struct{}
 }
 
 // MaxMessageSize is the largest gRPC message a coordinator accepts (a whole
@@ -159,12 +164,14 @@ func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) (*grpc.Server, *healt
 			recovery.UnaryServerInterceptor(recoverOpt),
 			logging.UnaryServerInterceptor(logger, logOpts...),
 			s.authz.unary,
+			s.haltedUnary,
 			s.forwardUnary,
 		),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(recoverOpt),
 			logging.StreamServerInterceptor(logger, logOpts...),
 			s.authz.stream,
+			s.haltedStream,
 		),
 		// A whole config with 100,000 placements is several MiB; every
 		// other method has a smaller limit in the method table.

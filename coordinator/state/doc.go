@@ -83,6 +83,45 @@
 // may be announced just before the put_cell that creates it): edges must
 // validate and swap a whole Change at once, which they do anyway.
 //
+// # Commands and versioned operations
+//
+// Each case of pb.Command's oneof op has one entry in the registry
+// (registry.go): its handler and its facts (whether it changes cells, so
+// that endpoint states follow; whether it is ignorable). Apply looks the op
+// up there; TestRegistryCoversEveryOp fails when a case has no entry.
+//
+// Binaries of different versions share one log during a rolling upgrade, so
+// a member may meet a committed command whose op its binary does not apply
+// (a newer leader's op lands among the unknown fields of the Command it
+// decodes; command.proto numbers ops from 10 so that it is found by number).
+// Applying the rest of the log without that command would let its state
+// diverge, silently; panicking would take down every older member at once,
+// and again at each restart. So:
+//
+//   - An ignorable command (Command.ignorable, set by the leader from the
+//     op's registry entry) is skipped: no change, the result says skipped.
+//     Only an op whose effect no older binary reads may be ignorable, since
+//     the member that skipped it never gets that effect, even once upgraded.
+//   - Any other command halts the store: it applies nothing from that
+//     command on (Halted says which op at which index), so its state stays a
+//     true prefix of the log. Above it, raftstore stops advancing the applied
+//     index and refuses snapshots (which would otherwise record the skipped
+//     entries as applied and let raft compact them away) and restores, the
+//     API answers UNAVAILABLE and the health service NOT_SERVING. Restarted
+//     with a binary that applies the op, the member restores its last
+//     snapshot, taken before the halt, and replays the log from there: it is
+//     whole again, with nothing to repair.
+//
+// The halt is the safety net; the leader keeps it from being needed. Every
+// member advertises the ops its binary applies in its member record
+// (Member.ops, written when it starts), and the leader's raft store proposes
+// a non-ignorable op only when every member of the raft configuration lists
+// it, refusing otherwise with FAILED_PRECONDITION naming the members to
+// upgrade. A record that lists no ops is a binary from before the field,
+// which applies the legacy set (fields 10 to 27), so upgrading from one is
+// not blocked. A new op therefore becomes usable once the last member runs a
+// binary that has it: no flag day, no feature switch.
+//
 // # Concurrency and cost
 //
 // The state is held in immutable copy-on-write B-trees (github.com/tidwall/btree).

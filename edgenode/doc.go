@@ -8,6 +8,8 @@
 // (the coordinator stream), cache (the bbolt file), report (outcome
 // batches, probes of half-open endpoints and active health checks, sent to
 // the coordinators), nonce (batched, fail-closed nonce check-and-store at
-// the coordinators) and jwtauth (bearer tokens against cached JWKS). This
-// package wires them together behind Start and Node.
+// the coordinators), jwtauth (bearer tokens against cached JWKS) and
+// coordconn (the one pool of coordinator connections that watch, report
+// and nonce share, with the one rule for which coordinator a call goes
+// to). This package wires them together behind Start and Node.
 package edgenode

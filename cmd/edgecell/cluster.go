@@ -37,6 +37,11 @@ func statusTable(w io.Writer, resp *pb.ClusterStatusResponse) {
 		row(w, m.GetName(), orDash(m.GetRegion()), m.GetRole(), m.GetVoter(), m.GetTerm(),
 			m.GetAppliedIndex(), m.GetCommitIndex(), m.GetRevision(), orDash(m.GetGrpcAddr()), orDash(m.GetRaftAddr()))
 	}
+	for _, m := range resp.GetMembers() {
+		if h := m.GetHalted(); h != "" {
+			fmt.Fprintf(w, "\n%s is halted: %s\n", m.GetName(), h)
+		}
+	}
 }
 
 func (a *app) clusterJoinCommand() *cobra.Command {

@@ -224,3 +224,37 @@ func TestHaltedMemberPersistsNothingPastTheHalt(t *testing.T) {
 	})
 	wantHalt(s)
 }
+
+// The registry, not the proposer, decides whether a command is ignorable:
+// a caller's flag on an op that may not be skipped does not reach the log.
+func TestProposeStampsIgnorableFromTheRegistry(t *testing.T) {
+	if n := (&pb.Command{}).ProtoReflect().Descriptor().Fields().ByName("ignorable").Number(); n != ignorableField {
+		t.Fatalf("ignorable is field %d, stampIgnorable writes %d", n, ignorableField)
+	}
+	addr, err := freeport.Loopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openSingle(t, t.TempDir(), addr)
+	defer s.Close()
+	cmd := &pb.Command{Ignorable: true, Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: &pb.Member{
+		Name: "m1", Region: "us-east", RaftAddr: "127.0.0.1:1", GrpcAddr: "127.0.0.1:2",
+	}}}}
+	if res, err := s.Propose(context.Background(), cmd); err != nil || res.GetError() != nil {
+		t.Fatalf("propose: %v %v", err, res.GetError())
+	}
+	var l raft.Log
+	if err := s.logs.GetLog(s.raft.LastIndex(), &l); err != nil {
+		t.Fatal(err)
+	}
+	logged := &pb.Command{}
+	if err := proto.Unmarshal(l.Data, logged); err != nil {
+		t.Fatal(err)
+	}
+	if logged.GetPutMember() == nil || logged.GetIgnorable() {
+		t.Fatalf("logged %v; want the put_member without ignorable", logged)
+	}
+	if !cmd.GetIgnorable() {
+		t.Fatal("stamping modified the caller's command")
+	}
+}

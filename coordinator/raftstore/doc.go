@@ -14,4 +14,10 @@
 // <data-dir>/cluster-id (cluster.go), feeds it to the watch hub, and sends it
 // in the handshake that opens every raft connection (stream.go); a peer of
 // another cluster is refused before raft decodes anything it sent.
+//
+// Versions (versions.go; the rules are in the state package doc): Propose
+// logs an op only when every member of the configuration advertises it or
+// it is ignorable, and a member whose state machine halted on an op its
+// binary cannot apply stops advancing its applied index, takes no
+// snapshots, restores none, proposes nothing and hands leadership away.
 package raftstore

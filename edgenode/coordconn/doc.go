@@ -50,7 +50,8 @@
 // find the leader by answer time alone.
 //
 // Connections are made lazily by gRPC, kept for the pool's life (a
-// connection to a member the table no longer lists is closed), reconnect
+// connection to a member the table no longer lists is closed once the
+// watch does not follow it), reconnect
 // within 3s of a coordinator coming back, and ping every 20s so that a
 // dead path is noticed without a call. A call on a connection that cannot
 // be made fails at once, so the caller can move on.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -123,8 +124,12 @@ func (p *Pool) Client(addr string) (pb.EdgeServiceClient, error) {
 // none, between sessions); Followed calls prefer it.
 func (p *Pool) Follow(addr string) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.followed
 	p.followed = addr
-	p.mu.Unlock()
+	if old != "" && old != addr && p.order.valid && !slices.ContainsFunc(p.order.cands, func(c Candidate) bool { return c.Addr == old }) {
+		p.forget(old) // left the members while the watch followed it
+	}
 }
 
 // Following is the address Follow last recorded, or "".

@@ -45,8 +45,13 @@ func TestConnectionsAreSharedAndFollowTheMembers(t *testing.T) {
 	if cb.GetState() == connectivity.Shutdown || cs.GetState() == connectivity.Shutdown {
 		t.Fatal("closed the followed member's or a seed's connection")
 	}
-	p.Close()
+	p.Follow("c:1") // the watch moved on: b:1's connection goes too
 	if cb.GetState() != connectivity.Shutdown {
+		t.Fatalf("connection to b:1, no longer a member nor followed: %v, want closed", cb.GetState())
+	}
+	cc, _ := p.Conn("c:1")
+	p.Close()
+	if cc.GetState() != connectivity.Shutdown {
 		t.Fatal("Close left a connection open")
 	}
 	if _, err := p.Conn("c:1"); !errors.Is(err, ErrClosed) {

@@ -217,7 +217,8 @@ func secretsOf(st *pb.State, key string) int {
 // same state. Then a member taken back to the old binary meets a rotation
 // in the log it replays: it halts (no panic, nothing served, health
 // NOT_SERVING, the halt shown in cluster status, its record re-advertised
-// so the leader refuses rotations again) and, restarted on the new binary,
+// so the leader refuses rotations again, leadership handed straight back
+// when it is given it) and, restarted on the new binary,
 // replays from its last snapshot and agrees with the others.
 func TestMixedVersionClusterGatesAnOpUntilEveryMemberAppliesIt(t *testing.T) {
 	if testing.Short() {
@@ -310,6 +311,23 @@ func TestMixedVersionClusterGatesAnOpUntilEveryMemberAppliesIt(t *testing.T) {
 	waitAdvertised(t, c.member("n1"), map[string]bool{"n3": false})
 	waitAdvertised(t, c.member("n2"), map[string]bool{"n3": false})
 	wantRefusedNaming(t, c, id, "n3", "n1", "n2")
+
+	// Made leader, the halted member hands leadership straight back, and
+	// the cluster goes on taking writes.
+	if _, err := c.admins["n1"].TransferLeadership(ctx, &pb.TransferLeadershipRequest{To: "n3"}); err != nil {
+		t.Fatalf("transfer leadership to n3: %v", err)
+	}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		st, err := c.status("n1")
+		if err != nil {
+			return err
+		}
+		if st.GetLeader() == "" || st.GetLeader() == "n3" {
+			return fmt.Errorf("leader is %q; want n1 or n2", st.GetLeader())
+		}
+		_, err = c.admins["n1"].CreateKey(ctx, &pb.CreateKeyRequest{Name: "after-transfer"})
+		return err
+	})
 
 	c.stop(n3)
 	c.run(n3, newBin)

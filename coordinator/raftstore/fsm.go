@@ -62,8 +62,9 @@ var (
 // Apply is called by raft, on one goroutine, for each committed command.
 func (f *fsm) Apply(l *raft.Log) any {
 	cmd := &pb.Command{}
-	if err := proto.Unmarshal(l.Data, cmd); err != nil {
+	if err := proto.Unmarshal(l.Data, cmd); err != nil && f.haltError() == nil {
 		// A committed entry that does not decode means replicas would diverge.
+		// (A halted store applies nothing, decoded or not.)
 		panic(fmt.Sprintf("raftstore: undecodable command at index %d: %v", l.Index, err))
 	}
 	st := f.store.Load()

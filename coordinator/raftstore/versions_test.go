@@ -71,7 +71,8 @@ func TestFSMHaltsOnAnUnknownOp(t *testing.T) {
 		t.Fatal("halted is not closed")
 	}
 	applyEntry(f, 3, memberEntry(t, "m3"))
-	f.StoreConfiguration(4, raft.Configuration{})
+	applyEntry(f, 4, []byte{0xff}) // undecodable: a halted FSM does not even look
+	f.StoreConfiguration(5, raft.Configuration{})
 	if _, ok := f.store.Load().Member("m3"); ok {
 		t.Fatal("a command after the unknown op was applied")
 	}

@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +22,8 @@ import (
 // patch), and resets the hub so every watcher starts over from the new state.
 //
 // A store that halted (a committed command whose op this binary cannot
-// apply, see state.Store.Apply) stops the FSM: applied no longer advances,
+// apply, see state.Store.Apply, or a snapshot whose state applied one)
+// stops the FSM: applied no longer advances,
 // Snapshot and Restore refuse, and halted is closed, so that nothing past
 // the last applied entry is ever persisted as state and a restart with a
 // binary that knows the op replays the log from the last snapshot.
@@ -137,7 +139,8 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 
 // Restore replaces the state with a snapshot's. A halted FSM refuses: the
 // snapshot would hold effects of the op this binary cannot apply, which it
-// would drop or misread.
+// would drop or misread. A snapshot whose state applied such an op
+// (Snapshot.ops_applied) halts the FSM instead of being restored.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if err := f.haltError(); err != nil {
@@ -152,6 +155,15 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
 	fresh, err := state.FromSnapshot(snap)
+	if h := (*state.HaltError)(nil); errors.As(err, &h) {
+		// The snapshot's state applied an op this binary does not: halt
+		// here rather than serve a state it may not represent. Raft counts
+		// the snapshot as restored, but the halted store applies nothing
+		// after it, so no state from past the halt is served or persisted.
+		f.store.Load().Halt(h)
+		f.noteHalt(h)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}

@@ -259,3 +259,43 @@ func TestProposeStampsIgnorableFromTheRegistry(t *testing.T) {
 		t.Fatal("stamping modified the caller's command")
 	}
 }
+
+// A snapshot whose state applied an op this binary does not apply (a newer
+// binary's, kept across a downgrade or sent by a newer leader) halts the
+// FSM instead of being restored.
+func TestFSMHaltsOnASnapshotItCannotRestore(t *testing.T) {
+	newer := testFSM()
+	applyEntry(newer, 1, memberEntry(t, "m1"))
+	fs, err := newer.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := fs.(*fsmSnapshot).frozen.Snapshot(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.OpsApplied = append(snap.OpsApplied, 99)
+	data, err := proto.Marshal(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := testFSM()
+	if err := f.Restore(io.NopCloser(strings.NewReader(string(data)))); err != nil {
+		t.Fatalf("Restore: %v; want the FSM halted, not an error (raft would retry or refuse to start)", err)
+	}
+	select {
+	case <-f.halted:
+	default:
+		t.Fatal("halted is not closed")
+	}
+	if _, ok := f.store.Load().Member("m1"); ok {
+		t.Fatal("the snapshot's state was restored")
+	}
+	applyEntry(f, 2, memberEntry(t, "m2"))
+	if _, ok := f.store.Load().Member("m2"); ok {
+		t.Fatal("a command after the unrestorable snapshot was applied")
+	}
+	if _, err := f.Snapshot(); !errors.Is(err, state.ErrUnknownOp) {
+		t.Fatalf("Snapshot after the halt: %v, want an error wrapping state.ErrUnknownOp", err)
+	}
+}

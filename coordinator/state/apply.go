@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tidwall/btree"
@@ -60,6 +61,7 @@ func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Cha
 	if cerr != nil {
 		return &pb.CommandResult{Revision: cur.revision, Error: cerr}, nil
 	}
+	tx.noteOp(op, spec)
 	if len(events) == 0 {
 		if tx.dirty {
 			// Counters moved but nothing anyone watches: same revision, no Change.
@@ -82,6 +84,11 @@ func (s *Store) Halted() error {
 	return nil
 }
 
+// Halt stops the store as a command it cannot apply would: raftstore calls
+// it with the error of a snapshot it could not restore (FromSnapshot). A
+// store halts once; later halts keep the first reason.
+func (s *Store) Halt(h *HaltError) { s.halted.CompareAndSwap(nil, h) }
+
 func haltedResult(revision uint64, h *HaltError) *pb.CommandResult {
 	return &pb.CommandResult{Revision: revision, Error: commandError(pb.CommandError_CODE_UNKNOWN_OP, "", "%s", h.Error())}
 }
@@ -100,6 +107,19 @@ type txn struct {
 	granted bool
 	// fresh: a CheckNoncesOp's answers.
 	fresh []bool
+}
+
+// noteOp records in the tables that a non-ignorable command of op was
+// applied, the first time: a snapshot then tells a binary that does not
+// apply op that it cannot restore it (see FromSnapshot).
+func (tx *txn) noteOp(op Op, spec *opSpec) {
+	n := uint32(op.Number)
+	i, found := slices.BinarySearch(tx.t.opsApplied, n)
+	if found || spec.ignorable {
+		return
+	}
+	tx.t.opsApplied = slices.Insert(slices.Clone(tx.t.opsApplied), i, n)
+	tx.dirty = true
 }
 
 // run applies the op that spec describes.

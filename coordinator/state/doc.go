@@ -111,6 +111,11 @@
 //     with a binary that applies the op, the member restores its last
 //     snapshot, taken before the halt, and replays the log from there: it is
 //     whole again, with nothing to repair.
+//   - A snapshot lists the ops of the non-ignorable commands its state has
+//     applied (Snapshot.ops_applied). A binary that does not apply one of
+//     them halts the same way instead of restoring it: a newer binary's
+//     snapshot, kept on disk across a downgrade or sent by a newer leader,
+//     may hold state the older binary cannot represent.
 //
 // The halt is the safety net; the leader keeps it from being needed. Every
 // member advertises the ops its binary applies in its member record

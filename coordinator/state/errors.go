@@ -19,15 +19,24 @@ var ErrUnknownOp = errors.New("this member's binary does not apply a committed o
 
 // HaltError says why a store stopped applying: the op at Index is one this
 // binary does not apply and the command was not ignorable.
+//
+// With Snapshot set, it was a raft snapshot taken at Index whose state had
+// applied that op (Snapshot.ops_applied), which the store refused to
+// restore.
 type HaltError struct {
-	Index uint64
-	Op    Op
+	Index    uint64
+	Op       Op
+	Snapshot bool
 }
 
 func (e *HaltError) Error() string {
-	return fmt.Sprintf("this member's binary cannot apply %s (Command field %d) at index %d and must be upgraded: "+
-		"it applies and serves nothing until it is restarted with a binary that applies op %d, which replays the log from there",
-		e.Op.Name, e.Op.Number, e.Index, e.Op.Number)
+	what := fmt.Sprintf("apply %s (Command field %d) at index %d", e.Op.Name, e.Op.Number, e.Index)
+	if e.Snapshot {
+		what = fmt.Sprintf("restore the snapshot at index %d, whose state applied %s (Command field %d)", e.Index, e.Op.Name, e.Op.Number)
+	}
+	return fmt.Sprintf("this member's binary cannot %s and must be upgraded: "+
+		"it applies and serves nothing until it is restarted with a binary that applies op %d, which replays the log from its last snapshot",
+		what, e.Op.Number)
 }
 
 func (e *HaltError) Unwrap() error { return ErrUnknownOp }

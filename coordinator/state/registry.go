@@ -173,7 +173,16 @@ func (r *registry) lookup(cmd *pb.Command) (Op, *opSpec) {
 	if n == 0 {
 		return Op{}, nil
 	}
-	return Op{Number: n, Name: fmt.Sprintf("op %d", n)}, nil
+	return opNamed(n), nil
+}
+
+// opNamed describes op n, which this binary does not apply: by its case
+// name when its proto has one (a withheld op), else by number.
+func opNamed(n protoreflect.FieldNumber) Op {
+	if fd := ops.oneof.Fields().ByNumber(n); fd != nil {
+		return Op{Number: n, Name: string(fd.Name())}
+	}
+	return Op{Number: n, Name: fmt.Sprintf("op %d", n)}
 }
 
 // firstOpField returns the number of the first field of b numbered 10 or

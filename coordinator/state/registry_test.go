@@ -213,3 +213,41 @@ func TestMemberOps(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot lists the ops of the non-ignorable commands its state applied,
+// and a binary that does not apply one of them halts rather than restore it.
+func TestSnapshotCarriesTheOpsApplied(t *testing.T) {
+	s := configured(t)
+	mustChange(t, s, 11, putPlacementCmd("k", "c1"))
+	mustChange(t, s, 12, putPlacementCmd("k2", "c1"))
+	mustRefuse(t, s, 13, deletePlacementCmd("missing"), pb.CommandError_CODE_NOT_FOUND, "key")
+	snap, err := s.Freeze().Snapshot(13)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint32{10, 13}; !slices.Equal(snap.GetOpsApplied(), want) {
+		t.Fatalf("ops_applied %v, want %v (apply_config, put_placement; not the refused delete)", snap.GetOpsApplied(), want)
+	}
+	restored, err := FromSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := restored.Freeze().Snapshot(13)
+	if !proto.Equal(again, snap) {
+		t.Fatal("a restored store's snapshot differs from the one it was restored from")
+	}
+
+	snap.OpsApplied = []uint32{10, 13, 99}
+	_, err = FromSnapshot(snap)
+	var h *HaltError
+	if !errors.As(err, &h) || !h.Snapshot || h.Op.Number != 99 || h.Index != 13 || !errors.Is(err, ErrUnknownOp) {
+		t.Fatalf("restore of a snapshot that applied op 99: %v; want a snapshot HaltError for op 99 at index 13", err)
+	}
+	if !strings.Contains(err.Error(), "restore the snapshot at index 13") || !strings.Contains(err.Error(), "must be upgraded") {
+		t.Errorf("halt error %q does not say what it could not restore and what to do", err)
+	}
+	snap.OpsApplied = []uint32{13, 10}
+	if _, err := FromSnapshot(snap); !errors.Is(err, ErrInvalidSnapshot) {
+		t.Fatalf("ops_applied out of order: %v, want ErrInvalidSnapshot", err)
+	}
+}

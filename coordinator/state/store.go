@@ -2,11 +2,13 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/tidwall/btree"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/clusterid"
@@ -129,6 +131,9 @@ func FromState(st *pb.State) (*Store, error) {
 // endpoint the config lacks, named twice, stamped above the revision or
 // undecodable is refused with an error wrapping ErrInvalidSnapshot.
 func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
+	if err := restorable(snap); err != nil {
+		return nil, err
+	}
 	s, err := FromState(snap.GetState())
 	if err != nil {
 		return nil, err
@@ -143,8 +148,25 @@ func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
 	if err := s.master.restoreReports(snap.GetReportBatches()); err != nil {
 		return nil, err
 	}
+	s.master.opsApplied = slices.Clone(snap.GetOpsApplied())
 	s.publish(v.revision, v.topo)
 	return s, nil
+}
+
+// restorable refuses, with a *HaltError, a snapshot whose state has applied
+// a non-ignorable op this binary does not apply: its state may hold what
+// this binary cannot represent (a newer binary's snapshot, kept on disk
+// across a downgrade or sent by a newer leader).
+func restorable(snap *pb.Snapshot) error {
+	for i, n := range snap.GetOpsApplied() {
+		switch {
+		case n < firstOpNumber || (i > 0 && n <= snap.GetOpsApplied()[i-1]):
+			return fmt.Errorf("%w: ops_applied[%d] = %d: want ascending op numbers from %d", ErrInvalidSnapshot, i, n, firstOpNumber)
+		case ops.specs[protoreflect.FieldNumber(n)] == nil:
+			return &HaltError{Index: snap.GetAppliedIndex(), Op: opNamed(protoreflect.FieldNumber(n)), Snapshot: true}
+		}
+	}
+	return nil
 }
 
 func checkStamps(path string, create, mod, rev uint64) error {
@@ -197,7 +219,7 @@ func (f Frozen) Snapshot(applied uint64) (*pb.Snapshot, error) {
 	}
 	return &pb.Snapshot{
 		AppliedIndex: applied, State: f.State(), EndpointStates: eps, Nonces: f.v.nonceRecords(),
-		ReportBatches: f.v.reportRecords(),
+		ReportBatches: f.v.reportRecords(), OpsApplied: slices.Clone(f.v.t.opsApplied),
 	}, nil
 }
 

@@ -34,6 +34,9 @@ type tables struct {
 	reportExpiry *btree.Map[string, struct{}]
 	// clusterID is the cluster's id (cluster.go); "" until it is set.
 	clusterID string
+	// opsApplied lists, ascending, the ops of the non-ignorable commands
+	// applied so far (Snapshot.ops_applied); never written in place.
+	opsApplied []uint32
 }
 
 func newTables() tables {
@@ -71,6 +74,7 @@ func (t tables) isoCopy() tables {
 		reports:      t.reports.IsoCopy(),
 		reportExpiry: t.reportExpiry.IsoCopy(),
 		clusterID:    t.clusterID,
+		opsApplied:   t.opsApplied,
 	}
 }
 

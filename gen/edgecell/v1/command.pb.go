@@ -1634,6 +1634,11 @@ type Snapshot struct {
 	Nonces []*NonceRecord `protobuf:"bytes,4,rep,name=nonces,proto3" json:"nonces,omitempty"`
 	// The last report batch applied per edge, by edge.
 	ReportBatches []*ReportBatches `protobuf:"bytes,5,rep,name=report_batches,json=reportBatches,proto3" json:"report_batches,omitempty"`
+	// The ops (Command field numbers) of the non-ignorable commands this
+	// state has applied, ascending. A binary that does not apply one of them
+	// cannot be sure to represent the state, so it halts instead of
+	// restoring it (see Command.ignorable).
+	OpsApplied    []uint32 `protobuf:"varint,6,rep,packed,name=ops_applied,json=opsApplied,proto3" json:"ops_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1699,6 +1704,13 @@ func (x *Snapshot) GetNonces() []*NonceRecord {
 func (x *Snapshot) GetReportBatches() []*ReportBatches {
 	if x != nil {
 		return x.ReportBatches
+	}
+	return nil
+}
+
+func (x *Snapshot) GetOpsApplied() []uint32 {
+	if x != nil {
+		return x.OpsApplied
 	}
 	return nil
 }
@@ -1882,13 +1894,15 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\x16CODE_REVISION_MISMATCH\x10\x02\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x03\x12\x1c\n" +
 	"\x18CODE_FAILED_PRECONDITION\x10\x04\x12\x13\n" +
-	"\x0fCODE_UNKNOWN_OP\x10\x05\"\x99\x02\n" +
+	"\x0fCODE_UNKNOWN_OP\x10\x05\"\xba\x02\n" +
 	"\bSnapshot\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12(\n" +
 	"\x05state\x18\x02 \x01(\v2\x12.edgecell.v1.StateR\x05state\x12I\n" +
 	"\x0fendpoint_states\x18\x03 \x03(\v2 .edgecell.v1.EndpointHealthStateR\x0eendpointStates\x120\n" +
 	"\x06nonces\x18\x04 \x03(\v2\x18.edgecell.v1.NonceRecordR\x06nonces\x12A\n" +
-	"\x0ereport_batches\x18\x05 \x03(\v2\x1a.edgecell.v1.ReportBatchesR\rreportBatches\"\x93\x01\n" +
+	"\x0ereport_batches\x18\x05 \x03(\v2\x1a.edgecell.v1.ReportBatchesR\rreportBatches\x12\x1f\n" +
+	"\vops_applied\x18\x06 \x03(\rR\n" +
+	"opsApplied\"\x93\x01\n" +
 	"\rReportBatches\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12%\n" +
 	"\x0eoutcomes_batch\x18\x02 \x01(\x04R\routcomesBatch\x12!\n" +

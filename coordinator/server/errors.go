@@ -24,23 +24,25 @@ var ErrOutcomeUnknown = errors.New("write forwarded to the leader, outcome unkno
 var errNotLeaderForRead = fmt.Errorf("%w: leader read reached a follower", raftstore.ErrNotLeader)
 
 // grpcCodes is the one table mapping this layer's and raftstore's sentinels to
-// gRPC codes at the API boundary (etcd's toGRPCErrorMap).
+// gRPC codes at the API boundary (etcd's toGRPCErrorMap), and to the
+// ErrorInfo reason a program can test, for some.
 var grpcCodes = []struct {
-	err  error
-	code codes.Code
-	hint string
+	err    error
+	code   codes.Code
+	hint   string
+	reason string
 }{
-	{raftstore.ErrNotLeader, codes.Unavailable, "leadership changed; retry"},
-	{raftstore.ErrNoLeader, codes.Unavailable, "no leader: the cluster is electing one or this member has no quorum; retry"},
-	{raftstore.ErrLeadershipLost, codes.Unavailable, "read the current state before retrying"},
-	{raftstore.ErrTimeout, codes.Unavailable, "raft did not commit in time; retry"},
-	{raftstore.ErrShutdown, codes.Unavailable, "this coordinator is shutting down; use another"},
-	{raftstore.ErrUnknownMember, codes.NotFound, ""},
-	{raftstore.ErrOpUnsupported, codes.FailedPrecondition, ""},
-	{state.ErrUnknownOp, codes.Unavailable, "use another coordinator meanwhile"},
-	{ErrOutcomeUnknown, codes.Unavailable, "read the current state before retrying"},
-	{context.DeadlineExceeded, codes.DeadlineExceeded, ""},
-	{context.Canceled, codes.Canceled, ""},
+	{raftstore.ErrNotLeader, codes.Unavailable, "leadership changed; retry", ReasonNotLeader},
+	{raftstore.ErrNoLeader, codes.Unavailable, "no leader: the cluster is electing one or this member has no quorum; retry", ""},
+	{raftstore.ErrLeadershipLost, codes.Unavailable, "read the current state before retrying", ""},
+	{raftstore.ErrTimeout, codes.Unavailable, "raft did not commit in time; retry", ""},
+	{raftstore.ErrShutdown, codes.Unavailable, "this coordinator is shutting down; use another", ""},
+	{raftstore.ErrUnknownMember, codes.NotFound, "", ""},
+	{raftstore.ErrOpUnsupported, codes.FailedPrecondition, "", ""},
+	{state.ErrUnknownOp, codes.Unavailable, "use another coordinator meanwhile", ReasonHalted},
+	{ErrOutcomeUnknown, codes.Unavailable, "read the current state before retrying", ""},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, "", ""},
+	{context.Canceled, codes.Canceled, "", ""},
 }
 
 // ErrorDomain is the domain of the ErrorInfo details this API attaches.
@@ -51,14 +53,24 @@ const ErrorDomain = "edgecell.io"
 // it on the leader. The "leader" metadata names the leader when known.
 const ReasonNotLeader = "NOT_LEADER"
 
+// ReasonHalted is the ErrorInfo reason of a call refused because the
+// member's state machine halted (its binary cannot apply the log; see
+// raftstore.Store.Halted): nothing was proposed or read, so any client may
+// retry it on another member.
+const ReasonHalted = "HALTED"
+
 // isNotLeader reports whether err is a status carrying ReasonNotLeader.
-func isNotLeader(err error) bool {
+func isNotLeader(err error) bool { return hasReason(err, ReasonNotLeader) }
+
+// hasReason reports whether err is a status carrying an ErrorInfo of this
+// API with reason.
+func hasReason(err error, reason string) bool {
 	st, ok := status.FromError(err)
 	if !ok || err == nil {
 		return false
 	}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain && info.GetReason() == ReasonNotLeader {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain && info.GetReason() == reason {
 			return true
 		}
 	}
@@ -80,8 +92,8 @@ func toStatus(err error) error {
 				msg += " (" + m.hint + ")"
 			}
 			st := status.New(m.code, msg)
-			if m.err == raftstore.ErrNotLeader {
-				if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonNotLeader, Domain: ErrorDomain}); derr == nil {
+			if m.reason != "" {
+				if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: m.reason, Domain: ErrorDomain}); derr == nil {
 					st = d
 				}
 			}

@@ -75,7 +75,9 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 }
 
 // forward relays one call to the leader. A write whose connection failed
-// after it was sent may have committed: it is reported as ErrOutcomeUnknown.
+// after it was sent may have committed: it is reported as ErrOutcomeUnknown
+// (unless the leader said it was not the leader or had halted: then it
+// proposed nothing).
 func (s *Server) forward(ctx context.Context, fullMethod string, req any) (any, error) {
 	conn, err := s.leaderConn(ctx)
 	if err != nil {
@@ -94,7 +96,7 @@ func (s *Server) forward(ctx context.Context, fullMethod string, req any) (any, 
 	if err == nil {
 		return reply, nil
 	}
-	if methods[fullMethod].route == onLeader && !isNotLeader(err) {
+	if methods[fullMethod].route == onLeader && !isNotLeader(err) && !hasReason(err, ReasonHalted) {
 		if st, _ := status.FromError(err); st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded {
 			return nil, toStatus(fmt.Errorf("%w: %v", ErrOutcomeUnknown, st.Message()))
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -197,6 +198,17 @@ func wantRefusedNaming(t testing.TB, c *crashCluster, key, lacking string, via .
 			if !strings.Contains(st.Message(), want) {
 				t.Fatalf("rotate_key through %s refused with %q, which does not say %q", name, st.Message(), want)
 			}
+		}
+		var subjects []string
+		for _, d := range st.Details() {
+			if pf, ok := d.(*errdetails.PreconditionFailure); ok {
+				for _, v := range pf.GetViolations() {
+					subjects = append(subjects, v.GetType()+" "+v.GetSubject())
+				}
+			}
+		}
+		if want := []string{"OP_UNSUPPORTED member/" + lacking}; !slices.Equal(subjects, want) {
+			t.Fatalf("rotate_key through %s: precondition failures %v, want %v", name, subjects, want)
 		}
 	}
 }

@@ -55,9 +55,22 @@ func (s *Store) proposable(cmd *pb.Command) (state.Op, error) {
 	if len(lacking) == 0 {
 		return op, nil
 	}
-	return op, fmt.Errorf("%w: %s (Command op %d) is not applied by the binary of member %s; upgrade %s to a binary that applies it and restart %s (a member advertises the ops it applies when it starts), then retry",
-		ErrOpUnsupported, op.Name, op.Number, strings.Join(lacking, ", "), them(lacking), them(lacking))
+	return op, &OpUnsupportedError{Op: op, Members: lacking}
 }
+
+// OpUnsupportedError is Propose's refusal of a command whose op the binary
+// of some members does not apply; it wraps ErrOpUnsupported.
+type OpUnsupportedError struct {
+	Op      state.Op
+	Members []string // in raft configuration order
+}
+
+func (e *OpUnsupportedError) Error() string {
+	return fmt.Sprintf("%v: %s (Command op %d) is not applied by the binary of member %s; upgrade %s to a binary that applies it and restart %s (a member advertises the ops it applies when it starts), then retry",
+		ErrOpUnsupported, e.Op.Name, e.Op.Number, strings.Join(e.Members, ", "), them(e.Members), them(e.Members))
+}
+
+func (e *OpUnsupportedError) Unwrap() error { return ErrOpUnsupported }
 
 func them(names []string) string {
 	if len(names) == 1 {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/edgecell/edgecell/coordinator/raftstore"
 	"github.com/edgecell/edgecell/coordinator/state"
@@ -91,16 +92,37 @@ func toStatus(err error) error {
 			if m.hint != "" {
 				msg += " (" + m.hint + ")"
 			}
-			st := status.New(m.code, msg)
-			if m.reason != "" {
-				if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: m.reason, Domain: ErrorDomain}); derr == nil {
-					st = d
-				}
-			}
-			return st.Err()
+			return withDetails(status.New(m.code, msg), err, m.reason).Err()
 		}
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// withDetails adds what programs read to st: the ErrorInfo reason, and for
+// an op some members do not apply, a PreconditionFailure naming each
+// ("member/<name>").
+func withDetails(st *status.Status, err error, reason string) *status.Status {
+	var details []protoadapt.MessageV1
+	if reason != "" {
+		details = append(details, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
+	}
+	if ou := (*raftstore.OpUnsupportedError)(nil); errors.As(err, &ou) {
+		pf := &errdetails.PreconditionFailure{}
+		for _, name := range ou.Members {
+			pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
+				Type: "OP_UNSUPPORTED", Subject: "member/" + name,
+				Description: fmt.Sprintf("the binary of %s does not apply %s (Command op %d); upgrade it", name, ou.Op.Name, ou.Op.Number),
+			})
+		}
+		details = append(details, pf)
+	}
+	if len(details) == 0 {
+		return st
+	}
+	if d, derr := st.WithDetails(details...); derr == nil {
+		return d
+	}
+	return st
 }
 
 // commandStatus converts a state-machine refusal into a gRPC status. The

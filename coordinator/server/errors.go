@@ -6,9 +6,12 @@ import (
 	"fmt"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/edgecell/edgecell/coordinator/raftstore"
 	"github.com/edgecell/edgecell/coordinator/state"
@@ -51,7 +54,8 @@ const ErrorDomain = "edgecell.io"
 
 // ReasonNotLeader is the ErrorInfo reason of a call refused because the
 // member is not the leader: nothing was proposed, so any client may retry
-// it on the leader. The "leader" metadata names the leader when known.
+// it on the leader. The "leader" metadata (LeaderMetadata) names the leader
+// when the refusing member knows it.
 const ReasonNotLeader = "NOT_LEADER"
 
 // ReasonHalted is the ErrorInfo reason of a call refused because the
@@ -59,6 +63,50 @@ const ReasonNotLeader = "NOT_LEADER"
 // raftstore.Store.Halted): nothing was proposed or read, so any client may
 // retry it on another member.
 const ReasonHalted = "HALTED"
+
+// LeaderMetadata is the ErrorInfo metadata key of a NOT_LEADER refusal
+// that names the leader: its member name, as this member last knew it.
+const LeaderMetadata = "leader"
+
+// hintLeaderUnary names the leader in the NOT_LEADER refusals of the calls
+// it wraps, when this member knows one other than itself, so that a client
+// retries there at once instead of searching.
+func (s *Server) hintLeaderUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err == nil || !isNotLeader(err) {
+		return resp, err
+	}
+	leader, _ := s.raft.Leader()
+	if leader == "" || leader == s.raft.Name() {
+		return resp, err
+	}
+	return resp, withLeaderHint(err, leader)
+}
+
+// withLeaderHint returns err, a status with a NOT_LEADER ErrorInfo, with
+// that ErrorInfo naming leader unless it names one already.
+func withLeaderHint(err error, leader string) error {
+	st := status.Convert(err)
+	p := st.Proto()
+	for i, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetDomain() != ErrorDomain || info.GetReason() != ReasonNotLeader || info.GetMetadata()[LeaderMetadata] != "" {
+			continue
+		}
+		info = proto.Clone(info).(*errdetails.ErrorInfo)
+		if info.Metadata == nil {
+			info.Metadata = map[string]string{}
+		}
+		info.Metadata[LeaderMetadata] = leader
+		a, aerr := anypb.New(info)
+		if aerr != nil {
+			return err
+		}
+		p.Details[i] = a
+		return status.FromProto(p).Err()
+	}
+	return err
+}
 
 // isNotLeader reports whether err is a status carrying ReasonNotLeader.
 func isNotLeader(err error) bool { return hasReason(err, ReasonNotLeader) }

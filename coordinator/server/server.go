@@ -164,6 +164,7 @@ func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) (*grpc.Server, *healt
 			recovery.UnaryServerInterceptor(recoverOpt),
 			logging.UnaryServerInterceptor(logger, logOpts...),
 			s.authz.unary,
+			s.hintLeaderUnary,
 			s.haltedUnary,
 			s.forwardUnary,
 		),

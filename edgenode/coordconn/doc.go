@@ -45,9 +45,9 @@
 // member that answered it is put last for Leader and Followed calls (both
 // carry writes through the leader) but not for the watch, which a follower
 // serves well. When the ErrorInfo's "leader" metadata names the leader (a
-// member name, or its gRPC address), Leader calls go there next. Today's
-// coordinators document that metadata but do not send it, so Leader calls
-// find the leader by answer time alone.
+// member name, or its gRPC address), Leader calls go there next; the
+// coordinators name it whenever the refusing member knows a leader other
+// than itself, and otherwise Leader calls find it by answer time.
 //
 // Connections are made lazily by gRPC, kept for the pool's life (a
 // connection to a member the table no longer lists is closed once the

@@ -1,6 +1,8 @@
 // Package health owns the aggregation of active health checks into one
 // replicated verdict per endpoint, and the rule deciding which edges check
-// which endpoints.
+// which endpoints. Its policy (thresholds, staleness, their defaults and
+// validation) is internal/policy's Health; how an edge runs a check is
+// internal/policy's Check.
 //
 // # Who checks what
 //

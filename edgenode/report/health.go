@@ -197,7 +197,7 @@ func (c *Checker) targets() map[string]check {
 	out := map[string]check{}
 	for _, id := range health.ChecksFor(self, edges, nodes) {
 		cg := byID[id]
-		out[id] = check{spec: policy.HealthCheck(cg.Cell.Source().GetHealthCheck()), ep: cg.Endpoint}
+		out[id] = check{spec: cg.Cell.Policy().Check, ep: cg.Endpoint}
 	}
 	return out
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/edgecell/edgecell/edgenode/route"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/breaker"
-	"github.com/edgecell/edgecell/internal/policy"
 )
 
 // Config configures a Reporter. Zero durations take the defaults shown.
@@ -192,8 +191,8 @@ func (r *Reporter) probe(ctx context.Context, cg route.CellGate) {
 // when one is configured, where only 2xx passes; else GET / with
 // ProbeTimeout, where any answer below 500 passes (the endpoint is up).
 func (r *Reporter) check(ctx context.Context, cg route.CellGate) (ok bool, detail string) {
-	if hc := cg.Cell.Source().GetHealthCheck(); hc != nil {
-		c := policy.HealthCheck(hc)
+	if cg.Cell.Source().GetHealthCheck() != nil {
+		c := &cg.Cell.Policy().Check
 		return r.probes.get(ctx, cg.Endpoint, c.Path, c.Timeout, true)
 	}
 	return r.probes.get(ctx, cg.Endpoint, "/", r.cfg.ProbeTimeout, false)

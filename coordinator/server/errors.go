@@ -16,6 +16,7 @@ import (
 	"github.com/edgecell/edgecell/coordinator/raftstore"
 	"github.com/edgecell/edgecell/coordinator/state"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/apierror"
 )
 
 // ErrOutcomeUnknown is returned when a forwarded write may or may not have
@@ -49,24 +50,23 @@ var grpcCodes = []struct {
 	{context.Canceled, codes.Canceled, "", ""},
 }
 
-// ErrorDomain is the domain of the ErrorInfo details this API attaches.
-const ErrorDomain = "edgecell.io"
-
-// ReasonNotLeader is the ErrorInfo reason of a call refused because the
-// member is not the leader: nothing was proposed, so any client may retry
-// it on the leader. The "leader" metadata (LeaderMetadata) names the leader
-// when the refusing member knows it.
-const ReasonNotLeader = "NOT_LEADER"
-
-// ReasonHalted is the ErrorInfo reason of a call refused because the
-// member's state machine halted (its binary cannot apply the log; see
-// raftstore.Store.Halted): nothing was proposed or read, so any client may
-// retry it on another member.
-const ReasonHalted = "HALTED"
-
-// LeaderMetadata is the ErrorInfo metadata key of a NOT_LEADER refusal
-// that names the leader: its member name, as this member last knew it.
-const LeaderMetadata = "leader"
+// The ErrorInfo words of this API; internal/apierror owns them, for the
+// coordinators and their clients alike.
+const (
+	// ErrorDomain is the domain of the ErrorInfo details this API attaches.
+	ErrorDomain = apierror.Domain
+	// ReasonNotLeader: refused because the member is not the leader;
+	// nothing was proposed, so any client may retry it on the leader, which
+	// the LeaderMetadata metadata names when the refusing member knows it.
+	ReasonNotLeader = apierror.NotLeader
+	// ReasonHalted: refused because the member's state machine halted (its
+	// binary cannot apply the log; see raftstore.Store.Halted): nothing was
+	// proposed or read, so any client may retry it on another member.
+	ReasonHalted = apierror.Halted
+	// LeaderMetadata is the metadata key naming the leader in a
+	// ReasonNotLeader refusal.
+	LeaderMetadata = apierror.MetaLeader
+)
 
 // hintLeaderUnary names the leader in the NOT_LEADER refusals of the calls
 // it wraps, when this member knows one other than itself, so that a client
@@ -114,16 +114,8 @@ func isNotLeader(err error) bool { return hasReason(err, ReasonNotLeader) }
 // hasReason reports whether err is a status carrying an ErrorInfo of this
 // API with reason.
 func hasReason(err error, reason string) bool {
-	st, ok := status.FromError(err)
-	if !ok || err == nil {
-		return false
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain && info.GetReason() == reason {
-			return true
-		}
-	}
-	return false
+	_, ok := apierror.Find(err, reason)
+	return ok
 }
 
 // toStatus converts an internal error into a gRPC status error.

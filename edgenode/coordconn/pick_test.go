@@ -8,6 +8,7 @@ import (
 	"time"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/apierror"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -46,7 +47,7 @@ var errDown = status.Error(codes.Unavailable, "connection refused")
 
 func notLeader(leader string) error {
 	st, err := status.New(codes.Unavailable, "not the leader").WithDetails(&errdetails.ErrorInfo{
-		Domain: ErrorDomain, Reason: ReasonNotLeader, Metadata: map[string]string{"leader": leader},
+		Domain: apierror.Domain, Reason: apierror.NotLeader, Metadata: map[string]string{apierror.MetaLeader: leader},
 	})
 	if err != nil {
 		panic(err)
@@ -285,8 +286,8 @@ func TestNotLeaderIsRecognisedByErrorInfoOnly(t *testing.T) {
 		{"typed, with hint", notLeader("n2"), true, "n2"},
 		{"typed, wrapped", fmt.Errorf("coordinator x: %w", notLeader("")), true, ""},
 		{"message only", status.Error(codes.Unavailable, "raftstore: not leader (NOT_LEADER)"), false, ""},
-		{"other domain", mustDetail(&errdetails.ErrorInfo{Domain: "example.com", Reason: ReasonNotLeader}), false, ""},
-		{"other reason", mustDetail(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: "QUOTA"}), false, ""},
+		{"other domain", mustDetail(&errdetails.ErrorInfo{Domain: "example.com", Reason: apierror.NotLeader}), false, ""},
+		{"other reason", mustDetail(&errdetails.ErrorInfo{Domain: apierror.Domain, Reason: "QUOTA"}), false, ""},
 		{"plain error", fmt.Errorf("not leader"), false, ""},
 		{"nil", nil, false, ""},
 	} {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgecell/edgecell/edgenode/coordconn"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"github.com/edgecell/edgecell/internal/apierror"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -115,7 +116,7 @@ func (c *Client) queued() int {
 
 // notLeader is the coordinators' typed refusal, naming leader ("": none).
 func notLeader(t testing.TB, leader string) error {
-	info := &errdetails.ErrorInfo{Domain: coordconn.ErrorDomain, Reason: coordconn.ReasonNotLeader}
+	info := &errdetails.ErrorInfo{Domain: apierror.Domain, Reason: apierror.NotLeader}
 	if leader != "" {
 		info.Metadata = map[string]string{"leader": leader}
 	}

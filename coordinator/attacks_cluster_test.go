@@ -48,10 +48,10 @@ func TestAttackFakeMemberIsRefused(t *testing.T) {
 		t.Errorf("Propose: %v; want PermissionDenied", err)
 	}
 	for name, c := range tc.members {
-		if _, ok := c.Store().State().Member("evil"); ok {
+		if _, ok := c.Store().View().Member("evil"); ok {
 			t.Errorf("%s holds the fake member", name)
 		}
-		if m, _ := c.Store().State().Member("n2"); m.GetGrpcAddr() == fake.GrpcAddr {
+		if m, _ := c.Store().View().Member("n2"); m.GetGrpcAddr() == fake.GrpcAddr {
 			t.Errorf("%s holds n2 at the attacker's address", name)
 		}
 	}
@@ -113,7 +113,7 @@ func TestAttackBreakerFloodEjectsAtMostHalfACell(t *testing.T) {
 		rev = resp.GetRevision()
 	}
 	open := 0
-	bs, _ := tc.members[tc.waitLeader()].Store().State().Breakers()
+	bs, _ := tc.members[tc.waitLeader()].Store().View().Breakers()
 	for _, b := range bs {
 		if b.GetState() != pb.BreakerState_BREAKER_STATE_CLOSED {
 			open++

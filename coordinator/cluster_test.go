@@ -139,7 +139,7 @@ func (tc *testCluster) waitRegistered() {
 	testutil.Eventually(tc.t, 15*time.Second, func() error {
 		for _, c := range tc.members {
 			for name, m := range tc.members {
-				got, ok := c.Store().State().Member(name)
+				got, ok := c.Store().View().Member(name)
 				if !ok || got.GetGrpcAddr() != m.GRPCAddr() {
 					return fmt.Errorf("%s does not know %s's gRPC address yet", c.Name(), name)
 				}

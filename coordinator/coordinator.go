@@ -183,7 +183,7 @@ func (c *Coordinator) registerSelf(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for {
 		registered := false
-		if got, ok := c.store.State().Member(c.cfg.Name); ok && proto.Equal(got, want) {
+		if got, ok := c.store.View().Member(c.cfg.Name); ok && proto.Equal(got, want) {
 			registered = true
 		} else if c.isVoter() {
 			if c.proposeMember(ctx, want) == nil {
@@ -266,7 +266,7 @@ func (c *Coordinator) RaftAddr() string { return c.store.RaftAddr() }
 func (c *Coordinator) IsLeader() bool { return c.store.IsLeader() }
 
 // Revision is the revision of this member's state.
-func (c *Coordinator) Revision() uint64 { return c.store.State().Revision() }
+func (c *Coordinator) Revision() uint64 { return c.store.View().Revision() }
 
 // ServiceInfo lists the gRPC services and methods the member serves.
 func (c *Coordinator) ServiceInfo() map[string]grpc.ServiceInfo { return c.grpc.GetServiceInfo() }

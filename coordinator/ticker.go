@@ -36,10 +36,11 @@ func (c *Coordinator) runTicker(ctx context.Context) {
 		if !c.store.IsLeader() {
 			continue
 		}
-		if c.store.State().ClusterID() == "" {
+		v := c.store.View()
+		if v.ClusterID() == "" {
 			c.initCluster(ctx)
 		}
-		if d, ok := c.store.State().NextDeadline(); !ok || c.now().Before(d) {
+		if d, ok := v.NextDeadline(); !ok || c.now().Before(d) {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -68,6 +69,6 @@ func (c *Coordinator) initCluster(ctx context.Context) {
 	case res.GetError() != nil:
 		c.log.Error("cluster id refused", "cluster_id", id, "error", res.GetError().GetMessage())
 	default:
-		c.log.Info("cluster has its id", "cluster_id", c.store.State().ClusterID(), "revision", res.GetRevision())
+		c.log.Info("cluster has its id", "cluster_id", c.store.View().ClusterID(), "revision", res.GetRevision())
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // The member's cluster id. It lives in the replicated state
-// (state.Store.ClusterID), which a restarted member only has back once it
+// (state.View.ClusterID), which a restarted member only has back once it
 // has replayed its log after contact with a leader; the copy in
 // <data-dir>/cluster-id gives it at once, so the raft handshake can refuse a
 // member of another cluster from the first connection and the watch hub can

@@ -297,7 +297,7 @@ func TestDamagedSnapshotFallsBackToTheOlderOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 50 {
-		if _, ok := s.State().Member(fmt.Sprintf("m%03d", i)); !ok {
+		if _, ok := s.View().Member(fmt.Sprintf("m%03d", i)); !ok {
 			t.Fatalf("member m%03d is gone after starting from the older snapshot", i)
 		}
 	}

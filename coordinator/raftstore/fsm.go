@@ -51,7 +51,7 @@ func newFSM(st *state.Store, cluster *clusterIdentity, log *slog.Logger) *fsm {
 // that carries it was published, so watchers of the same cluster see it in
 // order before any reset decision).
 func (f *fsm) noteCluster() {
-	if f.cluster.learn(f.store.Load().ClusterID()) {
+	if f.cluster.learn(f.store.Load().Freeze().ClusterID()) {
 		f.hub.SetClusterID(f.cluster.get())
 	}
 }
@@ -168,14 +168,15 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.store.Store(fresh)
-	f.hub.Reset(fresh.Revision())
+	rev := fresh.Freeze().Revision()
+	f.hub.Reset(rev)
 	f.noteCluster()
-	f.applied.advance(max(snap.GetAppliedIndex(), fresh.Revision()))
+	f.applied.advance(max(snap.GetAppliedIndex(), rev))
 	return nil
 }
 
 type fsmSnapshot struct {
-	frozen  state.Frozen
+	frozen  state.View
 	applied uint64
 }
 

@@ -93,7 +93,7 @@ func (s *Store) Status() Status {
 		CommitIndex:  s.raft.CommitIndex(),
 		AppliedIndex: s.Applied(),
 		LastIndex:    s.raft.LastIndex(),
-		Revision:     s.State().Revision(),
+		Revision:     s.View().Revision(),
 	}
 	st.Term = s.raft.CurrentTerm()
 	return st

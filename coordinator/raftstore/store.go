@@ -139,7 +139,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	st := state.New()
 	f := newFSM(st, &clusterIdentity{dir: cfg.DataDir, log: log, id: clusterID}, log)
-	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Snapshot() }, st.Revision())
+	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Freeze().State() }, st.Freeze().Revision())
 	f.hub.SetClusterID(clusterID)
 
 	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, cfg.TLS, f.cluster.get, hlog)
@@ -236,9 +236,10 @@ func (s *Store) RaftAddr() string { return string(s.transport.LocalAddr()) }
 // Hub is the watch hub fed by this member's FSM.
 func (s *Store) Hub() *watch.Hub { return s.fsm.hub }
 
-// State is the current state store, for stale reads. The returned store may
-// be replaced by a snapshot restore; do not hold it across calls.
-func (s *Store) State() *state.Store { return s.fsm.store.Load() }
+// View is the current state at one revision, for a stale read: every read
+// of it answers from that revision of one store, even if a command is
+// applied or a snapshot restored meanwhile. Take one per answer.
+func (s *Store) View() state.View { return s.fsm.store.Load().Freeze() }
 
 // ClusterID is the id of the cluster this member belongs to: the replicated
 // state's, or before this member has it back after a restart, the one it

@@ -36,7 +36,7 @@ func (s *Store) proposable(cmd *pb.Command) (state.Op, error) {
 	case op.Known && op.Ignorable:
 		return op, nil
 	}
-	st := s.State()
+	st := s.View()
 	if op.Known && st.EveryMemberApplies(op.Number) {
 		return op, nil // the usual case: no need to read the configuration
 	}

@@ -47,7 +47,7 @@ func memberEntry(t *testing.T, name string) []byte {
 func testFSM() *fsm {
 	st := state.New()
 	f := newFSM(st, &clusterIdentity{log: quietLogger()}, quietLogger())
-	f.hub = watch.NewHub(watch.Options{}, func() *pb.State { return f.store.Load().Snapshot() }, 0)
+	f.hub = watch.NewHub(watch.Options{}, func() *pb.State { return f.store.Load().Freeze().State() }, 0)
 	return f
 }
 
@@ -73,7 +73,7 @@ func TestFSMHaltsOnAnUnknownOp(t *testing.T) {
 	applyEntry(f, 3, memberEntry(t, "m3"))
 	applyEntry(f, 4, []byte{0xff}) // undecodable: a halted FSM does not even look
 	f.StoreConfiguration(5, raft.Configuration{})
-	if _, ok := f.store.Load().Member("m3"); ok {
+	if _, ok := f.store.Load().Freeze().Member("m3"); ok {
 		t.Fatal("a command after the unknown op was applied")
 	}
 	if applied, _ := f.applied.current(); applied != 1 {
@@ -97,7 +97,7 @@ func TestFSMSkipsAnIgnorableUnknownOp(t *testing.T) {
 		t.Fatalf("ignorable unknown op: result %v, want skipped", res)
 	}
 	applyEntry(f, 2, memberEntry(t, "m2"))
-	if _, ok := f.store.Load().Member("m2"); !ok {
+	if _, ok := f.store.Load().Freeze().Member("m2"); !ok {
 		t.Fatal("the command after a skipped one was not applied")
 	}
 	if applied, _ := f.applied.current(); applied != 2 {
@@ -150,7 +150,7 @@ func TestProposeRefusesAnOpAMemberDoesNotApply(t *testing.T) {
 			t.Errorf("refusal %q does not say %q", err, want)
 		}
 	}
-	if s.Applied() == 0 || s.State().Halted() != nil {
+	if s.Applied() == 0 || s.Halted() != nil {
 		t.Fatal("the refusal touched the state machine")
 	}
 	self.Ops = state.Ops()
@@ -195,11 +195,11 @@ func TestHaltedMemberPersistsNothingPastTheHalt(t *testing.T) {
 			t.Fatalf("Halted() = %v; want op 99 at index %d", err, haltIndex)
 		}
 		for i := range 10 {
-			if _, ok := s.State().Member(fmt.Sprintf("m%03d", i)); !ok {
+			if _, ok := s.View().Member(fmt.Sprintf("m%03d", i)); !ok {
 				t.Fatalf("member m%03d, applied before the halt, is missing", i)
 			}
 		}
-		if _, ok := s.State().Member("m010"); ok {
+		if _, ok := s.View().Member("m010"); ok {
 			t.Fatal("m010, logged after the unknown op, was applied")
 		}
 		if err := s.Snapshot(); !errors.Is(err, state.ErrUnknownOp) {
@@ -288,11 +288,11 @@ func TestFSMHaltsOnASnapshotItCannotRestore(t *testing.T) {
 	default:
 		t.Fatal("halted is not closed")
 	}
-	if _, ok := f.store.Load().Member("m1"); ok {
+	if _, ok := f.store.Load().Freeze().Member("m1"); ok {
 		t.Fatal("the snapshot's state was restored")
 	}
 	applyEntry(f, 2, memberEntry(t, "m2"))
-	if _, ok := f.store.Load().Member("m2"); ok {
+	if _, ok := f.store.Load().Freeze().Member("m2"); ok {
 		t.Fatal("a command after the unrestorable snapshot was applied")
 	}
 	if _, err := f.Snapshot(); !errors.Is(err, state.ErrUnknownOp) {

@@ -22,22 +22,24 @@ func (s *Server) write(ctx context.Context, cmd *pb.Command) (uint64, error) {
 	return res.GetRevision(), nil
 }
 
-// read returns the state to serve a read at the requested consistency. Leader
-// and linearizable reads reaching a follower were already forwarded by
-// forwardUnary, so here the member is the leader (or the read is stale).
-func (s *Server) read(ctx context.Context, c pb.Consistency) (*state.Store, error) {
+// read returns the one view a read answers from, at the requested
+// consistency: every part of the answer, and the revision it returns, come
+// from that view. Leader and linearizable reads reaching a follower were
+// already forwarded by forwardUnary, so here the member is the leader (or
+// the read is stale).
+func (s *Server) read(ctx context.Context, c pb.Consistency) (state.View, error) {
 	switch c {
 	case pb.Consistency_CONSISTENCY_STALE:
 	case pb.Consistency_CONSISTENCY_LEADER:
 		if !s.raft.IsLeader() {
-			return nil, toStatus(errNotLeaderForRead)
+			return state.View{}, toStatus(errNotLeaderForRead)
 		}
 	default:
 		if err := s.raft.ReadIndex(ctx); err != nil {
-			return nil, toStatus(err)
+			return state.View{}, toStatus(err)
 		}
 	}
-	return s.raft.State(), nil
+	return s.raft.View(), nil
 }
 
 // ApplyConfig implements AdminService.

@@ -58,10 +58,12 @@ func (s *Server) RegisterSelf(ctx context.Context, m *pb.Member) error {
 
 // NodeStatus implements ClusterService.
 func (s *Server) NodeStatus(context.Context, *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
-	return &pb.NodeStatusResponse{Status: s.localStatus()}, nil
+	return &pb.NodeStatusResponse{Status: s.localStatus(s.raft.View())}, nil
 }
 
-func (s *Server) localStatus() *pb.MemberStatus {
+// localStatus is this member's status, with the revision of v (the view
+// the rest of the caller's answer comes from).
+func (s *Server) localStatus(v state.View) *pb.MemberStatus {
 	st := s.raft.Status()
 	return &pb.MemberStatus{
 		Name:         s.raft.Name(),
@@ -71,7 +73,7 @@ func (s *Server) localStatus() *pb.MemberStatus {
 		Term:         st.Term,
 		AppliedIndex: st.AppliedIndex,
 		CommitIndex:  st.CommitIndex,
-		Revision:     st.Revision,
+		Revision:     v.Revision(),
 		Halted:       errorText(s.raft.Halted()),
 	}
 }
@@ -91,9 +93,10 @@ func (s *Server) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	st := s.raft.State()
+	// The member records (addresses, regions) come from one view.
+	st := s.raft.View()
 	leader, _ := s.raft.Leader()
-	self := s.localStatus()
+	self := s.localStatus(st)
 	resp := &pb.ClusterStatusResponse{Leader: leader, Term: self.GetTerm(), Revision: self.GetRevision(), ClusterId: s.raft.Hub().ClusterID()}
 	statuses := make([]*pb.MemberStatus, len(servers))
 	done := make(chan struct{}, len(servers))
@@ -178,8 +181,9 @@ func (s *Server) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) 
 	if !known {
 		return nil, toStatus(fmt.Errorf("%w: %q is not in the raft configuration", raftstore.ErrUnknownMember, name))
 	}
-	rev := s.raft.State().Revision()
-	if _, ok := s.raft.State().Member(name); ok {
+	v := s.raft.View()
+	rev := v.Revision()
+	if _, ok := v.Member(name); ok {
 		if rev, err = s.write(ctx, &pb.Command{Op: &pb.Command_DeleteMember{DeleteMember: &pb.DeleteMemberOp{Name: name}}}); err != nil {
 			return nil, err
 		}

@@ -155,20 +155,21 @@ func (s *Server) Ack(_ context.Context, req *pb.AckRequest) (*pb.AckResponse, er
 // moved) is shown where it is connected, else where it acked last.
 func (s *Server) ListEdges(ctx context.Context, req *pb.ListEdgesRequest) (*pb.ListEdgesResponse, error) {
 	if req.GetLocalOnly() {
-		return &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: s.raft.State().Revision()}, nil
+		return &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: s.raft.View().Revision()}, nil
 	}
 	return s.allEdges(ctx), nil
 }
 
 // allEdges merges this member's edges with every other member's.
 func (s *Server) allEdges(ctx context.Context) *pb.ListEdgesResponse {
-	resp := &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: s.raft.State().Revision()}
+	v := s.raft.View()
+	resp := &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: v.Revision()}
 	type answer struct {
 		member string
 		resp   *pb.ListEdgesResponse
 		err    error
 	}
-	members := s.raft.State().Members()
+	members := v.Members()
 	answers := make(chan answer, len(members))
 	asked := 0
 	for _, m := range members {

@@ -144,7 +144,7 @@ func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	for {
 		name, _ := s.raft.Leader()
 		if name != "" && name != s.raft.Name() {
-			if m, ok := s.raft.State().Member(name); ok && m.GetGrpcAddr() != "" {
+			if m, ok := s.raft.View().Member(name); ok && m.GetGrpcAddr() != "" {
 				return s.peers.get(m.GetGrpcAddr())
 			}
 		}

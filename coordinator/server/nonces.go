@@ -214,7 +214,7 @@ func (b *nonceBatcher) propose(calls []*nonceCall, n int) {
 func (b *nonceBatcher) admit(calls []*nonceCall) ([]*nonceCall, nonceCounts) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	a := admission{f: b.s.raft.State().Freeze(), quota: b.quota.orDefaults(), inFlight: &b.inFlight, keys: map[string]*keyUse{}}
+	a := admission{f: b.s.raft.View(), quota: b.quota.orDefaults(), inFlight: &b.inFlight, keys: map[string]*keyUse{}}
 	var reserved nonceCounts
 	ok := calls[:0]
 	for _, c := range calls {
@@ -239,7 +239,7 @@ func (b *nonceBatcher) release(reserved nonceCounts) {
 
 // admission checks calls against one revision of the state.
 type admission struct {
-	f        state.Frozen
+	f        state.View
 	quota    nonceQuota
 	inFlight *nonceCounts
 	keys     map[string]*keyUse // by key id, as looked up for this batch

@@ -36,9 +36,9 @@ type stateRaft struct {
 	gate, entered chan struct{}
 }
 
-func (r *stateRaft) Name() string        { return "c1" }
-func (r *stateRaft) IsLeader() bool      { return true }
-func (r *stateRaft) State() *state.Store { return r.st }
+func (r *stateRaft) Name() string     { return "c1" }
+func (r *stateRaft) IsLeader() bool   { return true }
+func (r *stateRaft) View() state.View { return r.st.Freeze() }
 
 func (r *stateRaft) Propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult, error) {
 	if cmd.GetCheckNonces() != nil {
@@ -142,8 +142,8 @@ func TestCheckNoncesRefusesBadCallsBeforeProposing(t *testing.T) {
 			if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("answered %v, %v; want %v naming %q", fresh, err, tc.code, tc.want)
 			}
-			if r.proposed() != 0 || r.st.Nonces() != 0 {
-				t.Fatalf("%d batches proposed, %d nonces stored; want none", r.proposed(), r.st.Nonces())
+			if r.proposed() != 0 || r.st.Freeze().Nonces() != 0 {
+				t.Fatalf("%d batches proposed, %d nonces stored; want none", r.proposed(), r.st.Freeze().Nonces())
 			}
 		})
 	}
@@ -158,8 +158,8 @@ func TestCheckNoncesRevokedKeyIsNotFresh(t *testing.T) {
 	if err != nil || !slices.Equal(fresh, []bool{true, false, true}) {
 		t.Fatalf("answered %v, %v; want [true false true]", fresh, err)
 	}
-	if r.st.Nonces() != 2 || r.st.KeyNonces("k_rev") != 0 {
-		t.Fatalf("%d nonces stored, %d of the revoked key; want 2 and 0", r.st.Nonces(), r.st.KeyNonces("k_rev"))
+	if r.st.Freeze().Nonces() != 2 || r.st.Freeze().KeyNonces("k_rev") != 0 {
+		t.Fatalf("%d nonces stored, %d of the revoked key; want 2 and 0", r.st.Freeze().Nonces(), r.st.Freeze().KeyNonces("k_rev"))
 	}
 	before := r.proposed()
 	if fresh, err := call(s, checks("k_rev", "b", 3)...); err != nil || !slices.Equal(fresh, []bool{false, false, false}) {
@@ -208,8 +208,8 @@ func TestCheckNoncesFloodOverQuotaIsRefused(t *testing.T) {
 				t.Fatalf("%s: refused, but proposed", step.name)
 			}
 		}
-		if r.st.Nonces() != step.nonces {
-			t.Fatalf("%s: %d nonces stored, want %d", step.name, r.st.Nonces(), step.nonces)
+		if r.st.Freeze().Nonces() != step.nonces {
+			t.Fatalf("%s: %d nonces stored, want %d", step.name, r.st.Freeze().Nonces(), step.nonces)
 		}
 	}
 	// Reaped once their windows passed: the key may store again.
@@ -244,8 +244,8 @@ func TestCheckNoncesQuotaCountsBatchesInFlight(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if r.st.Nonces() != 10 {
-		t.Fatalf("%d nonces stored, want 10", r.st.Nonces())
+	if r.st.Freeze().Nonces() != 10 {
+		t.Fatalf("%d nonces stored, want 10", r.st.Freeze().Nonces())
 	}
 }
 
@@ -277,7 +277,7 @@ func TestCheckNoncesConcurrentFloodStaysWithinQuota(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := r.st.Nonces(); n > quota || n != fresh || refusals == 0 {
+	if n := r.st.Freeze().Nonces(); n > quota || n != fresh || refusals == 0 {
 		t.Fatalf("%d nonces stored, %d answered fresh, %d calls refused; want at most %d stored, each answered fresh, and refusals", n, fresh, refusals, quota)
 	}
 }

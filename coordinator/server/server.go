@@ -30,7 +30,9 @@ type Raft interface {
 	ReadIndex(ctx context.Context) error
 	IsLeader() bool
 	Leader() (name, raftAddr string)
-	State() *state.Store
+	// View is the member's current state at one revision (see
+	// raftstore.Store.View); a handler takes one per answer.
+	View() state.View
 	Hub() *watch.Hub
 	Servers() ([]raftstore.Server, error)
 	AddVoter(ctx context.Context, name, raftAddr string) error

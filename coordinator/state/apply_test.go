@@ -20,7 +20,7 @@ func TestPutCell(t *testing.T) {
 	if ev := ch.Events[0].GetPutCell(); ev.GetCreateRevision() != 11 || ev.GetModRevision() != 11 || len(ev.GetEndpoints()) != 1 {
 		t.Fatalf("event cell %v; want stamps 11/11 and its endpoint", ev)
 	}
-	got, rev, ok := s.Cell("c3")
+	got, rev, ok := s.Freeze().Cell("c3")
 	if !ok || rev != 11 || got.GetCreateRevision() != 11 || got.GetModRevision() != 11 {
 		t.Fatalf("Cell(c3) = %v, %d, %v", got, rev, ok)
 	}
@@ -29,7 +29,7 @@ func TestPutCell(t *testing.T) {
 	// move within its own cell and the cell may take an endpoint id no other cell uses.
 	c3.Endpoints = append(c3.Endpoints, &pb.Endpoint{Id: "c3-euw", Url: "https://c3.eu", Region: "eu-west", Weight: 5})
 	mustChange(t, s, 12, putCellCmd(c3))
-	got, _, _ = s.Cell("c3")
+	got, _, _ = s.Freeze().Cell("c3")
 	if got.GetCreateRevision() != 11 || got.GetModRevision() != 12 || len(got.GetEndpoints()) != 2 {
 		t.Fatalf("updated cell %v; want create 11, mod 12, two endpoints", got)
 	}
@@ -43,7 +43,7 @@ func TestPutCell(t *testing.T) {
 
 	// The store kept its own copy: editing the input later changes nothing.
 	c3.Endpoints[0].Url = "http://mutated"
-	if got, _, _ := s.Cell("c3"); len(got.GetEndpoints()) != 0 {
+	if got, _, _ := s.Freeze().Cell("c3"); len(got.GetEndpoints()) != 0 {
 		t.Fatalf("cell c3 = %v; want no endpoints", got)
 	}
 }
@@ -91,7 +91,7 @@ func TestPanicThresholdChangesTheCell(t *testing.T) {
 		if got := ch.Events[0].GetPutCell().GetPanicThresholdPercent(); got != pct {
 			t.Fatalf("put_cell event carries panic_threshold_percent %d, want %d", got, pct)
 		}
-		if got, _, _ := s.Cell("c3"); got.GetPanicThresholdPercent() != pct {
+		if got, _, _ := s.Freeze().Cell("c3"); got.GetPanicThresholdPercent() != pct {
 			t.Fatalf("stored cell %v, want panic_threshold_percent %d", got, pct)
 		}
 	}
@@ -102,7 +102,7 @@ func TestDeleteCell(t *testing.T) {
 	s := configured(t)
 	ch := mustChange(t, s, 11, deleteCellCmd("spare"))
 	wantEvents(t, ch, "delete_cell:spare")
-	if _, _, ok := s.Cell("spare"); ok {
+	if _, _, ok := s.Freeze().Cell("spare"); ok {
 		t.Fatal("cell spare still there")
 	}
 	// The endpoints of a deleted cell are free again.
@@ -124,9 +124,9 @@ func TestDeleteCell(t *testing.T) {
 	}
 	s2 := configured(t)
 	for _, k := range []string{"x1", "x2", "x3"} {
-		mustChange(t, s2, s2.Revision()+1, putPlacementCmd(k, "c2"))
+		mustChange(t, s2, s2.Freeze().Revision()+1, putPlacementCmd(k, "c2"))
 	}
-	mustChange(t, s2, s2.Revision()+1, deletePlacementCmd("tenant-a"))
+	mustChange(t, s2, s2.Freeze().Revision()+1, deletePlacementCmd("tenant-a"))
 	cfg := baseConfig()
 	cfg.Placements = nil
 	cfg.Cells = append(cfg.Cells, &pb.Cell{Id: "c4"})
@@ -159,7 +159,7 @@ func TestPutPlacement(t *testing.T) {
 		t.Fatalf("events %v; want one put_placement %v", ch.Events, want)
 	}
 	mustChange(t, s, 12, putPlacementCmd("tenant-c", "c2"))
-	got, rev, ok := s.Placement("tenant-c")
+	got, rev, ok := s.Freeze().Placement("tenant-c")
 	if want := (&pb.Placement{Key: "tenant-c", Cell: "c2", CreateRevision: 11, ModRevision: 12}); !ok || rev != 12 || !proto.Equal(got, want) {
 		t.Fatalf("Placement = %v, %d, %v; want %v at 12", got, rev, ok, want)
 	}
@@ -188,7 +188,7 @@ func TestDeletePlacement(t *testing.T) {
 	s := configured(t)
 	ch := mustChange(t, s, 11, deletePlacementCmd("tenant-b"))
 	wantEvents(t, ch, "delete_placement:tenant-b")
-	if _, _, ok := s.Placement("tenant-b"); ok {
+	if _, _, ok := s.Freeze().Placement("tenant-b"); ok {
 		t.Fatal("placement still there")
 	}
 	mustRefuse(t, s, 12, deletePlacementCmd("tenant-b"), pb.CommandError_CODE_NOT_FOUND, "key")
@@ -204,23 +204,23 @@ func TestMembers(t *testing.T) {
 	moved := member("n1", "us-east")
 	moved.GrpcAddr = "10.1.1.1:7101"
 	mustChange(t, s, 4, putMemberCmd(moved))
-	if m, ok := s.Member("n1"); !ok || !proto.Equal(m, moved) {
+	if m, ok := s.Freeze().Member("n1"); !ok || !proto.Equal(m, moved) {
 		t.Fatalf("Member(n1) = %v, %v", m, ok)
 	}
-	if ms := s.Members(); len(ms) != 2 || ms[0].GetName() != "n1" || ms[1].GetName() != "n2" {
+	if ms := s.Freeze().Members(); len(ms) != 2 || ms[0].GetName() != "n1" || ms[1].GetName() != "n2" {
 		t.Fatalf("Members() = %v; want n1, n2", ms)
 	}
 	ch = mustChange(t, s, 5, deleteMemberCmd("n2"))
 	wantEvents(t, ch, "delete_member:n2")
-	if _, ok := s.Member("n2"); ok {
+	if _, ok := s.Freeze().Member("n2"); ok {
 		t.Fatal("n2 still a member")
 	}
 	mustRefuse(t, s, 6, deleteMemberCmd("n2"), pb.CommandError_CODE_NOT_FOUND, "name")
 	mustRefuse(t, s, 6, deleteMemberCmd(""), pb.CommandError_CODE_INVALID_ARGUMENT, "name")
 	// Members are not part of the routing config: applying one keeps them.
 	mustChange(t, s, 7, applyConfigCmd(baseConfig()))
-	if len(s.Members()) != 1 {
-		t.Fatalf("ApplyConfig dropped members: %v", s.Members())
+	if len(s.Freeze().Members()) != 1 {
+		t.Fatalf("ApplyConfig dropped members: %v", s.Freeze().Members())
 	}
 }
 
@@ -266,8 +266,8 @@ func TestApplyPanicsOnCorruptLog(t *testing.T) {
 				if recover() == nil {
 					t.Fatal("Apply did not panic")
 				}
-				if s.Revision() != 10 {
-					t.Fatalf("revision moved to %d", s.Revision())
+				if s.Freeze().Revision() != 10 {
+					t.Fatalf("revision moved to %d", s.Freeze().Revision())
 				}
 			}()
 			s.Apply(tc.index, tc.cmd)

@@ -274,7 +274,7 @@ func (tx *txn) reapExpired(index *btree.Map[string, struct{}], drop func(key str
 }
 
 // nonceDeadline is when the next nonce expires, for NextDeadline.
-func (v *view) nonceDeadline() (time.Time, bool) { return earliestExpiry(v.t.nonceExpiry) }
+func (v *version) nonceDeadline() (time.Time, bool) { return earliestExpiry(v.t.nonceExpiry) }
 
 // earliestExpiry is the first expiry of an expiry index.
 func earliestExpiry(index *btree.Map[string, struct{}]) (time.Time, bool) {
@@ -285,34 +285,27 @@ func earliestExpiry(index *btree.Map[string, struct{}]) (time.Time, bool) {
 	return time.UnixMilli(int64(expiryOf(k))), true
 }
 
-// Nonces is how many nonces are stored.
-func (s *Store) Nonces() int { return s.cur.Load().t.nonces.Len() }
-
-// KeyNonces is how many nonces are stored for the key keyID, in
-// O(log² n) for n nonces stored; see Frozen.KeyNonces.
-func (s *Store) KeyNonces(keyID string) int { return s.cur.Load().t.keyNonces(keyID) }
-
 // The reads below let the leader admit nonce checks before it proposes
 // them, all from one revision.
 
 // Nonces is how many nonces are stored.
-func (f Frozen) Nonces() int { return f.v.t.nonces.Len() }
+func (v View) Nonces() int { return v.t.nonces.Len() }
 
 // KeyNonces is how many nonces are stored for the key keyID. It is derived
 // from the nonce index itself (a counted B-tree ordered by key id first),
 // so it cannot drift from it through apply, reaping or a snapshot restore;
 // it costs O(log² n) for n nonces stored.
-func (f Frozen) KeyNonces(keyID string) int { return f.v.t.keyNonces(keyID) }
+func (v View) KeyNonces(keyID string) int { return v.t.keyNonces(keyID) }
 
 // NonceStored reports whether (keyID, nonce) is stored.
-func (f Frozen) NonceStored(keyID, nonce string) bool {
-	_, ok := f.v.t.nonces.Get(nonceKey(keyID, nonce))
+func (v View) NonceStored(keyID, nonce string) bool {
+	_, ok := v.t.nonces.Get(nonceKey(keyID, nonce))
 	return ok
 }
 
 // KeyStatus reports whether the key id exists and whether it is revoked.
-func (f Frozen) KeyStatus(id string) (exists, revoked bool) {
-	k, ok := f.v.t.keys.Get(id)
+func (v View) KeyStatus(id string) (exists, revoked bool) {
+	k, ok := v.t.keys.Get(id)
 	return ok, ok && k.GetRevoked()
 }
 
@@ -340,12 +333,9 @@ func rank[V any](m *btree.Map[string, V], k string) int {
 }
 
 // Keys returns every API key, by id, with secrets; the caller owns them.
-func (s *Store) Keys() ([]*pb.ApiKey, uint64) {
-	v := s.cur.Load()
-	return v.keys(), v.revision
-}
+func (v View) Keys() ([]*pb.ApiKey, uint64) { return v.keys(), v.revision }
 
-func (v *view) keys() []*pb.ApiKey {
+func (v *version) keys() []*pb.ApiKey {
 	var out []*pb.ApiKey
 	v.t.keys.Scan(func(_ string, k *pb.ApiKey) bool {
 		out = append(out, cloneKey(k))
@@ -355,7 +345,7 @@ func (v *view) keys() []*pb.ApiKey {
 }
 
 // nonceRecords lists the stored nonces for a raft snapshot.
-func (v *view) nonceRecords() []*pb.NonceRecord {
+func (v *version) nonceRecords() []*pb.NonceRecord {
 	out := make([]*pb.NonceRecord, 0, v.t.nonces.Len())
 	v.t.nonces.Scan(func(nk string, e nonceEntry) bool {
 		keyID, nonce, _ := strings.Cut(nk, "\x00")

@@ -48,7 +48,7 @@ func withKeys(t testing.TB, ids ...string) *Store {
 
 func keyOf(t *testing.T, s *Store, id string) *pb.ApiKey {
 	t.Helper()
-	keys, _ := s.Keys()
+	keys, _ := s.Freeze().Keys()
 	for _, k := range keys {
 		if k.GetId() == id {
 			return k
@@ -133,7 +133,7 @@ func TestKeyRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) { mustRefuse(t, s, 5, at(0, tc.cmd), tc.code, tc.field) })
 	}
-	if s.Nonces() != 0 {
+	if s.Freeze().Nonces() != 0 {
 		t.Fatal("a refused nonce batch stored nonces")
 	}
 }
@@ -158,24 +158,24 @@ func TestNonceCheckAndStore(t *testing.T) {
 	if want := []bool{true, false, true}; !slices.Equal(res.GetFresh(), want) {
 		t.Fatalf("retries: fresh %v, want %v", res.GetFresh(), want)
 	}
-	if s.Nonces() != 2 {
-		t.Fatalf("%d nonces stored, want 2", s.Nonces())
+	if s.Freeze().Nonces() != 2 {
+		t.Fatalf("%d nonces stored, want 2", s.Freeze().Nonces())
 	}
 
 	// Kept through the expiry's second plus the margin, then reaped by a tick.
-	d, ok := s.NextDeadline()
+	d, ok := s.Freeze().NextDeadline()
 	if want := t0.Add(5*time.Minute + time.Second + NonceExpiryMargin); !ok || !d.Equal(want) {
 		t.Fatalf("next deadline %v %v, want %v", d, ok, want)
 	}
 	mustQuiet(t, s, 6, at(5*time.Minute+NonceExpiryMargin, tickCmd()))
-	if s.Nonces() != 2 {
+	if s.Freeze().Nonces() != 2 {
 		t.Fatal("reaped before the margin passed")
 	}
 	mustQuiet(t, s, 7, at(5*time.Minute+time.Second+NonceExpiryMargin, tickCmd()))
-	if s.Nonces() != 0 {
-		t.Fatalf("%d nonces left after their expiry", s.Nonces())
+	if s.Freeze().Nonces() != 0 {
+		t.Fatalf("%d nonces left after their expiry", s.Freeze().Nonces())
 	}
-	if _, ok := s.NextDeadline(); ok {
+	if _, ok := s.Freeze().NextDeadline(); ok {
 		t.Fatal("a deadline with nothing left to reap")
 	}
 }
@@ -185,7 +185,7 @@ func TestNonceExpiryBounds(t *testing.T) {
 	s := withKeys(t, "k")
 	mustQuiet(t, s, 4, at(0, nonceCmd(check("k", "far", "1", 48*time.Hour), check("k", "past", "2", -time.Hour))))
 	keep := time.Second + NonceExpiryMargin
-	if got := s.Freeze().v.nonceRecords(); len(got) != 2 ||
+	if got := s.Freeze().nonceRecords(); len(got) != 2 ||
 		got[0].GetExpiresUnixMs() != t0.Add(MaxNonceLifetime+keep).UnixMilli() ||
 		got[1].GetExpiresUnixMs() != t0.Add(keep).UnixMilli() {
 		t.Fatalf("records %v", got)
@@ -213,7 +213,7 @@ func TestSnapshotCarriesKeysAndNonces(t *testing.T) {
 	if want := []bool{true, false}; !slices.Equal(res.GetFresh(), want) {
 		t.Fatalf("after restore: fresh %v, want %v", res.GetFresh(), want)
 	}
-	if d, _ := r.NextDeadline(); !d.Equal(t0.Add(time.Minute + time.Second + NonceExpiryMargin)) {
+	if d, _ := r.Freeze().NextDeadline(); !d.Equal(t0.Add(time.Minute + time.Second + NonceExpiryMargin)) {
 		t.Fatalf("restored deadline %v", d)
 	}
 }
@@ -352,8 +352,8 @@ func TestNonceOutlivesEveryEdgeThatAcceptsItsRequest(t *testing.T) {
 			}
 			after = later(after, t0.Add(time.Second+margin))
 			mustQuiet(t, s, next(), at(after.Sub(t0), tickCmd()))
-			if s.Nonces() != 0 {
-				t.Fatalf("%d nonces kept after every edge stopped accepting the request", s.Nonces())
+			if s.Freeze().Nonces() != 0 {
+				t.Fatalf("%d nonces kept after every edge stopped accepting the request", s.Freeze().Nonces())
 			}
 		})
 	}
@@ -380,8 +380,8 @@ func TestNonceChecksNeedALiveKey(t *testing.T) {
 	if want := []bool{false, false, true, true}; !slices.Equal(res.GetFresh(), want) {
 		t.Fatalf("fresh %v, want %v", res.GetFresh(), want)
 	}
-	if s.Nonces() != 2 || s.KeyNonces("k_9") != 0 || s.KeyNonces("k_2") != 0 {
-		t.Fatalf("stored %d nonces (k_9: %d, k_2: %d); want only those of k_1 and k_3", s.Nonces(), s.KeyNonces("k_9"), s.KeyNonces("k_2"))
+	if s.Freeze().Nonces() != 2 || s.Freeze().KeyNonces("k_9") != 0 || s.Freeze().KeyNonces("k_2") != 0 {
+		t.Fatalf("stored %d nonces (k_9: %d, k_2: %d); want only those of k_1 and k_3", s.Freeze().Nonces(), s.Freeze().KeyNonces("k_9"), s.Freeze().KeyNonces("k_2"))
 	}
 	// Revoked after its nonce was stored: neither a retry of the check that
 	// stored it nor a new nonce is fresh.
@@ -390,8 +390,8 @@ func TestNonceChecksNeedALiveKey(t *testing.T) {
 	if want := []bool{false, false}; !slices.Equal(res.GetFresh(), want) {
 		t.Fatalf("after the revocation: fresh %v, want %v", res.GetFresh(), want)
 	}
-	if s.KeyNonces("k_1") != 1 {
-		t.Fatalf("k_1 holds %d nonces after its revocation, want the 1 it had", s.KeyNonces("k_1"))
+	if s.Freeze().KeyNonces("k_1") != 1 {
+		t.Fatalf("k_1 holds %d nonces after its revocation, want the 1 it had", s.Freeze().KeyNonces("k_1"))
 	}
 }
 
@@ -407,7 +407,7 @@ func TestKeyNoncesFollowsTheStore(t *testing.T) {
 		check("k_2", "a0", "e/2/0", time.Minute), check("k_1", "a0", "e/again", time.Minute)) // the last one is a replay
 	mustQuiet(t, s, 5, at(0, nonceCmd(checks...)))
 	restored := func() *Store {
-		snap, err := s.Freeze().Snapshot(s.Revision())
+		snap, err := s.Freeze().Snapshot(s.Freeze().Revision())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -422,15 +422,15 @@ func TestKeyNoncesFollowsTheStore(t *testing.T) {
 		total := 0
 		for id, n := range counts {
 			total += n
-			if got := st.KeyNonces(id); got != n {
+			if got := st.Freeze().KeyNonces(id); got != n {
 				t.Errorf("%s: key %q holds %d nonces, want %d", stage, id, got, n)
 			}
 			if got := st.Freeze().KeyNonces(id); got != n {
 				t.Errorf("%s: frozen: key %q holds %d nonces, want %d", stage, id, got, n)
 			}
 		}
-		if st.Nonces() != total {
-			t.Errorf("%s: %d nonces in all, want %d", stage, st.Nonces(), total)
+		if st.Freeze().Nonces() != total {
+			t.Errorf("%s: %d nonces in all, want %d", stage, st.Freeze().Nonces(), total)
 		}
 	}
 	want("after the checks", s, map[string]int{"k_1": 3, "k_10": 2, "k_2": 1, "k_": 0, "k_9": 0})

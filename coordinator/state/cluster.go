@@ -17,7 +17,7 @@ import (
 // watch resets and never changes afterwards.
 
 // ClusterID is the cluster's id; "" until the leader's InitClusterOp commits.
-func (s *Store) ClusterID() string { return s.cur.Load().t.clusterID }
+func (v View) ClusterID() string { return v.t.clusterID }
 
 // initCluster gives the state its id, once.
 func (tx *txn) initCluster(op *pb.InitClusterOp) ([]*pb.Event, *pb.CommandError) {

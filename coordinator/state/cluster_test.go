@@ -15,7 +15,7 @@ func initClusterCmd(id string) *pb.Command {
 
 func TestInitClusterSetsTheIDOnce(t *testing.T) {
 	s := New()
-	if got := s.ClusterID(); got != "" {
+	if got := s.Freeze().ClusterID(); got != "" {
 		t.Fatalf("new store has cluster id %q, want none", got)
 	}
 	first := clusterid.New()
@@ -31,10 +31,10 @@ func TestInitClusterSetsTheIDOnce(t *testing.T) {
 	if res.GetError() != nil || ch != nil || res.GetRevision() != 1 {
 		t.Fatalf("second InitCluster: result %v, change %v; want a no-op at revision 1", res, ch)
 	}
-	if got := s.ClusterID(); got != first {
+	if got := s.Freeze().ClusterID(); got != first {
 		t.Fatalf("cluster id %q after a second InitCluster, want the first %q", got, first)
 	}
-	if got := s.Snapshot().GetClusterId(); got != first {
+	if got := s.Freeze().State().GetClusterId(); got != first {
 		t.Fatalf("watch reset state carries cluster id %q, want %q", got, first)
 	}
 }
@@ -46,8 +46,8 @@ func TestInitClusterRefusesBadIDs(t *testing.T) {
 		if res.GetError().GetCode() != pb.CommandError_CODE_INVALID_ARGUMENT || res.GetError().GetField() != "cluster_id" || ch != nil {
 			t.Errorf("InitCluster %q: result %v, change %v; want invalid cluster_id", id, res, ch)
 		}
-		if s.ClusterID() != "" {
-			t.Errorf("InitCluster %q set the id to %q", id, s.ClusterID())
+		if s.Freeze().ClusterID() != "" {
+			t.Errorf("InitCluster %q set the id to %q", id, s.Freeze().ClusterID())
 		}
 	}
 }
@@ -65,15 +65,15 @@ func TestClusterIDSurvivesSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.ClusterID() != id {
-		t.Fatalf("restored cluster id %q, want %q", r.ClusterID(), id)
+	if r.Freeze().ClusterID() != id {
+		t.Fatalf("restored cluster id %q, want %q", r.Freeze().ClusterID(), id)
 	}
 	// The id is never replaced, restored or not.
-	if res, ch := r.Apply(3, initClusterCmd(clusterid.New())); ch != nil || r.ClusterID() != id {
-		t.Fatalf("InitCluster after restore: %v %v, id now %q", res, ch, r.ClusterID())
+	if res, ch := r.Apply(3, initClusterCmd(clusterid.New())); ch != nil || r.Freeze().ClusterID() != id {
+		t.Fatalf("InitCluster after restore: %v %v, id now %q", res, ch, r.Freeze().ClusterID())
 	}
 
-	st := s.Snapshot()
+	st := s.Freeze().State()
 	st.ClusterId = "Not-Valid"
 	if _, err := FromState(st); !errors.Is(err, ErrInvalidSnapshot) || !strings.Contains(err.Error(), "cluster_id") {
 		t.Fatalf("FromState with a bad cluster id: %v, want ErrInvalidSnapshot naming cluster_id", err)

@@ -131,9 +131,12 @@
 //
 // The state is held in immutable copy-on-write B-trees (github.com/tidwall/btree).
 // Apply, called from a single goroutine, builds the next version, sharing every
-// untouched node with the previous one, and publishes it with one atomic store;
-// readers load the current version without a lock and never see a half-applied
-// command. A PutPlacement costs O(log n) in the number of placements;
-// Placements(prefix, ...) seeks in key order and costs O(log n + page size);
-// Snapshot copies the objects (O(n)) but never blocks Apply.
+// untouched node with the previous one, and publishes it with one atomic store.
+// A reader takes one version with Store.Freeze (an O(1) atomic load, no lock)
+// and reads it through the View it gets: every read of a View answers from
+// that version, so an answer assembled from several reads has one revision,
+// and no reader sees a half-applied command. Store itself has no read
+// methods. A PutPlacement costs O(log n) in the number of placements;
+// View.Placements(prefix, ...) seeks in key order and costs O(log n + page
+// size); View.Snapshot copies the objects (O(n)) but never blocks Apply.
 package state

@@ -69,18 +69,18 @@ func withBreakers(t testing.TB) *Store {
 // nothing (a counter-only change, or none).
 func mustQuiet(t testing.TB, s *Store, index uint64, cmd *pb.Command) *pb.CommandResult {
 	t.Helper()
-	rev := s.Revision()
+	rev := s.Freeze().Revision()
 	res, ch := s.Apply(index, cmd)
-	if res.GetError() != nil || ch != nil || res.GetRevision() != rev || s.Revision() != rev {
+	if res.GetError() != nil || ch != nil || res.GetRevision() != rev || s.Freeze().Revision() != rev {
 		t.Fatalf("apply at %d: error %v, change %v, revision %d -> %d; want success with no event at revision %d",
-			index, res.GetError(), eventKinds(ch), rev, s.Revision(), rev)
+			index, res.GetError(), eventKinds(ch), rev, s.Freeze().Revision(), rev)
 	}
 	return res
 }
 
 func breakerOf(t testing.TB, s *Store, endpoint string) *pb.BreakerStatus {
 	t.Helper()
-	bs, _ := s.Breakers()
+	bs, _ := s.Freeze().Breakers()
 	for _, b := range bs {
 		if b.GetEndpoint() == endpoint {
 			return b
@@ -140,7 +140,7 @@ func TestBreakerLifecycle(t *testing.T) {
 	if got := breakerOf(t, s, "c1-use"); !proto.Equal(got, open) {
 		t.Fatalf("listed %v, event said %v", got, open)
 	}
-	if d, ok := s.NextDeadline(); !ok || !d.Equal(t0.Add(1002*time.Millisecond)) {
+	if d, ok := s.Freeze().NextDeadline(); !ok || !d.Equal(t0.Add(1002*time.Millisecond)) {
 		t.Fatalf("next deadline %v %v; want the end of the ejection", d, ok)
 	}
 	// Outcomes while open describe old requests: ignored, no event.
@@ -188,7 +188,7 @@ func TestHealthVerdictsEmitOnlyOnChange(t *testing.T) {
 	mustQuiet(t, s, 13, at(2*time.Second, checksCmd("e1", "us-east", "c1-use", false, false)))
 	// A second edge disagreeing makes a tie: the verdict stays.
 	mustQuiet(t, s, 14, at(3*time.Second, checksCmd("e2", "us-east", "c1-use", true)))
-	reports, rev := s.Health()
+	reports, rev := s.Freeze().Health()
 	if rev != 12 {
 		t.Fatalf("health read at revision %d, want 12", rev)
 	}
@@ -224,11 +224,11 @@ func TestSnapshotCarriesBreakerAndHealthState(t *testing.T) {
 	s := trippedStore(t)
 	mustQuiet(t, s, 14, at(2*time.Millisecond, outcomesCmd("e1", &pb.EndpointOutcomes{Endpoint: "c1-euw", Status_5Xx: 2})))
 	r, decoded := viaRaftSnapshot(t, s, 14)
-	if a, b := s.Snapshot(), r.Snapshot(); !proto.Equal(a, b) || len(a.GetBreakers()) != 1 {
+	if a, b := s.Freeze().State(), r.Freeze().State(); !proto.Equal(a, b) || len(a.GetBreakers()) != 1 {
 		t.Fatalf("restored state differs or lacks the open breaker:\n%v\n%v", a, b)
 	}
-	h1, _ := s.Health()
-	h2, _ := r.Health()
+	h1, _ := s.Freeze().Health()
+	h2, _ := r.Freeze().Health()
 	if !proto.Equal(&pb.ListHealthResponse{Endpoints: h1}, &pb.ListHealthResponse{Endpoints: h2}) {
 		t.Fatal("restored health observations differ")
 	}
@@ -242,7 +242,7 @@ func TestSnapshotCarriesBreakerAndHealthState(t *testing.T) {
 			t.Fatalf("reason %q; want the refused trip", r)
 		}
 	}
-	if !proto.Equal(s.Snapshot(), r.Snapshot()) {
+	if !proto.Equal(s.Freeze().State(), r.Freeze().State()) {
 		t.Fatal("original and restored store diverged after the same command")
 	}
 
@@ -305,7 +305,7 @@ func TestConfigChangeSetsPolicyAndDropsRemovedEndpoints(t *testing.T) {
 	without := breakerConfig()
 	without.Cells[0].Endpoints = without.Cells[0].Endpoints[1:]
 	mustChange(t, s, 14, applyConfigCmd(without))
-	if st := s.Snapshot(); len(st.GetBreakers()) != 0 {
+	if st := s.Freeze().State(); len(st.GetBreakers()) != 0 {
 		t.Fatalf("breakers of a removed endpoint survived: %v", st.GetBreakers())
 	}
 	if snap, _ := s.Freeze().Snapshot(14); len(snap.GetEndpointStates()) != 0 {

@@ -92,8 +92,7 @@ func observations(h health.State) []*pb.HealthObservation {
 // Breakers returns the breaker of every endpoint in the config, by endpoint
 // id, and the revision: an endpoint whose breaker never changed is listed
 // closed with mod_revision 0.
-func (s *Store) Breakers() ([]*pb.BreakerStatus, uint64) {
-	v := s.cur.Load()
+func (v View) Breakers() ([]*pb.BreakerStatus, uint64) {
 	out := make([]*pb.BreakerStatus, 0, v.t.endpoints.Len())
 	v.t.endpoints.Scan(func(id, _ string) bool {
 		e, _ := v.t.epStates.Get(id)
@@ -109,8 +108,7 @@ func (s *Store) Breakers() ([]*pb.BreakerStatus, uint64) {
 
 // Health returns every endpoint's verdict with each reporting edge's
 // observation, by endpoint id, and the revision.
-func (s *Store) Health() ([]*pb.EndpointHealthReport, uint64) {
-	v := s.cur.Load()
+func (v View) Health() ([]*pb.EndpointHealthReport, uint64) {
 	out := make([]*pb.EndpointHealthReport, 0, v.t.endpoints.Len())
 	v.t.endpoints.Scan(func(id, _ string) bool {
 		e, _ := v.t.epStates.Get(id)
@@ -128,8 +126,7 @@ func (s *Store) Health() ([]*pb.EndpointHealthReport, uint64) {
 // breaker or health state, reap a nonce or forget an edge's report batches:
 // the leader proposes one once it has passed. ok is false when only new
 // reports can change anything. It costs O(endpoints with state).
-func (s *Store) NextDeadline() (t time.Time, ok bool) {
-	v := s.cur.Load()
+func (v View) NextDeadline() (t time.Time, ok bool) {
 	t, ok = v.nonceDeadline()
 	if d, has := v.reportDeadline(); has && (!ok || d.Before(t)) {
 		t, ok = d, true
@@ -145,7 +142,7 @@ func (s *Store) NextDeadline() (t time.Time, ok bool) {
 
 // statuses lists the breakers and verdicts that ever changed, by endpoint,
 // for a watch reset.
-func (v *view) statuses() (bs []*pb.BreakerStatus, hs []*pb.HealthStatus) {
+func (v *version) statuses() (bs []*pb.BreakerStatus, hs []*pb.HealthStatus) {
 	v.t.epStates.Scan(func(id string, e endpointState) bool {
 		if e.breakerRev > 0 {
 			bs = append(bs, breakerStatus(id, e.breaker, e.breakerRev))
@@ -159,7 +156,7 @@ func (v *view) statuses() (bs []*pb.BreakerStatus, hs []*pb.HealthStatus) {
 }
 
 // endpointStates encodes every endpoint's state for a raft snapshot.
-func (v *view) endpointStates() ([]*pb.EndpointHealthState, error) {
+func (v *version) endpointStates() ([]*pb.EndpointHealthState, error) {
 	var out []*pb.EndpointHealthState
 	var err error
 	v.t.epStates.Scan(func(id string, e endpointState) bool {

@@ -76,9 +76,9 @@ func mustChange(t testing.TB, s *Store, index uint64, cmd *pb.Command) *pb.Chang
 	if res.GetError() != nil {
 		t.Fatalf("apply at %d refused: %v", index, res.GetError())
 	}
-	if ch == nil || res.GetRevision() != index || ch.GetRevision() != index || s.Revision() != index {
+	if ch == nil || res.GetRevision() != index || ch.GetRevision() != index || s.Freeze().Revision() != index {
 		t.Fatalf("apply at %d: result revision %d, change %v, store revision %d; want a change at %d",
-			index, res.GetRevision(), ch, s.Revision(), index)
+			index, res.GetRevision(), ch, s.Freeze().Revision(), index)
 	}
 	return ch
 }
@@ -87,7 +87,7 @@ func mustChange(t testing.TB, s *Store, index uint64, cmd *pb.Command) *pb.Chang
 // that neither the state nor the revision moved.
 func mustRefuse(t testing.TB, s *Store, index uint64, cmd *pb.Command, code pb.CommandError_Code, field string) *pb.CommandError {
 	t.Helper()
-	before := s.Snapshot()
+	before := s.Freeze().State()
 	res, ch := s.Apply(index, cmd)
 	e := res.GetError()
 	if e == nil {
@@ -102,10 +102,10 @@ func mustRefuse(t testing.TB, s *Store, index uint64, cmd *pb.Command, code pb.C
 	if ch != nil {
 		t.Fatalf("refusal returned a change: %v", ch)
 	}
-	if res.GetRevision() != before.GetRevision() || s.Revision() != before.GetRevision() {
-		t.Fatalf("refusal moved the revision: result %d, store %d, before %d", res.GetRevision(), s.Revision(), before.GetRevision())
+	if res.GetRevision() != before.GetRevision() || s.Freeze().Revision() != before.GetRevision() {
+		t.Fatalf("refusal moved the revision: result %d, store %d, before %d", res.GetRevision(), s.Freeze().Revision(), before.GetRevision())
 	}
-	if after := s.Snapshot(); !proto.Equal(before, after) {
+	if after := s.Freeze().State(); !proto.Equal(before, after) {
 		t.Fatalf("refusal changed the state:\nbefore %v\nafter  %v", before, after)
 	}
 	return e
@@ -114,12 +114,12 @@ func mustRefuse(t testing.TB, s *Store, index uint64, cmd *pb.Command, code pb.C
 // mustNoop applies cmd and expects success without a change.
 func mustNoop(t testing.TB, s *Store, index uint64, cmd *pb.Command) {
 	t.Helper()
-	before := s.Snapshot()
+	before := s.Freeze().State()
 	res, ch := s.Apply(index, cmd)
 	if res.GetError() != nil || ch != nil {
 		t.Fatalf("apply at %d: error %v, change %v; want a no-op", index, res.GetError(), ch)
 	}
-	if res.GetRevision() != before.GetRevision() || !proto.Equal(before, s.Snapshot()) {
+	if res.GetRevision() != before.GetRevision() || !proto.Equal(before, s.Freeze().State()) {
 		t.Fatalf("no-op moved the state: result revision %d, before %d", res.GetRevision(), before.GetRevision())
 	}
 }

@@ -99,17 +99,17 @@ func (m *model) state() *pb.State {
 // applied to the previous state, gives exactly the new state.
 func applyAndFollow(t *testing.T, s *Store, index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Change) {
 	t.Helper()
-	before := s.Snapshot()
+	before := s.Freeze().State()
 	res, ch := s.Apply(index, cmd)
 	if ch == nil {
-		if !proto.Equal(before, s.Snapshot()) {
+		if !proto.Equal(before, s.Freeze().State()) {
 			t.Fatalf("index %d changed the state without a Change", index)
 		}
 		return res, nil
 	}
 	m := newModel(before)
 	m.apply(t, ch)
-	if got, want := m.state(), s.Snapshot(); !proto.Equal(got, want) {
+	if got, want := m.state(), s.Freeze().State(); !proto.Equal(got, want) {
 		t.Fatalf("index %d: events %s do not describe the change\nfollowed: %v\nstore:    %v",
 			index, strings.Join(eventKinds(ch), " "), got, want)
 	}

@@ -38,7 +38,7 @@ func TestPlacementsPaging(t *testing.T) {
 			var got []string
 			after, pages := "", 0
 			for {
-				ps, next, rev := s.Placements(prefix, after, limit)
+				ps, next, rev := s.Freeze().Placements(prefix, after, limit)
 				if rev != index {
 					t.Fatalf("revision %d; want %d", rev, index)
 				}
@@ -63,13 +63,13 @@ func TestPlacementsPaging(t *testing.T) {
 		}
 	}
 	// A startAfter outside the prefix range, or past its end, is harmless.
-	if ps, next, _ := s.Placements("tenant-", "a", 0); len(ps) != 2 || next != "" {
+	if ps, next, _ := s.Freeze().Placements("tenant-", "a", 0); len(ps) != 2 || next != "" {
 		t.Fatalf("startAfter before the prefix: %v %q", ps, next)
 	}
-	if ps, _, _ := s.Placements("tenant-", "tenant-b", 0); len(ps) != 0 {
+	if ps, _, _ := s.Freeze().Placements("tenant-", "tenant-b", 0); len(ps) != 0 {
 		t.Fatalf("startAfter at the end: %v", ps)
 	}
-	if p, _, ok := s.Placement("nope"); ok || p != nil {
+	if p, _, ok := s.Freeze().Placement("nope"); ok || p != nil {
 		t.Fatalf("Placement(nope) = %v", p)
 	}
 }
@@ -81,7 +81,7 @@ func TestConfigOrder(t *testing.T) {
 	slices.Reverse(cfg.Placements)
 	s := New()
 	mustChange(t, s, 1, applyConfigCmd(cfg))
-	got, rev := s.Config()
+	got, rev := s.Freeze().Config()
 	if rev != 1 {
 		t.Fatalf("revision %d", rev)
 	}
@@ -118,7 +118,7 @@ func TestReadsDuringApply(t *testing.T) {
 					return
 				default:
 				}
-				st := s.Snapshot()
+				st := s.Freeze().State()
 				cells := map[string]bool{}
 				for _, c := range st.GetConfig().GetCells() {
 					cells[c.GetId()] = true
@@ -129,8 +129,8 @@ func TestReadsDuringApply(t *testing.T) {
 						return
 					}
 				}
-				s.Placements("k", "", 10)
-				s.Cell("c1")
+				s.Freeze().Placements("k", "", 10)
+				s.Freeze().Cell("c1")
 			}
 		}()
 	}

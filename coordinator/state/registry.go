@@ -233,8 +233,8 @@ func MemberApplies(m *pb.Member, n protoreflect.FieldNumber) bool {
 
 // MembersLacking returns, in the order given, the names whose member record
 // (or absence of one) says their binary does not apply op n.
-func (s *Store) MembersLacking(n protoreflect.FieldNumber, names []string) []string {
-	members := s.cur.Load().t.members
+func (v View) MembersLacking(n protoreflect.FieldNumber, names []string) []string {
+	members := v.t.members
 	var out []string
 	for _, name := range names {
 		m, _ := members.Get(name)
@@ -249,12 +249,12 @@ func (s *Store) MembersLacking(n protoreflect.FieldNumber, names []string) []str
 // every member without one, applies: n is in the legacy set and no record
 // leaves it out. When it holds, no member can lack n whatever the raft
 // configuration, so a proposer need not read the configuration.
-func (s *Store) EveryMemberApplies(n protoreflect.FieldNumber) bool {
+func (v View) EveryMemberApplies(n protoreflect.FieldNumber) bool {
 	if n < legacyFirst || n > legacyLast {
 		return false
 	}
 	all := true
-	s.cur.Load().t.members.Scan(func(_ string, m *pb.Member) bool {
+	v.t.members.Scan(func(_ string, m *pb.Member) bool {
 		all = MemberApplies(m, n)
 		return all
 	})

@@ -119,12 +119,12 @@ func TestOpOf(t *testing.T) {
 // the result says so, and the next command applies as usual.
 func TestUnknownIgnorableOpIsSkipped(t *testing.T) {
 	s := configured(t)
-	before := s.Snapshot()
+	before := s.Freeze().State()
 	res, ch := s.Apply(11, unknownOpCmd(t, 99, true))
 	if !res.GetSkipped() || res.GetError() != nil || res.GetRevision() != 10 || ch != nil {
 		t.Fatalf("unknown ignorable op: result %v, change %v; want skipped at revision 10, no change", res, ch)
 	}
-	if !proto.Equal(s.Snapshot(), before) {
+	if !proto.Equal(s.Freeze().State(), before) {
 		t.Fatal("skipping the op changed the state")
 	}
 	if err := s.Halted(); err != nil {
@@ -138,7 +138,7 @@ func TestUnknownIgnorableOpIsSkipped(t *testing.T) {
 // at which index and that the binary must be upgraded.
 func TestUnknownOpHaltsTheStore(t *testing.T) {
 	s := configured(t)
-	before := s.Snapshot()
+	before := s.Freeze().State()
 	res, ch := s.Apply(11, unknownOpCmd(t, 99, false))
 	if ch != nil || res.GetRevision() != 10 || res.GetError().GetCode() != pb.CommandError_CODE_UNKNOWN_OP {
 		t.Fatalf("unknown op: result %v, change %v; want CODE_UNKNOWN_OP at revision 10, no change", res, ch)
@@ -160,7 +160,7 @@ func TestUnknownOpHaltsTheStore(t *testing.T) {
 			t.Fatalf("command at %d after the halt: result %v, change %v; want the same refusal", 12+i, res, ch)
 		}
 	}
-	if !proto.Equal(s.Snapshot(), before) {
+	if !proto.Equal(s.Freeze().State(), before) {
 		t.Fatal("a halted store changed its state")
 	}
 }
@@ -170,7 +170,7 @@ func TestMemberOps(t *testing.T) {
 	m := member("c1", "us-east")
 	m.Ops = []uint32{10, 11, 25, 30}
 	mustChange(t, s, 11, putMemberCmd(m))
-	got, _ := s.Member("c1")
+	got, _ := s.Freeze().Member("c1")
 	if !slices.Equal(got.GetOps(), m.Ops) {
 		t.Fatalf("stored ops %v, want %v", got.GetOps(), m.Ops)
 	}
@@ -205,10 +205,10 @@ func TestMemberOps(t *testing.T) {
 		{28, []string{"c1", "legacy", "absent"}, false},
 	}
 	for _, tc := range tests {
-		if got := s.MembersLacking(tc.op, []string{"c1", "legacy", "absent"}); !slices.Equal(got, tc.want) {
+		if got := s.Freeze().MembersLacking(tc.op, []string{"c1", "legacy", "absent"}); !slices.Equal(got, tc.want) {
 			t.Errorf("MembersLacking(%d) = %v, want %v", tc.op, got, tc.want)
 		}
-		if got := s.EveryMemberApplies(tc.op); got != tc.all {
+		if got := s.Freeze().EveryMemberApplies(tc.op); got != tc.all {
 			t.Errorf("EveryMemberApplies(%d) = %v, want %v", tc.op, got, tc.all)
 		}
 	}

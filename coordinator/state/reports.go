@@ -100,17 +100,17 @@ func (tx *txn) reapReports() {
 }
 
 // reportDeadline is when the next record may be reaped, for NextDeadline.
-func (v *view) reportDeadline() (time.Time, bool) { return earliestExpiry(v.t.reportExpiry) }
+func (v *version) reportDeadline() (time.Time, bool) { return earliestExpiry(v.t.reportExpiry) }
 
 // ReportBatches returns the batch ids remembered for edge's outcome and
 // health reports (0: none) and whether any record of edge is held.
-func (s *Store) ReportBatches(edge string) (outcomes, health uint64, ok bool) {
-	r, ok := s.cur.Load().t.reports.Get(edge)
+func (v View) ReportBatches(edge string) (outcomes, health uint64, ok bool) {
+	r, ok := v.t.reports.Get(edge)
 	return r.outcomes, r.health, ok
 }
 
 // reportRecords lists the records for a raft snapshot, by edge.
-func (v *view) reportRecords() []*pb.ReportBatches {
+func (v *version) reportRecords() []*pb.ReportBatches {
 	out := make([]*pb.ReportBatches, 0, v.t.reports.Len())
 	v.t.reports.Scan(func(edge string, r reportRecord) bool {
 		out = append(out, &pb.ReportBatches{Edge: edge, OutcomesBatch: r.outcomes, HealthBatch: r.health, SeenUnixNano: r.seen})

@@ -36,7 +36,7 @@ func TestRetriedOutcomeBatchCountsOnce(t *testing.T) {
 	if got := breakerState(t, s, "c1-use"); got != pb.BreakerState_BREAKER_STATE_CLOSED {
 		t.Fatalf("after one batch of 2 failures sent 4 times the breaker is %v; want closed (counted once)", got)
 	}
-	if o, h, ok := s.ReportBatches("e1"); !ok || o != 7 || h != 0 {
+	if o, h, ok := s.Freeze().ReportBatches("e1"); !ok || o != 7 || h != 0 {
 		t.Fatalf("e1's batches %d/%d (held %v); want outcomes 7, health 0", o, h, ok)
 	}
 	// Another edge may draw the same id: its batch is its own.
@@ -62,7 +62,7 @@ func TestUnnumberedBatchesAlwaysCount(t *testing.T) {
 	mustQuiet(t, s, 11, at(0, outcomesCmd("e1", connectErrors("c1-use", 2))))
 	ch := mustChange(t, s, 12, at(time.Millisecond, outcomesCmd("e1", connectErrors("c1-use", 2))))
 	wantEvents(t, ch, "put_breaker:c1-use=BREAKER_STATE_OPEN")
-	if _, _, ok := s.ReportBatches("e1"); ok {
+	if _, _, ok := s.Freeze().ReportBatches("e1"); ok {
 		t.Fatal("an unnumbered batch left a record")
 	}
 }
@@ -99,10 +99,10 @@ func TestRetriedHealthBatchCountsOnce(t *testing.T) {
 	mustQuiet(t, s, 12, at(time.Millisecond, batch(9, checksCmd("e1", "us-east", "c1-use", false))))
 	// An outcome batch with the same id is another kind: it counts.
 	mustQuiet(t, s, 13, at(2*time.Millisecond, batch(9, outcomesCmd("e1", connectErrors("c1-use", 1)))))
-	if o, h, _ := s.ReportBatches("e1"); o != 9 || h != 9 {
+	if o, h, _ := s.Freeze().ReportBatches("e1"); o != 9 || h != 9 {
 		t.Fatalf("e1's batches %d/%d; want 9/9", o, h)
 	}
-	eps, _ := s.Health()
+	eps, _ := s.Freeze().Health()
 	for _, ep := range eps {
 		if ep.GetStatus().GetEndpoint() == "c1-use" && ep.GetStatus().GetVerdict() == pb.HealthVerdict_HEALTH_VERDICT_UNHEALTHY {
 			t.Fatalf("c1-use health %v after one failed check sent twice; want not unhealthy", ep)
@@ -149,24 +149,24 @@ func TestReportRecordsAreReaped(t *testing.T) {
 	mustChange(t, s, 10, applyConfigCmd(baseConfig())) // no breaker or health deadlines
 	mustQuiet(t, s, 11, at(0, batch(7, outcomesCmd("e1", connectErrors("c1-use", 1)))))
 	mustQuiet(t, s, 12, at(time.Minute, batch(8, outcomesCmd("e2", connectErrors("c1-use", 1)))))
-	d, ok := s.NextDeadline()
+	d, ok := s.Freeze().NextDeadline()
 	if want := t0.Add(ReportRetryHorizon); !ok || !d.Equal(want) {
 		t.Fatalf("next deadline %v (%v); want %v, when e1's record expires", d, ok, want)
 	}
 	mustQuiet(t, s, 13, at(ReportRetryHorizon-time.Millisecond, tickCmd()))
-	if _, _, ok := s.ReportBatches("e1"); !ok {
+	if _, _, ok := s.Freeze().ReportBatches("e1"); !ok {
 		t.Fatal("e1's record was reaped before the horizon")
 	}
 	mustQuiet(t, s, 14, at(ReportRetryHorizon, tickCmd()))
-	if _, _, ok := s.ReportBatches("e1"); ok {
+	if _, _, ok := s.Freeze().ReportBatches("e1"); ok {
 		t.Fatal("e1's record outlived the horizon")
 	}
-	if _, _, ok := s.ReportBatches("e2"); !ok {
+	if _, _, ok := s.Freeze().ReportBatches("e2"); !ok {
 		t.Fatal("e2's record was reaped with e1's")
 	}
 	// Reporting again starts a new horizon from the latest report.
 	mustQuiet(t, s, 15, at(ReportRetryHorizon+time.Second, batch(9, outcomesCmd("e2", connectErrors("c1-use", 1)))))
-	if d, _ := s.NextDeadline(); !d.Equal(t0.Add(2*ReportRetryHorizon + time.Second)) {
+	if d, _ := s.Freeze().NextDeadline(); !d.Equal(t0.Add(2*ReportRetryHorizon + time.Second)) {
 		t.Fatalf("next deadline %v; want e2's renewed horizon", d)
 	}
 }
@@ -184,11 +184,11 @@ func TestReportRecordsAreBounded(t *testing.T) {
 		s.Apply(idx, at(time.Duration(i)*time.Millisecond, batch(1, outcomesCmd(fmt.Sprintf("e%06d", i), connectErrors("c1-use", 1)))))
 		idx++
 	}
-	if _, _, ok := s.ReportBatches("e000000"); ok {
+	if _, _, ok := s.Freeze().ReportBatches("e000000"); ok {
 		t.Fatal("the oldest edge's record was kept past the bound")
 	}
 	for _, e := range []string{"e000001", fmt.Sprintf("e%06d", MaxReportRecords)} {
-		if _, _, ok := s.ReportBatches(e); !ok {
+		if _, _, ok := s.Freeze().ReportBatches(e); !ok {
 			t.Fatalf("%s's record was dropped", e)
 		}
 	}

@@ -53,11 +53,11 @@ func TestReplayIsDeterministic(t *testing.T) {
 			t.Fatalf("index %d: replicas disagree:\n%v %v\n%v %v", e.index, ra, ca, rb, cb)
 		}
 	}
-	if !proto.Equal(a.Snapshot(), b.Snapshot()) {
-		t.Fatalf("replicas diverged:\n%v\n%v", a.Snapshot(), b.Snapshot())
+	if !proto.Equal(a.Freeze().State(), b.Freeze().State()) {
+		t.Fatalf("replicas diverged:\n%v\n%v", a.Freeze().State(), b.Freeze().State())
 	}
-	if a.Revision() != 19 {
-		t.Fatalf("revision %d; want 19", a.Revision())
+	if a.Freeze().Revision() != 19 {
+		t.Fatalf("revision %d; want 19", a.Freeze().Revision())
 	}
 
 	// A replica restored from a snapshot in the middle of the log, then fed
@@ -66,15 +66,15 @@ func TestReplayIsDeterministic(t *testing.T) {
 	for _, e := range log[:6] {
 		c.Apply(e.index, e.cmd)
 	}
-	restored, err := FromState(c.Snapshot())
+	restored, err := FromState(c.Freeze().State())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range log[6:] {
 		restored.Apply(e.index, e.cmd)
 	}
-	if !proto.Equal(a.Snapshot(), restored.Snapshot()) {
-		t.Fatalf("restored replica diverged:\n%v\n%v", a.Snapshot(), restored.Snapshot())
+	if !proto.Equal(a.Freeze().State(), restored.Freeze().State()) {
+		t.Fatalf("restored replica diverged:\n%v\n%v", a.Freeze().State(), restored.Freeze().State())
 	}
 }
 
@@ -83,7 +83,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	for _, e := range raftLog()[:12] {
 		s.Apply(e.index, e.cmd)
 	}
-	snap := s.Snapshot()
+	snap := s.Freeze().State()
 	wire, err := proto.Marshal(snap)
 	if err != nil {
 		t.Fatal(err)
@@ -96,12 +96,12 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Revision() != s.Revision() || !proto.Equal(r.Snapshot(), snap) {
-		t.Fatalf("round trip differs:\n%v\n%v", r.Snapshot(), snap)
+	if r.Freeze().Revision() != s.Freeze().Revision() || !proto.Equal(r.Freeze().State(), snap) {
+		t.Fatalf("round trip differs:\n%v\n%v", r.Freeze().State(), snap)
 	}
-	cfgA, revA := s.Config()
-	cfgB, revB := r.Config()
-	if revA != revB || !proto.Equal(cfgA, cfgB) || !proto.Equal(&pb.State{Members: s.Members()}, &pb.State{Members: r.Members()}) {
+	cfgA, revA := s.Freeze().Config()
+	cfgB, revB := r.Freeze().Config()
+	if revA != revB || !proto.Equal(cfgA, cfgB) || !proto.Equal(&pb.State{Members: s.Freeze().Members()}, &pb.State{Members: r.Freeze().Members()}) {
 		t.Fatal("reads differ after the round trip")
 	}
 	// Both stores react the same way to what comes next, stamps included.
@@ -117,14 +117,14 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			t.Fatalf("command %d: original %v %v, restored %v %v", i, ra, ca, rb, cb)
 		}
 	}
-	if !proto.Equal(s.Snapshot(), r.Snapshot()) {
+	if !proto.Equal(s.Freeze().State(), r.Freeze().State()) {
 		t.Fatal("stores diverged after the round trip")
 	}
 
 	// The snapshot is a copy: editing it does not touch the store.
 	snap.Config.Cells[0].Id = "edited"
 	snap.Members[0].Name = "edited"
-	if c, _, ok := s.Cell("c1"); !ok || c.GetId() != "c1" {
+	if c, _, ok := s.Freeze().Cell("c1"); !ok || c.GetId() != "c1" {
 		t.Fatal("editing a snapshot changed the store")
 	}
 
@@ -137,18 +137,18 @@ func TestSnapshotRoundTrip(t *testing.T) {
 }
 
 func TestEmptyRoundTrip(t *testing.T) {
-	r, err := FromState(New().Snapshot())
-	if err != nil || r.Revision() != 0 || !proto.Equal(r.Snapshot(), New().Snapshot()) {
-		t.Fatalf("empty round trip: %v, %v", r.Snapshot(), err)
+	r, err := FromState(New().Freeze().State())
+	if err != nil || r.Freeze().Revision() != 0 || !proto.Equal(r.Freeze().State(), New().Freeze().State()) {
+		t.Fatalf("empty round trip: %v, %v", r.Freeze().State(), err)
 	}
 	r, err = FromState(&pb.State{})
-	if err != nil || r.Revision() != 0 {
+	if err != nil || r.Freeze().Revision() != 0 {
 		t.Fatalf("state without config: %v", err)
 	}
 }
 
 func TestFromStateRefusesInvalidSnapshots(t *testing.T) {
-	valid := func() *pb.State { return configured(t).Snapshot() }
+	valid := func() *pb.State { return configured(t).Freeze().State() }
 	tests := []struct {
 		name string
 		edit func(*pb.State) *pb.State

@@ -16,20 +16,22 @@ import (
 
 // Store is the replicated state. Apply must be called from one goroutine at a
 // time (the raft FSM; concurrent callers are serialised, never interleaved).
-// Every read method is safe concurrently with Apply, takes no lock, and sees
-// the state at one revision. Objects returned by reads are copies owned by the
-// caller.
+// Reads go through a View: Freeze captures the current version in O(1),
+// safely concurrently with Apply and without a lock, and every read of that
+// View answers from that one version however the store moves on. A Store has
+// no read methods of its own, so an answer built from two reads cannot mix
+// two revisions (or, across a snapshot restore, two stores).
 type Store struct {
 	mu     sync.Mutex // serialises Apply; guards master
 	master tables     // Apply's private copy of the current tables
-	cur    atomic.Pointer[view]
+	cur    atomic.Pointer[version]
 	// halted is set, once, by the first command whose op this binary
 	// cannot apply; Apply applies nothing after it.
 	halted atomic.Pointer[HaltError]
 }
 
-// view is one immutable version of the state.
-type view struct {
+// version is one immutable version of the state.
+type version struct {
 	revision uint64
 	topo     *topology
 	t        tables
@@ -127,7 +129,7 @@ func FromState(st *pb.State) (*Store, error) {
 
 // FromSnapshot is FromState plus the breaker and health state of every
 // endpoint, the nonces and the edges' last report batches, as
-// Frozen.Snapshot wrote them. An endpoint state naming an
+// View.Snapshot wrote them. An endpoint state naming an
 // endpoint the config lacks, named twice, stamped above the revision or
 // undecodable is refused with an error wrapping ErrInvalidSnapshot.
 func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
@@ -180,31 +182,33 @@ func checkStamps(path string, create, mod, rev uint64) error {
 // publish makes master, at revision, the version readers see. The caller holds mu
 // (or owns s exclusively).
 func (s *Store) publish(revision uint64, topo *topology) {
-	s.cur.Store(&view{revision: revision, topo: topo, t: s.master.isoCopy()})
+	s.cur.Store(&version{revision: revision, topo: topo, t: s.master.isoCopy()})
 }
 
-// Revision is the raft index of the last command that changed the state (0
-// for an empty store). It never decreases.
-func (s *Store) Revision() uint64 { return s.cur.Load().revision }
+// View is the state at one revision, captured in O(1) by Freeze. It stays
+// the same however the store moves on (a later Apply, or a restore that
+// replaces the store), and is safe for concurrent use. Every read method
+// answers from that one revision, and those returning a revision return the
+// View's. Objects returned by reads are copies owned by the caller. The zero
+// View is not usable; take one from Freeze.
+type View struct{ *version }
 
-// Frozen is the state at one revision, captured in O(1) by Freeze. It stays
-// the same however the store moves on, and is safe for concurrent use.
-type Frozen struct{ v *view }
+// Freeze captures the current version without copying it: the view a
+// handler answers one request from, or what raft's FSM.Snapshot hands to
+// another goroutine for the O(n) copy (FSMSnapshot.Persist).
+func (s *Store) Freeze() View { return View{s.cur.Load()} }
 
-// Freeze captures the current version without copying it, so a caller on the
-// apply goroutine (raft's FSM.Snapshot) can defer the O(n) copy of State to
-// another goroutine (FSMSnapshot.Persist).
-func (s *Store) Freeze() Frozen { return Frozen{v: s.cur.Load()} }
-
-// Revision is the revision the state was captured at.
-func (f Frozen) Revision() uint64 { return f.v.revision }
+// Revision is the raft index of the last command that changed the state
+// when it was captured (0 for an empty store). Views taken later from the
+// same store never have a lower one.
+func (v View) Revision() uint64 { return v.revision }
 
 // State returns a deep copy of the captured state: the config as Config
 // orders it, members by name, and the breaker and health statuses that ever
 // changed, by endpoint. It is what a watch reset sends.
-func (f Frozen) State() *pb.State {
-	bs, hs := f.v.statuses()
-	return &pb.State{Revision: f.v.revision, Config: f.v.config(), Members: f.v.members(), Breakers: bs, Health: hs, Keys: f.v.keys(), ClusterId: f.v.t.clusterID}
+func (v View) State() *pb.State {
+	bs, hs := v.statuses()
+	return &pb.State{Revision: v.revision, Config: v.config(), Members: v.members(), Breakers: bs, Health: hs, Keys: v.keys(), ClusterId: v.t.clusterID}
 }
 
 // Snapshot returns the raft snapshot payload: State plus the complete
@@ -212,30 +216,23 @@ func (f Frozen) State() *pb.State {
 // observations), the nonces and the edges' last report batches, which
 // FromSnapshot restores exactly. applied is the raft
 // index the caller processed last.
-func (f Frozen) Snapshot(applied uint64) (*pb.Snapshot, error) {
-	eps, err := f.v.endpointStates()
+func (v View) Snapshot(applied uint64) (*pb.Snapshot, error) {
+	eps, err := v.endpointStates()
 	if err != nil {
 		return nil, err
 	}
 	return &pb.Snapshot{
-		AppliedIndex: applied, State: f.State(), EndpointStates: eps, Nonces: f.v.nonceRecords(),
-		ReportBatches: f.v.reportRecords(), OpsApplied: slices.Clone(f.v.t.opsApplied),
+		AppliedIndex: applied, State: v.State(), EndpointStates: eps, Nonces: v.nonceRecords(),
+		ReportBatches: v.reportRecords(), OpsApplied: slices.Clone(v.t.opsApplied),
 	}, nil
 }
 
-// Snapshot returns a deep copy of the whole state at one revision, suitable
-// for a raft snapshot (FromState restores it exactly) or a watch reset.
-func (s *Store) Snapshot() *pb.State { return s.Freeze().State() }
+// Config returns a deep copy of the routing config and the view's revision:
+// regions and latencies as given, cells ordered by id, placements by key,
+// every cell and placement with its stamps.
+func (v View) Config() (*pb.RoutingConfig, uint64) { return v.config(), v.revision }
 
-// Config returns a deep copy of the routing config and its revision: regions
-// and latencies as given, cells ordered by id, placements by key, every cell
-// and placement with its stamps.
-func (s *Store) Config() (*pb.RoutingConfig, uint64) {
-	v := s.cur.Load()
-	return v.config(), v.revision
-}
-
-func (v *view) config() *pb.RoutingConfig {
+func (v *version) config() *pb.RoutingConfig {
 	cfg := &pb.RoutingConfig{
 		Regions:     cloneRegions(v.topo.regions),
 		Latencies:   cloneLatencies(v.topo.latencies),
@@ -252,7 +249,7 @@ func (v *view) config() *pb.RoutingConfig {
 	return cfg
 }
 
-func (v *view) cells() []*pb.Cell {
+func (v *version) cells() []*pb.Cell {
 	out := make([]*pb.Cell, 0, v.t.cells.Len())
 	v.t.cells.Scan(func(_ string, c *pb.Cell) bool {
 		out = append(out, cloneCell(c))
@@ -261,7 +258,7 @@ func (v *view) cells() []*pb.Cell {
 	return out
 }
 
-func (v *view) members() []*pb.Member {
+func (v *version) members() []*pb.Member {
 	out := make([]*pb.Member, 0, v.t.members.Len())
 	v.t.members.Scan(func(_ string, m *pb.Member) bool {
 		out = append(out, cloneMember(m))
@@ -270,22 +267,17 @@ func (v *view) members() []*pb.Member {
 	return out
 }
 
-// Cell returns a copy of the cell with this id and the revision it was read at.
-func (s *Store) Cell(id string) (*pb.Cell, uint64, bool) {
-	v := s.cur.Load()
+// Cell returns a copy of the cell with this id and the view's revision.
+func (v View) Cell(id string) (*pb.Cell, uint64, bool) {
 	c, ok := lookup(v.t.cells, id, cloneCell)
 	return c, v.revision, ok
 }
 
-// Cells returns copies of every cell, ordered by id, and the revision.
-func (s *Store) Cells() ([]*pb.Cell, uint64) {
-	v := s.cur.Load()
-	return v.cells(), v.revision
-}
+// Cells returns copies of every cell, ordered by id, and the view's revision.
+func (v View) Cells() ([]*pb.Cell, uint64) { return v.cells(), v.revision }
 
-// Placement returns a copy of the placement for key and the revision it was read at.
-func (s *Store) Placement(key string) (*pb.Placement, uint64, bool) {
-	v := s.cur.Load()
+// Placement returns a copy of the placement for key and the view's revision.
+func (v View) Placement(key string) (*pb.Placement, uint64, bool) {
 	p, ok := lookup(v.t.placements, key, clonePlacement)
 	return p, v.revision, ok
 }
@@ -293,11 +285,11 @@ func (s *Store) Placement(key string) (*pb.Placement, uint64, bool) {
 // Placements pages through the placements whose key starts with prefix, in key
 // order, starting after the key startAfter ("" for the first page). It returns
 // at most limit placements (limit <= 0: all of them), the key to pass as
-// startAfter for the next page ("" when this page is the last), and the
-// revision of the state it read. It costs O(log n + limit): the placements are
-// kept sorted. Successive pages may come from different revisions.
-func (s *Store) Placements(prefix, startAfter string, limit int) (ps []*pb.Placement, next string, rev uint64) {
-	v := s.cur.Load()
+// startAfter for the next page ("" when this page is the last), and the view's
+// revision. It costs O(log n + limit): the placements are kept sorted.
+// Successive pages read from successive views may come from different
+// revisions.
+func (v View) Placements(prefix, startAfter string, limit int) (ps []*pb.Placement, next string, rev uint64) {
 	pivot := max(prefix, startAfter)
 	v.t.placements.Ascend(pivot, func(k string, p *pb.Placement) bool {
 		if k == startAfter {
@@ -317,11 +309,11 @@ func (s *Store) Placements(prefix, startAfter string, limit int) (ps []*pb.Place
 }
 
 // Members returns copies of every member, ordered by name.
-func (s *Store) Members() []*pb.Member { return s.cur.Load().members() }
+func (v View) Members() []*pb.Member { return v.members() }
 
 // Member returns a copy of the member with this name.
-func (s *Store) Member(name string) (*pb.Member, bool) {
-	return lookup(s.cur.Load().t.members, name, cloneMember)
+func (v View) Member(name string) (*pb.Member, bool) {
+	return lookup(v.t.members, name, cloneMember)
 }
 
 // lookup returns the caller's own copy of the object stored under key.

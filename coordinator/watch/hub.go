@@ -129,7 +129,7 @@ func (h *Hub) Reset(revision uint64) {
 }
 
 // SetClusterID tells the hub the id of the cluster its history belongs to
-// (state.Store.ClusterID, or the member's persisted id before the state has
+// (state.View.ClusterID, or the member's persisted id before the state has
 // it). Watchers that hold another cluster's state get a reset; watchers that
 // named a cluster while the hub knew none are served from now on.
 func (h *Hub) SetClusterID(id string) {

@@ -87,7 +87,7 @@ func (c *Cluster) followLatencies(ctx context.Context) {
 		if co == nil || co.Revision() == seen {
 			continue
 		}
-		cfg, rev := co.Store().State().Config()
+		cfg, rev := co.Store().View().Config()
 		seen = rev
 		if len(cfg.GetRegions()) > 0 {
 			c.setLatencies(cfg.GetLatencies())

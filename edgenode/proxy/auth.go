@@ -94,11 +94,11 @@ func (c *conn) authState() *authState {
 
 // authenticate applies the cell's auth policy (mode set; the table's, built
 // once per cell) to the request. It returns true when the request may go
-// on, with c.identity set for the upstream; otherwise the client has been
-// answered and c.keep says whether the connection stays open.
+// on, with c.rs.identity set for the upstream; otherwise the client has been
+// answered and c.rs.keep says whether the connection stays open.
 func (c *conn) authenticate(t *route.Table, cell *route.Cell, pol *policy.Auth, start time.Time) bool {
 	switch {
-	case pol.HMAC() && (!pol.JWT() || c.req.hasField("x-signature")):
+	case pol.HMAC() && (!pol.JWT() || c.rs.req.hasField("x-signature")):
 		return c.checkHMAC(t, cell, pol, start)
 	case pol.JWT():
 		return c.checkJWT(pol)
@@ -117,14 +117,14 @@ func (c *conn) refuseWith(res authResult, why, challenge string) bool {
 	c.s.metrics.authResult(res)
 	status, msg := res.status()
 	c.whyBuf = append(c.whyBuf[:0], why...)
-	c.keep = c.replyWith(status, msg, c.whyBuf, challenge)
+	c.rs.keep = c.replyWith(status, msg, c.whyBuf, challenge)
 	return false
 }
 
 // accept records the identity an authenticated request carries upstream.
 func (c *conn) accept(header, identity string) bool {
 	c.s.metrics.authResult(authOK)
-	c.identityHeader, c.identity = header, identity
+	c.rs.identityHeader, c.rs.identity = header, identity
 	return true
 }
 
@@ -205,7 +205,7 @@ func (r *request) hasField(lower string) bool {
 // nonce with the coordinators. The request target verified is the one
 // received (in origin form), before any endpoint's path prefix is added.
 func (c *conn) checkHMAC(t *route.Table, cell *route.Cell, pol *policy.Auth, start time.Time) bool {
-	r := &c.req
+	r := &c.rs.req
 	var f signedFields
 	if dup := f.collect(r); dup != "" {
 		return c.refuse(authBadSignature, dup+" header appears more than once")
@@ -272,8 +272,8 @@ func (c *conn) checkHMAC(t *route.Table, cell *route.Cell, pol *policy.Auth, sta
 func (c *conn) checkJWT(pol *policy.Auth) bool {
 	const challenge, invalid = `Bearer`, `Bearer error="invalid_token"`
 	var auth []byte
-	for i := range c.req.fields {
-		if f := &c.req.fields[i]; f.kind == hOther && len(f.name) == len("authorization") && eqFold(f.name, "authorization") {
+	for i := range c.rs.req.fields {
+		if f := &c.rs.req.fields[i]; f.kind == hOther && len(f.name) == len("authorization") && eqFold(f.name, "authorization") {
 			if auth != nil {
 				return c.refuseWith(authBadToken, "Authorization header appears more than once", invalid)
 			}
@@ -306,13 +306,13 @@ func (c *conn) checkJWT(pol *policy.Auth) bool {
 // value for an authenticated request (which sets identityHeader).
 func (c *conn) appendAuth(b []byte) []byte {
 	switch {
-	case c.identityHeader == "":
-	case c.identityHeader == headerEdgeKeyID:
-		b = append(append(b, "; key "...), c.identity...)
-	case c.identity == "":
+	case c.rs.identityHeader == "":
+	case c.rs.identityHeader == headerEdgeKeyID:
+		b = append(append(b, "; key "...), c.rs.identity...)
+	case c.rs.identity == "":
 		b = append(b, "; token without subject"...)
 	default:
-		b = append(append(b, "; subject "...), c.identity...)
+		b = append(append(b, "; subject "...), c.rs.identity...)
 	}
 	return b
 }

@@ -595,6 +595,52 @@ func TestNonceStoreUnreachableFailsClosed(t *testing.T) {
 	}
 }
 
+// What one request was given (an identity, a held body) does not carry
+// over to the next on the same connection: after a signed POST, an
+// unsigned GET to an open cell reaches its upstream with neither, and an
+// unsigned request to the signed cell is refused again.
+func TestNothingOfASignedRequestReachesTheNextOnItsConnection(t *testing.T) {
+	s := startAuth(t, nil)
+	nc := dialRaw(t, s.addr)
+	br := bufio.NewReader(nc)
+	send := func(req *http.Request) *http.Response {
+		t.Helper()
+		req.Header.Set("X-Edge-Debug", "1")
+		if err := req.Write(nc); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	body := `{"item":"book"}`
+	resp := send(s.signed(t, &hmacsig.Signer{KeyID: "k_live", Secret: liveSecret}, "POST", "signed", "/orders", body))
+	if resp.StatusCode != 200 || !strings.HasSuffix(resp.Header.Get("X-Edge-Route"), "; key k_live") {
+		t.Fatalf("signed request: status %d, X-Edge-Route %q", resp.StatusCode, resp.Header.Get("X-Edge-Route"))
+	}
+	resp = send(s.signed(t, nil, "GET", "open", "/next", ""))
+	if resp.StatusCode != 200 || strings.Contains(resp.Header.Get("X-Edge-Route"), "key") {
+		t.Fatalf("next request: status %d, X-Edge-Route %q", resp.StatusCode, resp.Header.Get("X-Edge-Route"))
+	}
+	saw := s.up.seen()
+	if len(saw) != 2 || saw[0].body != body || saw[0].keyIDs[0] != "k_live" {
+		t.Fatalf("upstream saw %+v", saw)
+	}
+	if got := saw[1]; got.path != "/prefix/next" || len(got.keyIDs)+len(got.subjects) != 0 || got.body != "" || got.contentLength != 0 {
+		t.Fatalf("the next request reached the upstream as %+v; want no identity and no body", got)
+	}
+	if resp = send(s.signed(t, nil, "POST", "signed", "/orders", body)); resp.StatusCode != 401 {
+		t.Fatalf("unsigned request after a signed one: status %d, want 401", resp.StatusCode)
+	}
+	if resp.Close {
+		t.Fatal("the connection should have stayed open throughout")
+	}
+}
+
 func TestOpenCellIgnoresAuthButDropsForgedIdentity(t *testing.T) {
 	s := startAuth(t, nil)
 	req := s.signed(t, nil, "GET", "open", "/x", "")

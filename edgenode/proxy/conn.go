@@ -29,7 +29,8 @@ const (
 const deadlineSlack = time.Second
 
 // conn is one client connection and everything reused across its requests.
-// Pooled by the Server.
+// What belongs to one request is in rs, which the serve loop replaces
+// before each request. Pooled by the Server.
 type conn struct {
 	s        *Server
 	nc       net.Conn
@@ -38,24 +39,16 @@ type conn struct {
 	state    atomic.Int32
 	clientIP []byte
 
-	req      request
-	resp     response
-	scratch  []byte
-	ray      [16]byte
-	keep     bool // keep the connection after the current response
-	bodyRead bool // some of the current request's body was consumed
+	rs       reqState // the current request's
+	scratch  []byte   // reply bodies are built here
 	bodyDone chan error
 	bodyMu   sync.Mutex // orders stopBody against sendBody's deadline updates
 	bodyStop bool
 	linger   bool // the client may still be sending a body nobody read
-	bodyHeld bool // the body was read whole into auth.held (to hash it) and is sent from there
 
-	// Authentication (auth.go): the connection's reusable state, nil until
-	// a request to a cell with an auth policy, and the identity the
-	// current request carries upstream ("" for none).
-	auth           *authState
-	identityHeader string // headerEdgeKeyID or headerEdgeSubject
-	identity       string
+	// Authentication (auth.go): the connection's reusable state (verifier,
+	// buffers), nil until a request to a cell with an auth policy.
+	auth *authState
 
 	rdl, wdl  time.Time // current deadlines, to refresh them lazily
 	shortRead bool      // rdl is the short readiness deadline, not the idle one
@@ -63,9 +56,26 @@ type conn struct {
 	now       time.Time // when the last response was sent: a clock read saved
 	whyBuf    []byte    // X-Edge-Route and 502 reasons are built here
 	readErr   error
+}
 
-	// How the current request's endpoint was chosen, for X-Edge-Route and
-	// 502 reasons.
+// reqState is what belongs to one request. The serve loop replaces it by
+// value before each request, keeping only the heads' buffers (emptied), so
+// nothing one request decided (its identity, a held body, how it was
+// routed, whether the connection stays open) can reach the next. Buffers
+// the connection reuses for every request live in conn.
+type reqState struct {
+	req      request
+	resp     response
+	ray      [16]byte
+	keep     bool // keep the connection after the response
+	bodyRead bool // some of the body was consumed
+	bodyHeld bool // the body was read whole into auth.held (to hash it) and is sent from there
+
+	// The identity an authenticated request carries upstream ("" for none).
+	identityHeader string // headerEdgeKeyID or headerEdgeSubject
+	identity       string
+
+	// How the endpoint was chosen, for X-Edge-Route and 502 reasons.
 	cell       *route.Cell
 	revision   uint64                   // of the table the request is routed on, for X-Edge-Revision
 	skips      [route.NumReasons]uint16 // endpoints passed over, by the gate's reason
@@ -106,7 +116,8 @@ func (c *conn) serve() {
 		if c.s.closing.Load() {
 			return
 		}
-		c.req.begin()
+		// A new request starts from nothing but the heads' buffers.
+		c.rs = reqState{req: request{head: c.rs.req.emptied()}, resp: response{head: c.rs.resp.emptied()}}
 		if c.rw.rc != nil && c.br.Buffered() == 0 {
 			// Send the last response and wait for the next request without
 			// a speculative read. The short deadline this arms stays while
@@ -128,11 +139,11 @@ func (c *conn) serve() {
 			return // Shutdown closed us while idle
 		}
 		start := time.Now()
-		if !c.retrying(func() error { return c.req.readHead(c.br, c.s.cfg.MaxHeaderBytes) }) {
+		if !c.retrying(func() error { return c.rs.req.readHead(c.br, c.s.cfg.MaxHeaderBytes) }) {
 			c.badRequest(c.readErr)
 			return
 		}
-		if err := c.req.parse(); err != nil {
+		if err := c.rs.req.parse(); err != nil {
 			c.badRequest(err)
 			return
 		}
@@ -186,8 +197,8 @@ func (c *conn) finish() {
 	c.nc = nil
 	c.br.Reset(nil)
 	c.bw.Reset(nil)
-	if cap(c.req.buf) > 4*bufSize || cap(c.resp.buf) > 4*bufSize {
-		c.req, c.resp = request{}, response{}
+	if cap(c.rs.req.buf) > 4*bufSize || cap(c.rs.resp.buf) > 4*bufSize {
+		c.rs = reqState{}
 	}
 	if c.auth != nil {
 		c.auth.held.release()
@@ -228,8 +239,8 @@ func (c *conn) badRequest(err error) {
 		return // the client went away or timed out: nobody to answer
 	}
 	c.newRay()
-	c.req.keepAlive = false
-	c.req.hasKey = false
+	c.rs.req.keepAlive = false
+	c.rs.req.hasKey = false
 	c.reply(status, msg)
 }
 
@@ -254,11 +265,11 @@ func (c *conn) lingerClose() {
 // discardBody consumes a request body the edge will not forward, when it is
 // small and already here; false means the connection must close instead.
 func (c *conn) discardBody() bool {
-	r := &c.req
+	r := &c.rs.req
 	switch {
-	case c.bodyHeld:
+	case c.rs.bodyHeld:
 		return true // read whole already
-	case c.bodyRead:
+	case c.rs.bodyRead:
 		return false
 	case !r.hasBody():
 		return true

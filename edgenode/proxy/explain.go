@@ -23,7 +23,7 @@ func appendCount(b []byte, n int) []byte {
 // the endpoints the gates passed over, nothing when there were none.
 func (c *conn) appendSkips(b []byte) []byte {
 	first := true
-	for i, n := range c.skips {
+	for i, n := range c.rs.skips {
 		if n == 0 {
 			continue
 		}
@@ -42,27 +42,27 @@ func (c *conn) appendSkips(b []byte) []byte {
 // routing to all".
 func (c *conn) appendPanic(b []byte) []byte {
 	b = append(b, "panic: "...)
-	b = strconv.AppendUint(b, uint64(c.routable), 10)
+	b = strconv.AppendUint(b, uint64(c.rs.routable), 10)
 	b = append(b, " of "...)
-	b = appendCount(b, c.cell.Len())
+	b = appendCount(b, c.rs.cell.Len())
 	b = append(b, " routable (threshold "...)
-	b = strconv.AppendUint(b, uint64(c.cell.PanicThreshold()), 10)
+	b = strconv.AppendUint(b, uint64(c.rs.cell.PanicThreshold()), 10)
 	return append(b, "%), routing to all"...)
 }
 
 // appendRetry appends "retried after us-east-1 unreachable".
 func (c *conn) appendRetry(b []byte) []byte {
 	b = append(b, "retried after "...)
-	b = append(b, c.retryAfter.ID...)
+	b = append(b, c.rs.retryAfter.ID...)
 	b = append(b, ' ')
-	return append(b, c.retryWhy.String()...)
+	return append(b, c.rs.retryWhy.String()...)
 }
 
 // appendAttempts appends "upstream unreachable after 2 attempts" (or
 // "failed before responding", or "failed" when the attempts failed both ways).
 func (c *conn) appendAttempts(b []byte) []byte {
 	b = append(b, "upstream "...)
-	switch c.failed {
+	switch c.rs.failed {
 	case 1 << unreachable:
 		b = append(b, unreachable.String()...)
 	case 1 << noResponse:
@@ -71,8 +71,8 @@ func (c *conn) appendAttempts(b []byte) []byte {
 		b = append(b, "failed"...)
 	}
 	b = append(b, " after "...)
-	b = strconv.AppendUint(b, uint64(c.attempts), 10)
-	if c.attempts == 1 {
+	b = strconv.AppendUint(b, uint64(c.rs.attempts), 10)
+	if c.rs.attempts == 1 {
 		return append(b, " attempt"...)
 	}
 	return append(b, " attempts"...)
@@ -89,14 +89,14 @@ func (c *conn) replyNoEndpoint() bool {
 	// until then, in a buffer of its own.
 	why := c.whyBuf[:0]
 	sep := ", "
-	if c.panicking {
+	if c.rs.panicking {
 		why, sep = c.appendPanic(why), "; "
 	} else {
 		why = c.appendSkips(why)
 	}
-	if c.attempts > 0 {
+	if c.rs.attempts > 0 {
 		msg = "upstream failed before responding"
-		if c.failed == 1<<unreachable {
+		if c.rs.failed == 1<<unreachable {
 			msg = "no endpoint reachable"
 		}
 		if len(why) > 0 {
@@ -118,9 +118,9 @@ func (c *conn) writeRoute(w *bufio.Writer, ep *route.Endpoint) {
 	own := c.s.cfg.Region
 	b := append(c.whyBuf[:0], "X-Edge-Route: "...)
 	switch {
-	case c.panicking:
+	case c.rs.panicking:
 		b = c.appendPanic(b)
-		if c.retryAfter != nil {
+		if c.rs.retryAfter != nil {
 			b = append(b, "; "...)
 			b = c.appendRetry(b)
 		}
@@ -138,7 +138,7 @@ func (c *conn) writeRoute(w *bufio.Writer, ep *route.Endpoint) {
 		b = append(b, ": "...)
 		details := len(b)
 		b = c.appendSkips(b)
-		if c.retryAfter != nil {
+		if c.rs.retryAfter != nil {
 			if len(b) > details {
 				b = append(b, ", "...)
 			}
@@ -157,7 +157,7 @@ func (c *conn) writeRoute(w *bufio.Writer, ep *route.Endpoint) {
 	// The revision of the table the choice was made on, so that a load
 	// test can check it against the breaker states of that revision.
 	b = append(b, "\r\nX-Edge-Revision: "...)
-	b = strconv.AppendUint(b, c.revision, 10)
+	b = strconv.AppendUint(b, c.rs.revision, 10)
 	b = append(b, "\r\n"...)
 	c.whyBuf = b
 	w.Write(b)

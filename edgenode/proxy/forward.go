@@ -51,8 +51,7 @@ func (a attempt) String() string {
 // whether the connection stays open.
 func (c *conn) serveRequest(start time.Time) bool {
 	c.newRay()
-	c.bodyRead, c.bodyHeld, c.identityHeader, c.identity = false, false, "", ""
-	r := &c.req
+	r := &c.rs.req
 	if !r.hasKey {
 		return c.reply(400, "missing X-Routing-Key header")
 	}
@@ -67,7 +66,7 @@ func (c *conn) serveRequest(start time.Time) bool {
 	// A cell with an auth policy lets only authenticated requests through,
 	// checked on the request as received, before anything is rewritten.
 	if ap := &cell.Policy().Auth; ap.Mode != pb.AuthMode_AUTH_MODE_UNSPECIFIED && !c.authenticate(t, cell, ap, start) {
-		return c.keep
+		return c.rs.keep
 	}
 	if cell.Len() == 0 {
 		return c.reply(502, "cell has no endpoints")
@@ -76,33 +75,31 @@ func (c *conn) serveRequest(start time.Time) bool {
 	// skipped, unless so few are left that the cell panics; the candidate
 	// order already fails over region by region.
 	now := start.UnixNano()
-	c.cell, c.revision = cell, t.Revision()
-	c.skips = [route.NumReasons]uint16{}
-	c.attempts, c.failed, c.retryAfter = 0, 0, nil
-	c.routable, c.panicking = cell.Panic(now)
-	if c.panicking && c.s.metrics != nil {
+	c.rs.cell, c.rs.revision = cell, t.Revision()
+	c.rs.routable, c.rs.panicking = cell.Panic(now)
+	if c.rs.panicking && c.s.metrics != nil {
 		c.s.metrics.panics.Add(1)
 	}
 	it := cell.Candidates(rand.Uint64())
 	for ep := it.Next(); ep != nil; ep = it.Next() {
-		if !c.panicking {
+		if !c.rs.panicking {
 			if why := ep.Gate.Check(now); why != route.Allowed {
-				c.skips[why]++
+				c.rs.skips[why]++
 				continue
 			}
 		}
-		if c.attempts > 0 && c.s.metrics != nil {
+		if c.rs.attempts > 0 && c.s.metrics != nil {
 			c.s.metrics.retries.Add(1)
 		}
 		a := c.forward(ep, start)
 		if a == answered {
-			return c.keep
+			return c.rs.keep
 		}
-		c.failed |= 1 << a
-		if c.attempts++; c.attempts == maxAttempts {
+		c.rs.failed |= 1 << a
+		if c.rs.attempts++; c.rs.attempts == maxAttempts {
 			break
 		}
-		c.retryAfter, c.retryWhy = ep, a
+		c.rs.retryAfter, c.rs.retryWhy = ep, a
 	}
 	return c.replyNoEndpoint()
 }
@@ -113,7 +110,7 @@ func (c *conn) serveRequest(start time.Time) bool {
 func (c *conn) forward(ep *route.Endpoint, start time.Time) attempt {
 	// A pooled connection is probed before a request that could not be
 	// resent if the connection turned out closed.
-	probe := c.req.hasBody() || !c.req.idempotent()
+	probe := c.rs.req.hasBody() || !c.rs.req.idempotent()
 	fresh := false
 	for {
 		uc, err := c.s.ups.get(ep, start, probe, fresh)
@@ -156,7 +153,7 @@ func (c *conn) forward(ep *route.Endpoint, start time.Time) attempt {
 // endpoint (noResponse), within the request's retry budget. Otherwise the
 // client gets 502 with msg and the request is never resent.
 func (c *conn) failedBeforeAnswer(uc *upConn, ep *route.Endpoint, msg string, err error) attempt {
-	safe := !c.bodyRead && (uc.sent.n == 0 || c.req.idempotent())
+	safe := !c.rs.bodyRead && (uc.sent.n == 0 || c.rs.req.idempotent())
 	c.s.log.Debug(msg, "endpoint", ep.ID, "reused", uc.reused, "sent", uc.sent.n, "resend", safe, "err", err)
 	if safe && uc.reused {
 		return stale
@@ -165,24 +162,24 @@ func (c *conn) failedBeforeAnswer(uc *upConn, ep *route.Endpoint, msg string, er
 	if safe {
 		return noResponse
 	}
-	c.keep = c.reply(502, msg)
+	c.rs.keep = c.reply(502, msg)
 	return answered
 }
 
 // exchange sends the request on uc and relays the response. Unless it
 // returns answered, the client has no answer yet (see failedBeforeAnswer).
 func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt {
-	r := &c.req
+	r := &c.rs.req
 	uc.sent.n = 0
 	c.writeRequestHead(uc.bw, ep)
 	streaming := false
 	small := 0 // a body sent with the head, consumed once that write succeeded
 	if r.hasBody() {
 		switch {
-		case c.bodyHeld && len(c.auth.held.b) <= bufSize:
+		case c.rs.bodyHeld && len(c.auth.held.b) <= bufSize:
 			// A held body stays held: it can be sent again.
 			uc.bw.Write(c.auth.held.b)
-		case c.bodyHeld:
+		case c.rs.bodyHeld:
 			streaming = true
 		case !r.chunked && r.contentLength <= int64(c.br.Buffered()):
 			// The whole body is here: it leaves with the head in one write.
@@ -209,20 +206,20 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 	}
 	if small > 0 {
 		c.br.Discard(small)
-		c.bodyRead = true
+		c.rs.bodyRead = true
 	}
 	if streaming {
-		if !c.bodyHeld {
+		if !c.rs.bodyHeld {
 			if r.expect100 && c.br.Buffered() == 0 {
 				c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 				c.bw.Flush()
 			}
-			c.bodyRead = true
+			c.rs.bodyRead = true
 		}
 		go c.sendBody(uc)
 	}
 
-	resp := &c.resp
+	resp := &c.rs.resp
 	shortDL := waited
 	// armResponse bounds the wait for the response head (not for a
 	// streaming request, whose upload may legitimately be slow).
@@ -256,7 +253,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 			c.waitBody(streaming)
 			c.s.log.Debug("upstream response timed out", "endpoint", ep.ID, "timeout", c.s.cfg.ResponseTimeout)
 			ep.Gate.Record(route.Timeout)
-			c.keep = c.reply(504, "upstream timed out")
+			c.rs.keep = c.reply(504, "upstream timed out")
 			return answered
 		}
 		if err != nil {
@@ -268,7 +265,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 			}
 			c.s.log.Debug("upstream response cut short", "endpoint", ep.ID, "err", err)
 			ep.Gate.Record(route.ConnectError)
-			c.keep = c.reply(502, "upstream failed before responding")
+			c.rs.keep = c.reply(502, "upstream failed before responding")
 			return answered
 		}
 		if resp.status >= 200 || resp.status == 101 {
@@ -279,7 +276,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 		if r.minor >= 1 && c.writeInformational() != nil {
 			uc.close()
 			c.waitBody(streaming)
-			c.keep = false
+			c.rs.keep = false
 			return answered
 		}
 	}
@@ -298,7 +295,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 		if r.upgrade == nil || streaming {
 			uc.close()
 			c.waitBody(streaming)
-			c.keep = c.reply(502, "upstream switched protocols unasked")
+			c.rs.keep = c.reply(502, "upstream switched protocols unasked")
 			return answered
 		}
 		c.tunnel(uc, ep)
@@ -340,7 +337,7 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 	if err != nil {
 		c.s.log.Debug("response cut short", "endpoint", ep.ID, "err", err)
 	}
-	c.keep = keep && err == nil && bodySent
+	c.rs.keep = keep && err == nil && bodySent
 	return answered
 }
 
@@ -349,14 +346,14 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 func (c *conn) sendBody(uc *upConn) {
 	cp := copier{bufs: &c.s.bufs, readsFrom: c}
 	var err error
-	if c.bodyHeld {
+	if c.rs.bodyHeld {
 		if _, werr := uc.bw.Write(c.auth.held.b); werr != nil {
 			err = dstErr(werr)
 		}
-	} else if c.req.chunked {
+	} else if c.rs.req.chunked {
 		err = cp.copyChunked(uc.bw, c.br, true)
 	} else {
-		err = cp.copyN(uc.bw, c.br, c.req.contentLength)
+		err = cp.copyN(uc.bw, c.br, c.rs.req.contentLength)
 	}
 	if err == nil {
 		if ferr := uc.bw.Flush(); ferr != nil {
@@ -395,7 +392,7 @@ func (c *conn) waitBody(streaming bool) {
 // The mutex orders the interruption after any deadline sendBody is setting,
 // so the interruption cannot be undone.
 func (c *conn) stopBody() {
-	if c.bodyHeld {
+	if c.rs.bodyHeld {
 		<-c.bodyDone // no client reads to interrupt: uc was closed, the write fails
 		return
 	}
@@ -421,7 +418,7 @@ func (c *conn) armBodyRead() {
 // tunnel relays a 101 Switching Protocols response and then bytes both ways
 // until either side closes. The client connection is not reused.
 func (c *conn) tunnel(uc *upConn, ep *route.Endpoint) {
-	c.keep = false
+	c.rs.keep = false
 	c.writeResponseHead(ep, bodyNone, false)
 	if err := c.bw.Flush(); err != nil {
 		uc.close()

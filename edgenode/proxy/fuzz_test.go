@@ -37,7 +37,7 @@ func FuzzRequestHead(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r request
-		r.begin()
+		r.reset()
 		if err := r.readHead(bufio.NewReader(bytes.NewReader(data)), 64<<10); err != nil {
 			return
 		}

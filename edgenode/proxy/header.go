@@ -210,13 +210,12 @@ type head struct {
 	connTokens    [][]byte // other names listed in Connection: hop-by-hop
 }
 
-func (h *head) reset() {
-	h.buf = h.buf[:0]
-	h.lineStart = 0
-	h.fields = h.fields[:0]
-	h.connTokens = h.connTokens[:0]
-	h.minor, h.contentLength = 1, -1
-	h.chunked, h.connClose, h.connKeepAlive, h.connUpgrade = false, false, false, false
+// reset readies h for reading the next head with readHead.
+func (h *head) reset() { *h = h.emptied() }
+
+// emptied is a head ready for readHead that reuses h's buffers.
+func (h *head) emptied() head {
+	return head{buf: h.buf[:0], fields: h.fields[:0], connTokens: h.connTokens[:0], minor: 1, contentLength: -1}
 }
 
 // readHead reads lines up to and including the empty line ending a head

@@ -45,13 +45,13 @@ func (h *heldBody) release() {
 
 // holdBody reads the request body whole into st.held, up to limit bytes,
 // and turns the request into one with that Content-Length, sent upstream
-// from memory (c.bodyHeld), so that it can also be resent. It returns the
+// from memory (c.rs.bodyHeld), so that it can also be resent. It returns the
 // body (nil without one); false means the client has been answered: 413
 // for a body over the limit (before reading any of it when Content-Length
 // says so, otherwise as soon as a chunked body grows past it), 400 for
 // malformed chunks, nothing when the client went away.
 func (c *conn) holdBody(st *authState, limit int64) ([]byte, bool) {
-	r := &c.req
+	r := &c.rs.req
 	h := &st.held
 	h.b = h.b[:0]
 	if !r.hasBody() {
@@ -65,7 +65,7 @@ func (c *conn) holdBody(st *authState, limit int64) ([]byte, bool) {
 		c.armWrite(time.Now())
 		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if c.bw.Flush() != nil {
-			c.keep = false
+			c.rs.keep = false
 			return nil, false
 		}
 	}
@@ -76,7 +76,7 @@ func (c *conn) holdBody(st *authState, limit int64) ([]byte, bool) {
 		// before the client has sent it.
 		h.b = slices.Grow(h.b, int(min(r.contentLength, 1<<20)))
 	}
-	c.bodyRead = true // until the body is all here: a failure leaves the connection unusable
+	c.rs.bodyRead = true // until the body is all here: a failure leaves the connection unusable
 	cp := copier{bufs: &c.s.bufs, readsFrom: c}
 	var err error
 	if r.chunked {
@@ -98,14 +98,14 @@ func (c *conn) holdBody(st *authState, limit int64) ([]byte, bool) {
 		return nil, c.refuse(authTooLarge, tooLarge(limit))
 	case errors.Is(err, errBadChunk):
 		c.linger = true
-		c.keep = c.reply(400, "malformed chunked body")
+		c.rs.keep = c.reply(400, "malformed chunked body")
 		return nil, false
 	default:
 		c.s.log.Debug("client failed while sending a signed body", "err", err)
-		c.keep = false
+		c.rs.keep = false
 		return nil, false
 	}
-	c.bodyRead, c.bodyHeld = false, true
+	c.rs.bodyRead, c.rs.bodyHeld = false, true
 	r.chunked, r.contentLength = false, int64(len(h.b))
 	return h.b, true
 }

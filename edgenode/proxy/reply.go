@@ -17,14 +17,14 @@ const hexDigits = "0123456789abcdef"
 func (c *conn) newRay() {
 	v := rand.Uint64()
 	for i := 15; i >= 0; i-- {
-		c.ray[i] = hexDigits[v&0xf]
+		c.rs.ray[i] = hexDigits[v&0xf]
 		v >>= 4
 	}
 }
 
 func (c *conn) writeRay(w *bufio.Writer) {
 	w.WriteString("X-Edge-Ray: ")
-	w.Write(c.ray[:])
+	w.Write(c.rs.ray[:])
 	w.WriteString(c.s.raySuffix)
 	w.WriteString("\r\n")
 }
@@ -44,19 +44,19 @@ func (c *conn) replyWhy(status int, msg string, why []byte) bool {
 // replyWith is replyWhy with a WWW-Authenticate challenge when challenge is
 // not empty.
 func (c *conn) replyWith(status int, msg string, why []byte, challenge string) bool {
-	keep := c.req.keepAlive && !c.s.closing.Load() && c.discardBody()
+	keep := c.rs.req.keepAlive && !c.s.closing.Load() && c.discardBody()
 	b := append(c.scratch[:0], `{"error":"`...)
 	b = appendJSONString(b, msg)
 	if len(why) > 0 {
 		b = append(b, `","reason":"`...)
 		b = appendJSONString(b, why)
 	}
-	if c.req.hasKey {
+	if c.rs.req.hasKey {
 		b = append(b, `","routing_key":"`...)
-		b = appendJSONString(b, c.req.routingKey)
+		b = appendJSONString(b, c.rs.req.routingKey)
 	}
 	b = append(b, `","ray":"`...)
-	b = append(b, c.ray[:]...)
+	b = append(b, c.rs.ray[:]...)
 	b = appendJSONString(b, c.s.raySuffix)
 	b = append(b, "\"}\n"...)
 	c.scratch = b
@@ -77,7 +77,7 @@ func (c *conn) replyWith(status int, msg string, why []byte, challenge string) b
 		w.WriteString(challenge)
 		w.WriteString("\r\n")
 	}
-	if c.req.debug && why != nil {
+	if c.rs.req.debug && why != nil {
 		w.WriteString("X-Edge-Route: none: ")
 		w.Write(why)
 		w.WriteString("\r\n")
@@ -95,7 +95,7 @@ func (c *conn) writeConnection(w *bufio.Writer, keep bool) {
 	switch {
 	case !keep:
 		w.WriteString("Connection: close\r\n")
-	case c.req.minor == 0:
+	case c.rs.req.minor == 0:
 		w.WriteString("Connection: keep-alive\r\n")
 	}
 }
@@ -122,7 +122,7 @@ func appendJSONString[T string | []byte](b []byte, s T) []byte {
 // authenticated request set. The signing headers and Authorization pass
 // through as they came.
 func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
-	r := &c.req
+	r := &c.rs.req
 	w.Write(r.method)
 	w.WriteByte(' ')
 	if len(r.target) == 1 && r.target[0] == '*' && ep.PathPrefix != "" {
@@ -175,10 +175,10 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 		w.WriteString("\r\n")
 	}
 	c.writeRay(w)
-	if c.identity != "" {
-		w.WriteString(c.identityHeader)
+	if c.rs.identity != "" {
+		w.WriteString(c.rs.identityHeader)
 		w.WriteString(": ")
-		w.WriteString(c.identity)
+		w.WriteString(c.rs.identity)
 		w.WriteString("\r\n")
 	}
 	switch {
@@ -204,15 +204,15 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 // writeResponseHead writes the upstream's response head to the client with
 // hop-by-hop fields dropped and the edge's own fields added.
 func (c *conn) writeResponseHead(ep *route.Endpoint, bk bodyKind, keep bool) {
-	r, w := &c.resp, c.bw
+	r, w := &c.rs.resp, c.bw
 	c.writeStatusLine()
-	rawChunks := bk == bodyChunked && c.req.minor >= 1
+	rawChunks := bk == bodyChunked && c.rs.req.minor >= 1
 	c.writeResponseFields(rawChunks)
 	c.writeRay(w)
 	w.WriteString("X-Edge-Endpoint: ")
 	w.WriteString(ep.Tag)
 	w.WriteString("\r\n")
-	if c.req.debug {
+	if c.rs.req.debug {
 		c.writeRoute(w, ep)
 	}
 	if rawChunks {
@@ -227,7 +227,7 @@ func (c *conn) writeResponseHead(ep *route.Endpoint, bk bodyKind, keep bool) {
 }
 
 func (c *conn) writeResponseFields(rawChunks bool) {
-	r, w := &c.resp, c.bw
+	r, w := &c.rs.resp, c.bw
 	for i := range r.fields {
 		f := &r.fields[i]
 		switch f.kind {
@@ -269,8 +269,8 @@ func (c *conn) writeInformational() error {
 func (c *conn) writeStatusLine() {
 	w := c.bw
 	w.WriteString("HTTP/1.1 ")
-	w.Write(c.resp.code)
+	w.Write(c.rs.resp.code)
 	w.WriteByte(' ')
-	w.Write(c.resp.reason)
+	w.Write(c.rs.resp.reason)
 	w.WriteString("\r\n")
 }

@@ -4,8 +4,8 @@ import (
 	"bytes"
 )
 
-// request is a client request head, parsed in place. Reused across the
-// requests of one connection.
+// request is a client request head, parsed in place. Its buffers are
+// reused across the requests of one connection (see reqState).
 type request struct {
 	head
 	method, target []byte
@@ -17,13 +17,6 @@ type request struct {
 	teTrailers     bool // TE: trailers, which gRPC-style upstreams need
 	keepAlive      bool
 	debug          bool // X-Edge-Debug: 1 asks for X-Edge-Route
-}
-
-// begin prepares for reading the next request head with readHead.
-func (r *request) begin() {
-	r.reset()
-	r.method, r.target, r.host, r.routingKey, r.upgrade = nil, nil, nil, nil, nil
-	r.hasKey, r.expect100, r.teTrailers, r.keepAlive, r.debug = false, false, false, false, false
 }
 
 // parse parses the head readHead read.

@@ -132,20 +132,24 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: listen on gRPC address %q: %w", cfg.GRPCAddr, err)
 	}
+	// The state machine and the fan-out are built here and handed to the
+	// raft store (Consul's Deps), which owns raft and nothing else.
+	st := state.New()
+	hub := watch.NewHub(cfg.Raft.Watch, func() *pb.State { return st.Freeze().State() }, st.Freeze().Revision())
 	store, err := raftstore.Open(raftstore.Config{
 		Name: cfg.Name, RaftAddr: cfg.RaftAddr, DataDir: cfg.DataDir, Bootstrap: cfg.InitialCluster,
-		Logger: cfg.Logger, Watch: cfg.Raft.Watch,
+		Logger:           cfg.Logger,
 		HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, CommitTimeout: cfg.Raft.CommitTimeout,
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold, TrailingLogs: cfg.Raft.TrailingLogs,
 		SnapshotInterval: cfg.Raft.SnapshotInterval,
 		Now:              cfg.Now, Dial: cfg.Dial, TLS: cfg.TLS,
-	})
+	}, st, hub)
 	if err != nil {
 		lis.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	srv := server.New(store, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log, Now: cfg.Now, Dial: cfg.Dial, TLS: cfg.TLS})
+	srv := server.New(server.Deps{Proposer: store, Reader: store, Members: store, Watches: hub}, server.Config{Region: cfg.Region, GRPCAddr: lis.Addr().String(), Logger: log, Now: cfg.Now, Dial: cfg.Dial, TLS: cfg.TLS})
 	gs, hs := srv.NewGRPCServer()
 	runCtx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{cfg: cfg, log: log, store: store, srv: srv, grpc: gs, health: hs, lis: lis, cancel: cancel}

@@ -16,12 +16,23 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/edgecell/edgecell/coordinator/state"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/freeport"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// openTest opens a store over a fresh state with no watchers.
+func openTest(cfg Config) (*Store, error) { return Open(cfg, state.New(), discard{}) }
+
+// discard is a Publisher with no watchers.
+type discard struct{}
+
+func (discard) Publish(*pb.Change)  {}
+func (discard) Reset(uint64)        {}
+func (discard) SetClusterID(string) {}
 
 func storeEntries(t *testing.T, ls *logStore, term, from, to uint64) {
 	t.Helper()
@@ -98,7 +109,7 @@ func TestLegacyWALDataDirRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(walDir, "00000000000000000001-0000000000000001.wal"), []byte("segment"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger(),
+	_, err := openTest(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger(),
 		Bootstrap: map[string]string{"n1": "127.0.0.1:0"}})
 	if !errors.Is(err, ErrDataDir) {
 		t.Fatalf("Open on a raft-wal data dir: %v, want ErrDataDir", err)
@@ -164,7 +175,7 @@ func TestDataDirPermissions(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	s, err := openTest(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +200,7 @@ func TestSharedDataDirIsRefused(t *testing.T) {
 	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	_, err := openTest(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
 	if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), "shared directory") {
 		t.Fatalf("Open on a sticky directory: %v; want ErrDataDir naming a shared directory", err)
 	}
@@ -232,7 +243,7 @@ func zero(t *testing.T, path string, size int64) {
 // openSingle starts a one-member cluster on dir and waits for it to lead.
 func openSingle(t *testing.T, dir, raftAddr string) *Store {
 	t.Helper()
-	s, err := Open(Config{Name: "n1", RaftAddr: raftAddr, DataDir: dir, Logger: quietLogger(),
+	s, err := openTest(Config{Name: "n1", RaftAddr: raftAddr, DataDir: dir, Logger: quietLogger(),
 		Bootstrap: map[string]string{"n1": raftAddr}})
 	if err != nil {
 		t.Fatal(err)

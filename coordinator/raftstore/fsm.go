@@ -5,31 +5,54 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/edgecell/edgecell/coordinator/state"
-	"github.com/edgecell/edgecell/coordinator/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
-// fsm adapts the state store to raft.FSM. Apply decodes the envelope and hands
-// it to the store; the resulting change goes to the watch hub, which never
-// blocks. Restore builds a fresh store and swaps it in (snapshots swap, never
-// patch), and resets the hub so every watcher starts over from the new state.
+// Applier is the replicated state machine the FSM drives (state.Store in a
+// coordinator; Consul's FSM gets its state store the same way). raft calls
+// it from one goroutine. Apply applies the command committed at index and
+// returns its result and its change (nil when nothing watchable changed);
+// Freeze captures the current state in O(1); Restore replaces the whole
+// state with a snapshot's, and on a snapshot whose state applied an op this
+// binary cannot apply, halts and returns a *state.HaltError; Halted is nil
+// until the state machine halted (state.Store.Apply), then why.
+type Applier interface {
+	Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Change)
+	Freeze() state.View
+	Restore(snap *pb.Snapshot) error
+	Halted() error
+}
+
+// Publisher receives what the FSM applied, in log order, on raft's apply
+// goroutine, and must not block it (watch.Hub in a coordinator): every
+// change, a reset to the restored revision after a snapshot restore, and
+// the cluster id once this member knows it.
+type Publisher interface {
+	Publish(change *pb.Change)
+	Reset(revision uint64)
+	SetClusterID(id string)
+}
+
+// fsm adapts the Applier to raft.FSM. Apply decodes the envelope and hands
+// it to the applier; the resulting change goes to the publisher. Restore
+// has the applier swap in the snapshot's state (snapshots swap, never
+// patch), and resets the publisher so every watcher starts over from it.
 //
-// A store that halted (a committed command whose op this binary cannot
+// An applier that halted (a committed command whose op this binary cannot
 // apply, see state.Store.Apply, or a snapshot whose state applied one)
 // stops the FSM: applied no longer advances,
 // Snapshot and Restore refuse, and halted is closed, so that nothing past
 // the last applied entry is ever persisted as state and a restart with a
 // binary that knows the op replays the log from the last snapshot.
 type fsm struct {
-	store   atomic.Pointer[state.Store]
-	hub     *watch.Hub
+	state   Applier
+	pub     Publisher
 	applied *indexNotifier // raft index of the last command or configuration the FSM processed
 	cluster *clusterIdentity
 	log     *slog.Logger
@@ -41,18 +64,16 @@ type fsm struct {
 	skipped  map[protoreflect.FieldNumber]bool // ignorable unknown ops already logged
 }
 
-func newFSM(st *state.Store, cluster *clusterIdentity, log *slog.Logger) *fsm {
-	f := &fsm{applied: newIndexNotifier(0), cluster: cluster, log: log, halted: make(chan struct{}), skipped: map[protoreflect.FieldNumber]bool{}}
-	f.store.Store(st)
-	return f
+func newFSM(sm Applier, pub Publisher, cluster *clusterIdentity, log *slog.Logger) *fsm {
+	return &fsm{state: sm, pub: pub, applied: newIndexNotifier(0), cluster: cluster, log: log, halted: make(chan struct{}), skipped: map[protoreflect.FieldNumber]bool{}}
 }
 
-// noteCluster hands a newly learnt cluster id to the hub (after the change
-// that carries it was published, so watchers of the same cluster see it in
-// order before any reset decision).
+// noteCluster hands a newly learnt cluster id to the publisher (after the
+// change that carries it was published, so watchers of the same cluster see
+// it in order before any reset decision).
 func (f *fsm) noteCluster() {
-	if f.cluster.learn(f.store.Load().Freeze().ClusterID()) {
-		f.hub.SetClusterID(f.cluster.get())
+	if f.cluster.learn(f.state.Freeze().ClusterID()) {
+		f.pub.SetClusterID(f.cluster.get())
 	}
 }
 
@@ -69,9 +90,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// (A halted store applies nothing, decoded or not.)
 		panic(fmt.Sprintf("raftstore: undecodable command at index %d: %v", l.Index, err))
 	}
-	st := f.store.Load()
-	res, change := st.Apply(l.Index, cmd)
-	if err := st.Halted(); err != nil {
+	res, change := f.state.Apply(l.Index, cmd)
+	if err := f.state.Halted(); err != nil {
 		f.noteHalt(err)
 		return res
 	}
@@ -79,7 +99,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		f.noteSkipped(cmd, l.Index)
 	}
 	if change != nil {
-		f.hub.Publish(change)
+		f.pub.Publish(change)
 		f.noteCluster()
 	}
 	f.applied.advance(l.Index)
@@ -109,8 +129,8 @@ func (f *fsm) noteSkipped(cmd *pb.Command, index uint64) {
 		"op", op.Number, "index", index)
 }
 
-// haltError is the store's halt, or nil while the FSM applies.
-func (f *fsm) haltError() error { return f.store.Load().Halted() }
+// haltError is the applier's halt, or nil while the FSM applies.
+func (f *fsm) haltError() error { return f.state.Halted() }
 
 // StoreConfiguration is called for committed configuration entries. The state
 // does not hold the raft configuration (it holds member addresses, written by
@@ -134,7 +154,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("raftstore: no snapshot while the state machine is halted: %w", err)
 	}
 	applied, _ := f.applied.current()
-	return &fsmSnapshot{frozen: f.store.Load().Freeze(), applied: applied}, nil
+	return &fsmSnapshot{frozen: f.state.Freeze(), applied: applied}, nil
 }
 
 // Restore replaces the state with a snapshot's. A halted FSM refuses: the
@@ -154,22 +174,21 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := proto.Unmarshal(data, snap); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
-	fresh, err := state.FromSnapshot(snap)
+	err = f.state.Restore(snap)
 	if h := (*state.HaltError)(nil); errors.As(err, &h) {
-		// The snapshot's state applied an op this binary does not: halt
-		// here rather than serve a state it may not represent. Raft counts
-		// the snapshot as restored, but the halted store applies nothing
-		// after it, so no state from past the halt is served or persisted.
-		f.store.Load().Halt(h)
+		// The snapshot's state applied an op this binary does not: the
+		// applier halted rather than serve a state it may not represent.
+		// Raft counts the snapshot as restored, but the halted state
+		// applies nothing after it, so no state from past the halt is
+		// served or persisted.
 		f.noteHalt(h)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
-	f.store.Store(fresh)
-	rev := fresh.Freeze().Revision()
-	f.hub.Reset(rev)
+	rev := f.state.Freeze().Revision()
+	f.pub.Reset(rev)
 	f.noteCluster()
 	f.applied.advance(max(snap.GetAppliedIndex(), rev))
 	return nil

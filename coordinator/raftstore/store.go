@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgecell/edgecell/coordinator/state"
-	"github.com/edgecell/edgecell/coordinator/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/pki"
 )
@@ -35,8 +34,6 @@ type Config struct {
 	Bootstrap map[string]string
 	// Logger receives the store's and raft's logs.
 	Logger *slog.Logger
-	// Watch configures the hub that feeds edge watch streams.
-	Watch watch.Options
 	// Timing overrides raft's timeouts; zero values take the defaults below,
 	// which suit a LAN or loopback. Scale them up for a WAN.
 	HeartbeatTimeout   time.Duration // default 500ms
@@ -70,7 +67,8 @@ type Config struct {
 	TLS *pki.Source
 }
 
-// Store is one member's raft node plus its state machine.
+// Store is one member's raft node over the state machine it was opened
+// with: the one owner of *raft.Raft.
 type Store struct {
 	cfg       Config
 	log       *slog.Logger
@@ -82,17 +80,19 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-// Open starts raft for this member. It returns once raft runs; it does not wait
-// for a leader.
-func Open(cfg Config) (*Store, error) {
-	if cfg.Name == "" {
-		return nil, errors.New("raftstore: Name is required")
+// Open starts raft for this member over sm, the state machine raft feeds
+// with committed commands and snapshots, and pub, which receives every
+// change sm returns (and the resets and the cluster id); the caller builds
+// both and owns them. It returns once raft runs; it does not wait for a
+// leader. The steps are: check the config and the data dir, open the log
+// and snapshot stores, build the FSM, listen for raft, bootstrap a new
+// cluster, start raft.
+func Open(cfg Config, sm Applier, pub Publisher) (*Store, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
-	if cfg.DataDir == "" {
-		return nil, errors.New("raftstore: DataDir is required")
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	if sm == nil || pub == nil {
+		return nil, errors.New("raftstore: a state machine and a publisher are required")
 	}
 	setDefaults(&cfg)
 	log := cfg.Logger.With("member", cfg.Name)
@@ -100,7 +100,52 @@ func Open(cfg Config) (*Store, error) {
 	if err := prepareDataDir(cfg.DataDir, log); err != nil {
 		return nil, err
 	}
+	d, err := openDisk(cfg.DataDir, hlog)
+	if err != nil {
+		return nil, err
+	}
+	f, err := openFSM(cfg.DataDir, sm, pub, log)
+	if err != nil {
+		d.logs.Close()
+		return nil, err
+	}
+	transport, err := listen(cfg, f.cluster.get, hlog)
+	if err != nil {
+		d.logs.Close()
+		return nil, err
+	}
+	rc := raftConfig(cfg, hlog)
+	hasState, err := bootstrap(cfg, rc, d, transport, log)
+	if err != nil {
+		transport.Close()
+		d.logs.Close()
+		return nil, err
+	}
+	r, err := raft.NewRaft(rc, f, d.logs, d.logs, d.snaps, transport)
+	if err != nil {
+		transport.Close()
+		d.logs.Close()
+		return nil, fmt.Errorf("raftstore: start raft: %w", describeSnapshotError(cfg.DataDir, err))
+	}
+	s := &Store{cfg: cfg, log: log, raft: r, fsm: f, transport: transport, logs: d.logs, closed: make(chan struct{})}
+	go s.yieldLeadershipWhileHalted()
+	log.Info("raft started", "raft_addr", string(transport.LocalAddr()), "existing_state", hasState)
+	return s, nil
+}
 
+// check refuses a config Open cannot start from.
+func (cfg *Config) check() error {
+	switch {
+	case cfg.Name == "":
+		return errors.New("raftstore: Name is required")
+	case cfg.DataDir == "":
+		return errors.New("raftstore: DataDir is required")
+	}
+	return nil
+}
+
+// raftConfig is raft's configuration for this member.
+func raftConfig(cfg Config, hlog hclog.Logger) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.Name)
 	rc.Logger = hlog
@@ -111,82 +156,89 @@ func Open(cfg Config) (*Store, error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.SnapshotInterval = cfg.SnapshotInterval
+	return rc
+}
 
-	logs, err := openLogStore(cfg.DataDir)
+// disk is the member's raft storage: the log and stable store, and the
+// file snapshot store (see disk.go).
+type disk struct {
+	logs  *logStore
+	snaps *raft.FileSnapshotStore
+}
+
+func openDisk(dir string, hlog hclog.Logger) (disk, error) {
+	logs, err := openLogStore(dir)
+	if err != nil {
+		return disk{}, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		logs.Close()
+		return disk{}, fmt.Errorf("raftstore: open snapshots: %w", err)
+	}
+	return disk{logs: logs, snaps: snaps}, nil
+}
+
+// openFSM builds the FSM over sm and pub, with the cluster id this member
+// persisted (if any), which pub learns at once.
+func openFSM(dir string, sm Applier, pub Publisher, log *slog.Logger) (*fsm, error) {
+	clusterID, err := readClusterID(dir)
 	if err != nil {
 		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
-	if err != nil {
-		logs.Close()
-		return nil, fmt.Errorf("raftstore: open snapshots: %w", err)
-	}
+	pub.SetClusterID(clusterID)
+	return newFSM(sm, pub, &clusterIdentity{dir: dir, log: log, id: clusterID}, log), nil
+}
+
+// listen opens the raft transport on cfg.RaftAddr. A nil advertise address
+// (not a nil *TCPAddr inside one) makes the transport advertise what it
+// bound: needed for port 0 or an unspecified host.
+func listen(cfg Config, clusterID func() string, hlog hclog.Logger) (*raft.NetworkTransport, error) {
 	resolved, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {
-		logs.Close()
 		return nil, fmt.Errorf("raftstore: raft address %q: %w", cfg.RaftAddr, err)
 	}
-	// A nil interface (not a nil *TCPAddr inside one) makes the transport
-	// advertise what it bound: needed for port 0 or an unspecified host.
 	var advertise net.Addr
 	if resolved.IP != nil && !resolved.IP.IsUnspecified() && resolved.Port != 0 {
 		advertise = resolved
 	}
-	clusterID, err := readClusterID(cfg.DataDir)
+	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, cfg.TLS, clusterID, hlog)
 	if err != nil {
-		logs.Close()
-		return nil, err
-	}
-	st := state.New()
-	f := newFSM(st, &clusterIdentity{dir: cfg.DataDir, log: log, id: clusterID}, log)
-	f.hub = watch.NewHub(cfg.Watch, func() *pb.State { return f.store.Load().Freeze().State() }, st.Freeze().Revision())
-	f.hub.SetClusterID(clusterID)
-
-	transport, err := newTransport(cfg.RaftAddr, advertise, cfg.Dial, cfg.TLS, f.cluster.get, hlog)
-	if err != nil {
-		logs.Close()
 		return nil, fmt.Errorf("raftstore: listen on raft address %q: %w", cfg.RaftAddr, err)
 	}
+	return transport, nil
+}
 
-	hasState, err := raft.HasExistingState(logs, logs, snaps)
+// bootstrap writes the initial configuration cfg.Bootstrap when the data dir
+// holds no raft state, and reports whether it held some (a restart).
+func bootstrap(cfg Config, rc *raft.Config, d disk, transport raft.Transport, log *slog.Logger) (hasState bool, err error) {
+	hasState, err = raft.HasExistingState(d.logs, d.logs, d.snaps)
 	if err != nil {
-		transport.Close()
-		logs.Close()
-		return nil, fmt.Errorf("raftstore: inspect raft state: %w", err)
+		return false, fmt.Errorf("raftstore: inspect raft state: %w", err)
 	}
-	if !hasState && len(cfg.Bootstrap) > 0 {
-		conf := raft.Configuration{}
-		for name, addr := range cfg.Bootstrap {
-			conf.Servers = append(conf.Servers, raft.Server{
-				Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(addr),
-			})
-		}
-		if _, ok := cfg.Bootstrap[cfg.Name]; !ok {
-			transport.Close()
-			logs.Close()
-			return nil, fmt.Errorf("raftstore: initial cluster does not name this member %q", cfg.Name)
-		}
-		if err := raft.BootstrapCluster(rc, logs, logs, snaps, transport, conf); err != nil {
-			transport.Close()
-			logs.Close()
-			return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
-		}
-		log.Info("bootstrapped raft cluster", "members", len(conf.Servers))
+	if hasState || len(cfg.Bootstrap) == 0 {
+		return hasState, nil
 	}
-
-	r, err := raft.NewRaft(rc, f, logs, logs, snaps, transport)
-	if err != nil {
-		transport.Close()
-		logs.Close()
-		return nil, fmt.Errorf("raftstore: start raft: %w", describeSnapshotError(cfg.DataDir, err))
+	if _, ok := cfg.Bootstrap[cfg.Name]; !ok {
+		return false, fmt.Errorf("raftstore: initial cluster does not name this member %q", cfg.Name)
 	}
-	s := &Store{cfg: cfg, log: log, raft: r, fsm: f, transport: transport, logs: logs, closed: make(chan struct{})}
-	go s.yieldLeadershipWhileHalted()
-	log.Info("raft started", "raft_addr", string(transport.LocalAddr()), "existing_state", hasState)
-	return s, nil
+	conf := raft.Configuration{}
+	for name, addr := range cfg.Bootstrap {
+		conf.Servers = append(conf.Servers, raft.Server{
+			Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(addr),
+		})
+	}
+	if err := raft.BootstrapCluster(rc, d.logs, d.logs, d.snaps, transport, conf); err != nil {
+		return false, fmt.Errorf("raftstore: bootstrap: %w", err)
+	}
+	log.Info("bootstrapped raft cluster", "members", len(conf.Servers))
+	return false, nil
 }
 
 func setDefaults(cfg *Config) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -233,13 +285,30 @@ func (s *Store) Name() string { return s.cfg.Name }
 // RaftAddr is the address raft advertises.
 func (s *Store) RaftAddr() string { return string(s.transport.LocalAddr()) }
 
-// Hub is the watch hub fed by this member's FSM.
-func (s *Store) Hub() *watch.Hub { return s.fsm.hub }
-
 // View is the current state at one revision, for a stale read: every read
 // of it answers from that revision of one store, even if a command is
 // applied or a snapshot restored meanwhile. Take one per answer.
-func (s *Store) View() state.View { return s.fsm.store.Load().Freeze() }
+func (s *Store) View() state.View { return s.fsm.state.Freeze() }
+
+// Read returns one view of this member's state at consistency c (rqlite's
+// read levels): STALE is this member's current state; LEADER is the
+// leader's, without a quorum round trip, and fails with ErrNotLeader on a
+// follower; LINEARIZABLE, the default, is a read-index read (ReadIndex)
+// and fails as it does. Every read of the view answers from one revision.
+func (s *Store) Read(ctx context.Context, c pb.Consistency) (state.View, error) {
+	switch c {
+	case pb.Consistency_CONSISTENCY_STALE:
+	case pb.Consistency_CONSISTENCY_LEADER:
+		if !s.IsLeader() {
+			return state.View{}, fmt.Errorf("%w: leader read reached a follower", ErrNotLeader)
+		}
+	default:
+		if err := s.ReadIndex(ctx); err != nil {
+			return state.View{}, err
+		}
+	}
+	return s.View(), nil
+}
 
 // ClusterID is the id of the cluster this member belongs to: the replicated
 // state's, or before this member has it back after a restart, the one it

@@ -20,7 +20,7 @@ import (
 // peers through it, and keeps pipelined replication off.
 func TestInjectedDialerCarriesRaft(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	peer, err := Open(Config{Name: "n2", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quiet})
+	peer, err := openTest(Config{Name: "n2", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestInjectedDialerCarriesRaft(t *testing.T) {
 		mu.Unlock()
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}
-	s, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quiet, Dial: dial})
+	s, err := openTest(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quiet, Dial: dial})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestInjectedDialerCarriesRaft(t *testing.T) {
 // other program, or a raft peer of another kind) is closed before raft
 // decodes a byte of it, and the member goes on serving its real peers.
 func TestRaftPortRefusesConnectionsWithoutTheHandshake(t *testing.T) {
-	s, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()})
+	s, err := openTest(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestRaftPortRefusesConnectionsWithoutTheHandshake(t *testing.T) {
 	}
 	// The member's own transport still works: a vote request through the
 	// handshake gets an answer.
-	peer, err := Open(Config{Name: "n2", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()})
+	peer, err := openTest(Config{Name: "n2", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func dataDirOfCluster(t *testing.T, id string) string {
 // Members of two clusters cannot talk raft to each other; a member that
 // knows no cluster yet (new, or wiped to join) can talk to any.
 func TestRaftHandshakeRefusesMembersOfAnotherCluster(t *testing.T) {
-	s, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dataDirOfCluster(t, "cluster-a"), Logger: quietLogger()})
+	s, err := openTest(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dataDirOfCluster(t, "cluster-a"), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestRaftHandshakeRefusesMembersOfAnotherCluster(t *testing.T) {
 		peerCluster string
 		wantOK      bool
 	}{{"cluster-a", true}, {"", true}, {"cluster-b", false}} {
-		peer, err := Open(Config{Name: "n2", RaftAddr: "127.0.0.1:0", DataDir: dataDirOfCluster(t, tc.peerCluster), Logger: quietLogger()})
+		peer, err := openTest(Config{Name: "n2", RaftAddr: "127.0.0.1:0", DataDir: dataDirOfCluster(t, tc.peerCluster), Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +157,7 @@ func TestDamagedClusterIDFileRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, clusterIDName), []byte("\x00garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	_, err := openTest(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
 	if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), filepath.Join(dir, clusterIDName)) {
 		t.Fatalf("Open with a damaged cluster-id file: %v, want ErrDataDir naming the file", err)
 	}

@@ -13,7 +13,7 @@ import (
 // hashicorp/raft's pipeline deadlock (a follower that silently stops
 // receiving entries, and a Shutdown that never returns).
 func TestPipelinedReplicationIsOff(t *testing.T) {
-	s, err := Open(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+	s, err := openTest(Config{Name: "n1", RaftAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

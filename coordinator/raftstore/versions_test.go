@@ -46,9 +46,8 @@ func memberEntry(t *testing.T, name string) []byte {
 
 func testFSM() *fsm {
 	st := state.New()
-	f := newFSM(st, &clusterIdentity{log: quietLogger()}, quietLogger())
-	f.hub = watch.NewHub(watch.Options{}, func() *pb.State { return f.store.Load().Freeze().State() }, 0)
-	return f
+	hub := watch.NewHub(watch.Options{}, func() *pb.State { return st.Freeze().State() }, 0)
+	return newFSM(st, hub, &clusterIdentity{log: quietLogger()}, quietLogger())
 }
 
 func applyEntry(f *fsm, index uint64, data []byte) *pb.CommandResult {
@@ -73,7 +72,7 @@ func TestFSMHaltsOnAnUnknownOp(t *testing.T) {
 	applyEntry(f, 3, memberEntry(t, "m3"))
 	applyEntry(f, 4, []byte{0xff}) // undecodable: a halted FSM does not even look
 	f.StoreConfiguration(5, raft.Configuration{})
-	if _, ok := f.store.Load().Freeze().Member("m3"); ok {
+	if _, ok := f.state.Freeze().Member("m3"); ok {
 		t.Fatal("a command after the unknown op was applied")
 	}
 	if applied, _ := f.applied.current(); applied != 1 {
@@ -97,7 +96,7 @@ func TestFSMSkipsAnIgnorableUnknownOp(t *testing.T) {
 		t.Fatalf("ignorable unknown op: result %v, want skipped", res)
 	}
 	applyEntry(f, 2, memberEntry(t, "m2"))
-	if _, ok := f.store.Load().Freeze().Member("m2"); !ok {
+	if _, ok := f.state.Freeze().Member("m2"); !ok {
 		t.Fatal("the command after a skipped one was not applied")
 	}
 	if applied, _ := f.applied.current(); applied != 2 {
@@ -212,7 +211,7 @@ func TestHaltedMemberPersistsNothingPastTheHalt(t *testing.T) {
 	}
 	s.Close()
 
-	s, err = Open(Config{Name: "n1", RaftAddr: addr, DataDir: dir, Logger: quietLogger()})
+	s, err = openTest(Config{Name: "n1", RaftAddr: addr, DataDir: dir, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,11 +287,11 @@ func TestFSMHaltsOnASnapshotItCannotRestore(t *testing.T) {
 	default:
 		t.Fatal("halted is not closed")
 	}
-	if _, ok := f.store.Load().Freeze().Member("m1"); ok {
+	if _, ok := f.state.Freeze().Member("m1"); ok {
 		t.Fatal("the snapshot's state was restored")
 	}
 	applyEntry(f, 2, memberEntry(t, "m2"))
-	if _, ok := f.store.Load().Freeze().Member("m2"); ok {
+	if _, ok := f.state.Freeze().Member("m2"); ok {
 		t.Fatal("a command after the unrestorable snapshot was applied")
 	}
 	if _, err := f.Snapshot(); !errors.Is(err, state.ErrUnknownOp) {

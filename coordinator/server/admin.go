@@ -28,18 +28,11 @@ func (s *Server) write(ctx context.Context, cmd *pb.Command) (uint64, error) {
 // already forwarded by forwardUnary, so here the member is the leader (or
 // the read is stale).
 func (s *Server) read(ctx context.Context, c pb.Consistency) (state.View, error) {
-	switch c {
-	case pb.Consistency_CONSISTENCY_STALE:
-	case pb.Consistency_CONSISTENCY_LEADER:
-		if !s.raft.IsLeader() {
-			return state.View{}, toStatus(errNotLeaderForRead)
-		}
-	default:
-		if err := s.raft.ReadIndex(ctx); err != nil {
-			return state.View{}, toStatus(err)
-		}
+	v, err := s.reader.Read(ctx, c)
+	if err != nil {
+		return state.View{}, toStatus(err)
 	}
-	return s.raft.View(), nil
+	return v, nil
 }
 
 // ApplyConfig implements AdminService.

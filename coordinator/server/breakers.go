@@ -22,7 +22,7 @@ func (s *Server) ReportOutcomes(ctx context.Context, req *pb.ReportOutcomesReque
 		return nil, invalidArg("edge", "the reporting edge's id is required")
 	}
 	if len(req.GetOutcomes()) == 0 {
-		return &pb.ReportOutcomesResponse{Revision: s.raft.View().Revision()}, nil
+		return &pb.ReportOutcomesResponse{Revision: s.reader.View().Revision()}, nil
 	}
 	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ReportOutcomes{ReportOutcomes: &pb.ReportOutcomesOp{
 		Edge: req.GetEdge(), Outcomes: req.GetOutcomes(), BatchId: req.GetBatchId(),
@@ -39,7 +39,7 @@ func (s *Server) ReportHealth(ctx context.Context, req *pb.ReportHealthRequest) 
 		return nil, invalidArg("edge", "the reporting edge's id is required")
 	}
 	if len(req.GetChecks()) == 0 {
-		return &pb.ReportHealthResponse{Revision: s.raft.View().Revision()}, nil
+		return &pb.ReportHealthResponse{Revision: s.reader.View().Revision()}, nil
 	}
 	if !s.edgeConnected(ctx, req.GetEdge()) {
 		return nil, status.Errorf(codes.FailedPrecondition, "edge %q has no watch stream open to any member: health votes count only from connected edges", req.GetEdge())

@@ -44,7 +44,7 @@ func (s *Server) RegisterMember(ctx context.Context, req *pb.RegisterMemberReque
 // RegisterSelf records this member's own record: on the leader directly,
 // else with RegisterMember on the leader, under this member's identity.
 func (s *Server) RegisterSelf(ctx context.Context, m *pb.Member) error {
-	if s.raft.IsLeader() {
+	if s.members.IsLeader() {
 		_, err := s.write(ctx, &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: m}}})
 		return err
 	}
@@ -58,15 +58,15 @@ func (s *Server) RegisterSelf(ctx context.Context, m *pb.Member) error {
 
 // NodeStatus implements ClusterService.
 func (s *Server) NodeStatus(context.Context, *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
-	return &pb.NodeStatusResponse{Status: s.localStatus(s.raft.View())}, nil
+	return &pb.NodeStatusResponse{Status: s.localStatus(s.reader.View())}, nil
 }
 
 // localStatus is this member's status, with the revision of v (the view
 // the rest of the caller's answer comes from).
 func (s *Server) localStatus(v state.View) *pb.MemberStatus {
-	st := s.raft.Status()
+	st := s.members.Status()
 	return &pb.MemberStatus{
-		Name:         s.raft.Name(),
+		Name:         s.members.Name(),
 		Region:       s.cfg.Region,
 		GrpcAddr:     s.cfg.GRPCAddr,
 		Role:         st.Role,
@@ -74,7 +74,7 @@ func (s *Server) localStatus(v state.View) *pb.MemberStatus {
 		AppliedIndex: st.AppliedIndex,
 		CommitIndex:  st.CommitIndex,
 		Revision:     v.Revision(),
-		Halted:       errorText(s.raft.Halted()),
+		Halted:       errorText(s.members.Halted()),
 	}
 }
 
@@ -89,15 +89,15 @@ func errorText(err error) string {
 // member knows it, each member's own report (or "unreachable"), the leader
 // and the highest revision seen.
 func (s *Server) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
-	servers, err := s.raft.Servers()
+	servers, err := s.members.Servers()
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	// The member records (addresses, regions) come from one view.
-	st := s.raft.View()
-	leader, _ := s.raft.Leader()
+	st := s.reader.View()
+	leader, _ := s.members.Leader()
 	self := s.localStatus(st)
-	resp := &pb.ClusterStatusResponse{Leader: leader, Term: self.GetTerm(), Revision: self.GetRevision(), ClusterId: s.raft.Hub().ClusterID()}
+	resp := &pb.ClusterStatusResponse{Leader: leader, Term: self.GetTerm(), Revision: self.GetRevision(), ClusterId: s.watches.ClusterID()}
 	statuses := make([]*pb.MemberStatus, len(servers))
 	done := make(chan struct{}, len(servers))
 	for i, srv := range servers {
@@ -107,7 +107,7 @@ func (s *Server) ClusterStatus(ctx context.Context, _ *pb.ClusterStatusRequest) 
 			Voter: srv.Voter, Role: "unreachable",
 		}
 		statuses[i] = base
-		if srv.Name == s.raft.Name() {
+		if srv.Name == s.members.Name() {
 			self.RaftAddr, self.Voter = srv.RaftAddr, srv.Voter
 			statuses[i] = self
 			done <- struct{}{}
@@ -151,7 +151,7 @@ func (s *Server) AddMember(ctx context.Context, req *pb.AddMemberRequest) (*pb.A
 	if ce := state.ValidateMember(m); ce != nil {
 		return nil, commandStatus(ce)
 	}
-	if err := s.raft.AddVoter(ctx, m.GetName(), m.GetRaftAddr()); err != nil {
+	if err := s.members.AddVoter(ctx, m.GetName(), m.GetRaftAddr()); err != nil {
 		return nil, toStatus(fmt.Errorf("add %q as a voter: %w", m.GetName(), err))
 	}
 	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_PutMember{PutMember: &pb.PutMemberOp{Member: m}}})
@@ -170,7 +170,7 @@ func (s *Server) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) 
 	if name == "" {
 		return nil, invalidArg("name", "the member's name is required")
 	}
-	servers, err := s.raft.Servers()
+	servers, err := s.members.Servers()
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -181,14 +181,14 @@ func (s *Server) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) 
 	if !known {
 		return nil, toStatus(fmt.Errorf("%w: %q is not in the raft configuration", raftstore.ErrUnknownMember, name))
 	}
-	v := s.raft.View()
+	v := s.reader.View()
 	rev := v.Revision()
 	if _, ok := v.Member(name); ok {
 		if rev, err = s.write(ctx, &pb.Command{Op: &pb.Command_DeleteMember{DeleteMember: &pb.DeleteMemberOp{Name: name}}}); err != nil {
 			return nil, err
 		}
 	}
-	if err := s.raft.RemoveServer(ctx, name); err != nil {
+	if err := s.members.RemoveServer(ctx, name); err != nil {
 		return nil, toStatus(fmt.Errorf("remove %q from raft: %w", name, err))
 	}
 	s.log.Info("member removed", "member", name, "revision", rev)
@@ -198,14 +198,14 @@ func (s *Server) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) 
 // TransferLeadership implements AdminService (runs on the leader) and returns
 // once another member leads.
 func (s *Server) TransferLeadership(ctx context.Context, req *pb.TransferLeadershipRequest) (*pb.TransferLeadershipResponse, error) {
-	if err := s.raft.TransferLeadership(ctx, req.GetTo()); err != nil {
+	if err := s.members.TransferLeadership(ctx, req.GetTo()); err != nil {
 		return nil, toStatus(err)
 	}
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if name, _ := s.raft.Leader(); name != "" && name != s.raft.Name() {
-			return &pb.TransferLeadershipResponse{Leader: name, Term: s.raft.Status().Term}, nil
+		if name, _ := s.members.Leader(); name != "" && name != s.members.Name() {
+			return &pb.TransferLeadershipResponse{Leader: name, Term: s.members.Status().Term}, nil
 		}
 		select {
 		case <-ctx.Done():

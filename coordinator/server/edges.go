@@ -120,19 +120,19 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.EdgeService_WatchServer) 
 	defer context.AfterFunc(s.stopping, cancel)()
 	go func() {
 		select {
-		case <-s.raft.HaltNotify(): // this member's state stopped moving: the edge must follow another
+		case <-s.members.HaltNotify(): // this member's state stopped moving: the edge must follow another
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	err := s.raft.Hub().Serve(ctx, req.GetFromRevision(), req.GetClusterId(), stream.Send)
+	err := s.watches.Serve(ctx, req.GetFromRevision(), req.GetClusterId(), stream.Send)
 	s.log.Info("edge watch ended", "edge", req.GetEdge(), "error", err)
 	switch {
 	case stream.Context().Err() != nil:
 		return nil // the edge went away
 	case s.stopping.Err() != nil:
 		return status.Error(codes.Unavailable, "coordinator is shutting down; reconnect to another")
-	case s.raft.Halted() != nil:
+	case s.members.Halted() != nil:
 		return s.haltedStatus()
 	}
 	return toStatus(err)
@@ -155,14 +155,14 @@ func (s *Server) Ack(_ context.Context, req *pb.AckRequest) (*pb.AckResponse, er
 // moved) is shown where it is connected, else where it acked last.
 func (s *Server) ListEdges(ctx context.Context, req *pb.ListEdgesRequest) (*pb.ListEdgesResponse, error) {
 	if req.GetLocalOnly() {
-		return &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: s.raft.View().Revision()}, nil
+		return &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: s.reader.View().Revision()}, nil
 	}
 	return s.allEdges(ctx), nil
 }
 
 // allEdges merges this member's edges with every other member's.
 func (s *Server) allEdges(ctx context.Context) *pb.ListEdgesResponse {
-	v := s.raft.View()
+	v := s.reader.View()
 	resp := &pb.ListEdgesResponse{Edges: s.edges.list(), Revision: v.Revision()}
 	type answer struct {
 		member string
@@ -173,7 +173,7 @@ func (s *Server) allEdges(ctx context.Context) *pb.ListEdgesResponse {
 	answers := make(chan answer, len(members))
 	asked := 0
 	for _, m := range members {
-		if m.GetName() == s.raft.Name() {
+		if m.GetName() == s.members.Name() {
 			continue
 		}
 		asked++

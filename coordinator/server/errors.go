@@ -24,10 +24,6 @@ import (
 // read before retrying a conditional write.
 var ErrOutcomeUnknown = errors.New("write forwarded to the leader, outcome unknown")
 
-// errNotLeaderForRead is returned for a leader read that reached a member
-// which lost leadership after the forwarding decision.
-var errNotLeaderForRead = fmt.Errorf("%w: leader read reached a follower", raftstore.ErrNotLeader)
-
 // grpcCodes is the one table mapping this layer's and raftstore's sentinels to
 // gRPC codes at the API boundary (etcd's toGRPCErrorMap), and to the
 // ErrorInfo reason a program can test, for some.
@@ -76,8 +72,8 @@ func (s *Server) hintLeaderUnary(ctx context.Context, req any, _ *grpc.UnaryServ
 	if err == nil || !isNotLeader(err) {
 		return resp, err
 	}
-	leader, _ := s.raft.Leader()
-	if leader == "" || leader == s.raft.Name() {
+	leader, _ := s.members.Leader()
+	if leader == "" || leader == s.members.Name() {
 		return resp, err
 	}
 	return resp, withLeaderHint(err, leader)

@@ -58,7 +58,7 @@ func (s *Server) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServ
 		return handler(ctx, req)
 	}
 	for range maxForwards {
-		if s.raft.IsLeader() {
+		if s.members.IsLeader() {
 			resp, err := handler(ctx, req)
 			if !isNotLeader(err) || isForwarded(ctx) {
 				return resp, err
@@ -87,7 +87,7 @@ func (s *Server) forward(ctx context.Context, fullMethod string, req any) (any, 
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	md := []string{forwardedKey, s.raft.Name()}
+	md := []string{forwardedKey, s.members.Name()}
 	if id, ok := callerIdentity(ctx); ok {
 		md = append(md, forwardedForKey, id.String())
 	}
@@ -142,9 +142,9 @@ func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		name, _ := s.raft.Leader()
-		if name != "" && name != s.raft.Name() {
-			if m, ok := s.raft.View().Member(name); ok && m.GetGrpcAddr() != "" {
+		name, _ := s.members.Leader()
+		if name != "" && name != s.members.Name() {
+			if m, ok := s.reader.View().Member(name); ok && m.GetGrpcAddr() != "" {
 				return s.peers.get(m.GetGrpcAddr())
 			}
 		}
@@ -164,10 +164,10 @@ func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 // that lost leadership since answers ErrNotLeader, which forwardUnary
 // follows.
 func (s *Server) propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult, error) {
-	if !s.raft.IsLeader() {
+	if !s.members.IsLeader() {
 		return nil, raftstore.ErrNotLeader
 	}
-	return s.raft.Propose(ctx, cmd)
+	return s.proposer.Propose(ctx, cmd)
 }
 
 // peers caches one client connection per member gRPC address.

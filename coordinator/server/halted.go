@@ -33,14 +33,14 @@ var servesWhenHalted = map[string]bool{
 }
 
 func (s *Server) haltedUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if s.raft.Halted() != nil && !servesWhenHalted[info.FullMethod] {
+	if s.members.Halted() != nil && !servesWhenHalted[info.FullMethod] {
 		return nil, s.haltedStatus()
 	}
 	return handler(ctx, req)
 }
 
 func (s *Server) haltedStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if s.raft.Halted() != nil && !servesWhenHalted[info.FullMethod] {
+	if s.members.Halted() != nil && !servesWhenHalted[info.FullMethod] {
 		return s.haltedStatus()
 	}
 	return handler(srv, ss)
@@ -48,5 +48,5 @@ func (s *Server) haltedStream(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 
 // haltedStatus is the UNAVAILABLE status of a halted member.
 func (s *Server) haltedStatus() error {
-	return toStatus(fmt.Errorf("coordinator %s: %w", s.raft.Name(), s.raft.Halted()))
+	return toStatus(fmt.Errorf("coordinator %s: %w", s.members.Name(), s.members.Halted()))
 }

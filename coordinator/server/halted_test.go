@@ -16,7 +16,7 @@ import (
 
 // haltedRaft is a member whose state machine halted on rotate_key.
 type haltedRaft struct {
-	Raft // the methods these tests do not need: calling one panics
+	member // the methods these tests do not need: calling one panics
 }
 
 func (haltedRaft) Name() string { return "c3" }
@@ -29,7 +29,7 @@ func (haltedRaft) Halted() error {
 // reason (nothing was proposed: retry elsewhere); NodeStatus and the health
 // service still run.
 func TestHaltedMemberRefusesStateCalls(t *testing.T) {
-	s := New(haltedRaft{}, Config{})
+	s := New(deps(haltedRaft{}), Config{})
 	defer s.Close()
 	called := false
 	handler := func(context.Context, any) (any, error) { called = true; return &pb.NodeStatusResponse{}, nil }

@@ -69,7 +69,7 @@ func (s *Server) RotateKey(ctx context.Context, req *pb.RotateKeyRequest) (*pb.R
 
 // keyAt reads key id back from this member's state, which has applied rev.
 func (s *Server) keyAt(id string, rev uint64) (*pb.ApiKey, error) {
-	keys, at := s.raft.View().Keys()
+	keys, at := s.reader.View().Keys()
 	for _, k := range keys {
 		if k.GetId() == id {
 			return k, nil

@@ -14,7 +14,7 @@ import (
 
 // followerRaft is a member that knows the leader is leader.
 type followerRaft struct {
-	Raft   // the methods these tests do not need: calling one panics
+	member // the methods these tests do not need: calling one panics
 	leader string
 }
 
@@ -48,7 +48,7 @@ func TestNotLeaderNamesTheLeader(t *testing.T) {
 		{"", ""},   // no leader known
 		{"n1", ""}, // this member itself: it just lost leadership
 	} {
-		s := New(followerRaft{leader: tc.leader}, Config{})
+		s := New(deps(followerRaft{leader: tc.leader}), Config{})
 		_, err := s.hintLeaderUnary(context.Background(), nil, info, refuse(raftstore.ErrNotLeader))
 		got, ok := leaderHint(t, err)
 		if !ok || !isNotLeader(err) {
@@ -62,7 +62,7 @@ func TestNotLeaderNamesTheLeader(t *testing.T) {
 		}
 		s.Close()
 	}
-	s := New(followerRaft{leader: "n2"}, Config{})
+	s := New(deps(followerRaft{leader: "n2"}), Config{})
 	defer s.Close()
 	other := errors.New("something else")
 	if _, err := s.hintLeaderUnary(context.Background(), nil, info, refuse(other)); isNotLeader(err) {

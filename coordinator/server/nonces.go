@@ -173,7 +173,7 @@ func (b *nonceBatcher) propose(calls []*nonceCall, n int) {
 	var err error
 	if len(checks) > 0 {
 		ctx, cancel := context.WithTimeout(b.s.stopping, proposeTimeout)
-		res, err = b.s.raft.Propose(ctx, &pb.Command{Op: &pb.Command_CheckNonces{CheckNonces: &pb.CheckNoncesOp{Checks: checks}}})
+		res, err = b.s.proposer.Propose(ctx, &pb.Command{Op: &pb.Command_CheckNonces{CheckNonces: &pb.CheckNoncesOp{Checks: checks}}})
 		cancel()
 		if err == nil && res.GetError() != nil {
 			err = commandStatus(res.GetError())
@@ -214,7 +214,7 @@ func (b *nonceBatcher) propose(calls []*nonceCall, n int) {
 func (b *nonceBatcher) admit(calls []*nonceCall) ([]*nonceCall, nonceCounts) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	a := admission{f: b.s.raft.View(), quota: b.quota.orDefaults(), inFlight: &b.inFlight, keys: map[string]*keyUse{}}
+	a := admission{f: b.s.reader.View(), quota: b.quota.orDefaults(), inFlight: &b.inFlight, keys: map[string]*keyUse{}}
 	var reserved nonceCounts
 	ok := calls[:0]
 	for _, c := range calls {

@@ -22,7 +22,7 @@ import (
 // command to a real state.Store at the next index, stamped with the test's
 // clock as raftstore stamps it with the leader's.
 type stateRaft struct {
-	Raft // the methods these tests do not need: calling one panics
+	member // the methods these tests do not need: calling one panics
 
 	st *state.Store
 	mu sync.Mutex
@@ -81,7 +81,7 @@ func nonceServer(t *testing.T, quota nonceQuota) (*Server, *stateRaft) {
 	if res, _ := r.Propose(context.Background(), &pb.Command{Op: &pb.Command_RevokeKey{RevokeKey: &pb.RevokeKeyOp{Id: "k_rev"}}}); res.GetError() != nil {
 		t.Fatal(res.GetError())
 	}
-	s := New(r, Config{})
+	s := New(deps(r), Config{})
 	s.nonces.quota = quota
 	t.Cleanup(s.Close)
 	return s, r

@@ -18,22 +18,38 @@ import (
 
 	"github.com/edgecell/edgecell/coordinator/raftstore"
 	"github.com/edgecell/edgecell/coordinator/state"
-	"github.com/edgecell/edgecell/coordinator/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/pki"
 )
 
-// Raft is what the services need from the member's raft store.
-type Raft interface {
-	Name() string
+// The services see the member through four small interfaces of their own
+// (rqlite's HTTP layer over its store, Consul's Deps): a coordinator passes
+// its raftstore.Store as the first three and its watch.Hub as the fourth,
+// and tests pass fakes of only what a handler uses.
+
+// Proposer commits a command through the raft log and returns its result
+// (raftstore.Store.Propose): only the leader proposes, a follower returns
+// raftstore.ErrNotLeader and the services forward.
+type Proposer interface {
 	Propose(ctx context.Context, cmd *pb.Command) (*pb.CommandResult, error)
-	ReadIndex(ctx context.Context) error
+}
+
+// Reader serves the member's state as immutable views, one per answer
+// (raftstore.Store.Read and View).
+type Reader interface {
+	// Read returns one view at consistency c (STALE, LEADER, or
+	// LINEARIZABLE, the default), or why this member cannot serve it.
+	Read(ctx context.Context, c pb.Consistency) (state.View, error)
+	// View is this member's current state: a stale read that cannot fail.
+	View() state.View
+}
+
+// Membership is this member's place in the raft group and the group's
+// configuration.
+type Membership interface {
+	Name() string
 	IsLeader() bool
 	Leader() (name, raftAddr string)
-	// View is the member's current state at one revision (see
-	// raftstore.Store.View); a handler takes one per answer.
-	View() state.View
-	Hub() *watch.Hub
 	Servers() ([]raftstore.Server, error)
 	AddVoter(ctx context.Context, name, raftAddr string) error
 	RemoveServer(ctx context.Context, name string) error
@@ -44,6 +60,22 @@ type Raft interface {
 	// closed when it stops.
 	Halted() error
 	HaltNotify() <-chan struct{}
+}
+
+// Watches serves edge watch streams from the changes this member applied
+// (watch.Hub), and knows the cluster id they carry.
+type Watches interface {
+	Serve(ctx context.Context, fromRevision uint64, clusterID string, send func(*pb.WatchResponse) error) error
+	ClusterID() string
+}
+
+// Deps are what the services run on; every field is required, except that
+// a test may leave out what the handlers it calls do not use.
+type Deps struct {
+	Proposer Proposer
+	Reader   Reader
+	Members  Membership
+	Watches  Watches
 }
 
 // MaxMessageSize is the largest gRPC message a coordinator accepts (a whole
@@ -80,12 +112,15 @@ type Server struct {
 	pb.UnimplementedEdgeServiceServer
 	pb.UnimplementedClusterServiceServer
 
-	cfg   Config
-	log   *slog.Logger
-	raft  Raft
-	authz *authorizer
-	peers *peers
-	edges *edgeRegistry
+	cfg      Config
+	log      *slog.Logger
+	proposer Proposer
+	reader   Reader
+	members  Membership
+	watches  Watches
+	authz    *authorizer
+	peers    *peers
+	edges    *edgeRegistry
 	// fleet is the cached view of the edges connected across the cluster
 	// (CheckAssignment, health votes).
 	fleet fleetView
@@ -100,7 +135,7 @@ type Server struct {
 
 // New builds the services. Call Register to put them on a gRPC server and
 // Close to release connections to other members.
-func New(r Raft, cfg Config) *Server {
+func New(d Deps, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -117,10 +152,13 @@ func New(r Raft, cfg Config) *Server {
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		raft:     r,
+		proposer: d.Proposer,
+		reader:   d.Reader,
+		members:  d.Members,
+		watches:  d.Watches,
 		authz:    &authorizer{tls: cfg.TLS != nil, now: cfg.Now},
 		peers:    newPeers(cfg.Dial, cfg.TLS),
-		edges:    newEdgeRegistry(r.Name(), cfg.Now, cfg.EdgeRetention),
+		edges:    newEdgeRegistry(d.Members.Name(), cfg.Now, cfg.EdgeRetention),
 		stopping: stopping,
 		stop:     stop,
 	}

@@ -15,7 +15,7 @@ import (
 // state twice would answer with content and a revision of two different
 // views.
 type movingRaft struct {
-	Raft // the methods these tests do not need: calling one panics
+	member // the methods these tests do not need: calling one panics
 
 	mu    sync.Mutex
 	st    *state.Store
@@ -59,7 +59,7 @@ func (r *movingRaft) viewsTaken() int {
 func TestReadsAnswerFromOneView(t *testing.T) {
 	r := &movingRaft{st: state.New()}
 	r.View()
-	s := New(r, Config{})
+	s := New(deps(r), Config{})
 	t.Cleanup(s.Close)
 	ctx := context.Background()
 	stale := pb.Consistency_CONSISTENCY_STALE
@@ -122,3 +122,18 @@ func TestReadsAnswerFromOneView(t *testing.T) {
 		}
 	}
 }
+
+func (r *movingRaft) Read(context.Context, pb.Consistency) (state.View, error) { return r.View(), nil }
+
+// member is every interface of the member a test fake may stand for; a
+// fake embeds it (nil) and implements what its test calls, so that calling
+// anything else panics.
+type member interface {
+	Proposer
+	Reader
+	Membership
+}
+
+// deps serves m as the member's Proposer, Reader and Membership (no
+// watches).
+func deps(m member) Deps { return Deps{Proposer: m, Reader: m, Members: m} }

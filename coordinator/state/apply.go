@@ -84,9 +84,9 @@ func (s *Store) Halted() error {
 	return nil
 }
 
-// Halt stops the store as a command it cannot apply would: raftstore calls
-// it with the error of a snapshot it could not restore (FromSnapshot). A
-// store halts once; later halts keep the first reason.
+// Halt stops the store as a command it cannot apply would (Restore calls it
+// with the error of a snapshot whose state applied such an op). A store
+// halts once; later halts keep the first reason.
 func (s *Store) Halt(h *HaltError) { s.halted.CompareAndSwap(nil, h) }
 
 func haltedResult(revision uint64, h *HaltError) *pb.CommandResult {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -153,6 +154,30 @@ func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
 	s.master.opsApplied = slices.Clone(snap.GetOpsApplied())
 	s.publish(v.revision, v.topo)
 	return s, nil
+}
+
+// Restore replaces the whole state with snap's, built as FromSnapshot builds
+// it and swapped in with one atomic store (Consul's restore: a fresh state,
+// never a patched one); Views taken before keep the state they captured.
+// A snapshot FromSnapshot refuses leaves the state as it was and returns
+// its error. A snapshot whose state applied an op this binary cannot apply
+// halts the store instead (see Halt) and returns the *HaltError: its state
+// may hold what this binary cannot represent. Call it from the goroutine
+// that calls Apply.
+func (s *Store) Restore(snap *pb.Snapshot) error {
+	fresh, err := FromSnapshot(snap)
+	if h := (*HaltError)(nil); errors.As(err, &h) {
+		s.Halt(h)
+		return h
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.master = fresh.master
+	s.cur.Store(fresh.cur.Load())
+	return nil
 }
 
 // restorable refuses, with a *HaltError, a snapshot whose state has applied

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -113,5 +114,44 @@ func TestViewKeepsItsRevision(t *testing.T) {
 	}
 	if got := readAll(t, v); !got.equal(before) {
 		t.Fatalf("the view taken at revision 16 moved with the store:\nbefore %s\nafter  %s", before.plain, got.plain)
+	}
+}
+
+// Restore swaps in the snapshot's whole state: the store then reads and
+// applies like the snapshot's source, and a view taken before keeps the
+// state it captured.
+func TestRestoreSwapsAndViewsKeepTheirState(t *testing.T) {
+	src := trippedStore(t)
+	mustChange(t, src, 14, at(0, createKeyCmd("k1", "key k1", "secret-k1")))
+	s := configured(t)
+	mustChange(t, s, 11, putMemberCmd(member("n1", "us-east")))
+	v := s.Freeze()
+	before := readAll(t, v)
+	snap, err := src.Freeze().Snapshot(14)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readAll(t, s.Freeze()), readAll(t, src.Freeze()); !got.equal(want) {
+		t.Fatalf("restored store reads\n%s\nwant the source's\n%s", got.plain, want.plain)
+	}
+	if !readAll(t, v).equal(before) {
+		t.Fatal("a view taken before the restore moved")
+	}
+	for _, st := range []*Store{s, src} {
+		mustChange(t, st, 15, at(time.Millisecond, revokeKeyCmd("k1")))
+	}
+	if !proto.Equal(s.Freeze().State(), src.Freeze().State()) {
+		t.Fatal("restored store and its source diverged after the same command")
+	}
+	// A refused snapshot leaves the state as it was.
+	snap.State.Revision = 1
+	if err := s.Restore(snap); !errors.Is(err, ErrInvalidSnapshot) {
+		t.Fatalf("restore of a snapshot stamped past its revision: %v; want ErrInvalidSnapshot", err)
+	}
+	if s.Freeze().Revision() != 15 {
+		t.Fatalf("refused restore moved the revision to %d", s.Freeze().Revision())
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -169,31 +170,35 @@ func (c *conn) failedBeforeAnswer(uc *upConn, ep *route.Endpoint, msg string, er
 // exchange sends the request on uc and relays the response. Unless it
 // returns answered, the client has no answer yet (see failedBeforeAnswer).
 func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt {
-	r := &c.rs.req
+	streaming, waited, err := c.sendRequest(uc, ep, start)
+	if err != nil {
+		uc.close()
+		return c.failedBeforeAnswer(uc, ep, "upstream connection failed", err)
+	}
+	if a, final := c.awaitResponse(uc, ep, start, streaming, waited); !final {
+		return a
+	}
+	now := c.recordAnswer(ep, start)
+	if c.rs.resp.status == 101 {
+		c.switchProtocols(uc, ep, streaming)
+	} else {
+		c.relayResponse(uc, ep, streaming, now)
+	}
+	return answered
+}
+
+// sendRequest writes the request head to uc, with the body when it can go
+// in the same write, and sends it. Unless the body still has to stream,
+// it also waits for the answer without a speculative read (waited: the
+// short readiness deadline is armed on uc). A body sent with the head is
+// consumed from the client only once that write succeeded; a streaming
+// one then starts on its own goroutine. An error means the write failed
+// and nothing of the body was consumed.
+func (c *conn) sendRequest(uc *upConn, ep *route.Endpoint, start time.Time) (streaming, waited bool, err error) {
 	uc.sent.n = 0
 	c.writeRequestHead(uc.bw, ep)
-	streaming := false
-	small := 0 // a body sent with the head, consumed once that write succeeded
-	if r.hasBody() {
-		switch {
-		case c.rs.bodyHeld && len(c.auth.held.b) <= bufSize:
-			// A held body stays held: it can be sent again.
-			uc.bw.Write(c.auth.held.b)
-		case c.rs.bodyHeld:
-			streaming = true
-		case !r.chunked && r.contentLength <= int64(c.br.Buffered()):
-			// The whole body is here: it leaves with the head in one write.
-			b, _ := c.br.Peek(int(r.contentLength))
-			uc.bw.Write(b)
-			small = len(b)
-		default:
-			streaming = true
-		}
-	}
-	// Send the head (and a small body) and, unless the body still has to
-	// stream, wait for the answer without a speculative read.
-	waited := uc.rw.rc != nil && !streaming
-	var err error
+	small, streaming := c.writeBodyWithHead(uc.bw)
+	waited = uc.rw.rc != nil && !streaming
 	if waited {
 		err = uc.rw.flushAndWait(uc.nc, uc.bw, start.Add(readWaitSafety))
 		uc.deadline = true
@@ -201,38 +206,67 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 		err = uc.bw.Flush()
 	}
 	if err != nil {
-		uc.close()
-		return c.failedBeforeAnswer(uc, ep, "upstream connection failed", err)
+		return false, false, err
 	}
 	if small > 0 {
 		c.br.Discard(small)
 		c.rs.bodyRead = true
 	}
 	if streaming {
-		if !c.rs.bodyHeld {
-			if r.expect100 && c.br.Buffered() == 0 {
-				c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-				c.bw.Flush()
-			}
-			c.rs.bodyRead = true
-		}
-		go c.sendBody(uc)
+		c.startBody(uc)
 	}
+	return streaming, waited, nil
+}
 
-	resp := &c.rs.resp
-	shortDL := waited
-	// armResponse bounds the wait for the response head (not for a
-	// streaming request, whose upload may legitimately be slow).
-	armResponse := func() {
-		if streaming {
-			uc.clearDeadline()
-			return
-		}
-		uc.nc.SetReadDeadline(start.Add(c.s.cfg.ResponseTimeout))
-		uc.deadline = true
+// writeBodyWithHead writes the request body to w after the head when it
+// can leave in the same write: a held body that fits the buffer, or one
+// wholly in the client's buffer already (small is its length, for the
+// caller to consume once the write succeeded). Otherwise a body streams:
+// sendBody sends it.
+func (c *conn) writeBodyWithHead(w *bufio.Writer) (small int, streaming bool) {
+	r := &c.rs.req
+	switch {
+	case !r.hasBody():
+		return 0, false
+	case c.rs.bodyHeld && len(c.auth.held.b) <= bufSize:
+		// A held body stays held: it can be sent again.
+		w.Write(c.auth.held.b)
+		return 0, false
+	case c.rs.bodyHeld:
+		return 0, true
+	case !r.chunked && r.contentLength <= int64(c.br.Buffered()):
+		// The whole body is here: it leaves with the head in one write.
+		b, _ := c.br.Peek(int(r.contentLength))
+		w.Write(b)
+		return len(b), false
 	}
+	return 0, true
+}
+
+// startBody starts sendBody for a body that streams. Unless the body is
+// held (and so can be sent again), it is read from the client from now on:
+// it counts as consumed (bodyRead), and a client waiting for 100 Continue
+// gets it first.
+func (c *conn) startBody(uc *upConn) {
+	if !c.rs.bodyHeld {
+		if c.rs.req.expect100 && c.br.Buffered() == 0 {
+			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			c.bw.Flush()
+		}
+		c.rs.bodyRead = true
+	}
+	go c.sendBody(uc)
+}
+
+// awaitResponse reads the response head into c.rs.resp, relaying any 1xx
+// before it, and reports whether the final one (a status of 200 or more,
+// or 101) came. If not, uc was closed, a streaming body stopped, and the
+// attempt ended as returned.
+func (c *conn) awaitResponse(uc *upConn, ep *route.Endpoint, start time.Time, streaming, waited bool) (attempt, bool) {
+	resp := &c.rs.resp
+	shortDL := waited // the readiness deadline is armed, not the response timeout
 	if !waited {
-		armResponse() // also replaces any deadline an earlier exchange left
+		c.armResponseTimeout(uc, start, streaming) // also replaces any deadline an earlier exchange left
 	}
 	informed := false // a 1xx came: the upstream is acting on the request
 	for {
@@ -240,47 +274,71 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 		err := resp.readHead(uc.br, c.s.cfg.MaxHeaderBytes)
 		if err != nil && shortDL && errors.Is(err, os.ErrDeadlineExceeded) {
 			// Only the readiness deadline: the upstream takes its time.
-			armResponse()
+			c.armResponseTimeout(uc, start, streaming)
 			shortDL = false
 			err = resp.readHead(uc.br, c.s.cfg.MaxHeaderBytes)
 		}
 		if err == nil {
 			err = resp.parse()
 		}
-		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			// Never retried: the upstream has the request and may act on it.
-			uc.close()
-			c.waitBody(streaming)
-			c.s.log.Debug("upstream response timed out", "endpoint", ep.ID, "timeout", c.s.cfg.ResponseTimeout)
-			ep.Gate.Record(route.Timeout)
-			c.rs.keep = c.reply(504, "upstream timed out")
-			return answered
-		}
 		if err != nil {
-			nothing := len(resp.buf) == 0 && !informed
 			uc.close()
 			c.waitBody(streaming)
-			if nothing {
-				return c.failedBeforeAnswer(uc, ep, "upstream failed before responding", err)
-			}
-			c.s.log.Debug("upstream response cut short", "endpoint", ep.ID, "err", err)
-			ep.Gate.Record(route.ConnectError)
-			c.rs.keep = c.reply(502, "upstream failed before responding")
-			return answered
+			return c.noResponseHead(uc, ep, err, informed), false
 		}
 		if resp.status >= 200 || resp.status == 101 {
-			break
+			return answered, true
 		}
 		informed = true
 		// 1xx: an HTTP/1.0 client does not understand it.
-		if r.minor >= 1 && c.writeInformational() != nil {
+		if c.rs.req.minor >= 1 && c.writeInformational() != nil {
 			uc.close()
 			c.waitBody(streaming)
 			c.rs.keep = false
-			return answered
+			return answered, false
 		}
 	}
-	if resp.status >= 500 {
+}
+
+// armResponseTimeout bounds the wait for the response head with
+// ResponseTimeout from start, replacing the readiness deadline or one an
+// earlier exchange left; a streaming request's wait is not bounded (its
+// upload may legitimately be slow).
+func (c *conn) armResponseTimeout(uc *upConn, start time.Time, streaming bool) {
+	if streaming {
+		uc.clearDeadline()
+		return
+	}
+	uc.nc.SetReadDeadline(start.Add(c.s.cfg.ResponseTimeout))
+	uc.deadline = true
+}
+
+// noResponseHead decides what becomes of a request whose response head
+// could not be read (uc is closed, no body streams any more): after the
+// response timeout, 504; when nothing at all came, what failedBeforeAnswer
+// says; when a head was cut short (or followed a 1xx), 502.
+func (c *conn) noResponseHead(uc *upConn, ep *route.Endpoint, err error, informed bool) attempt {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Never retried: the upstream has the request and may act on it.
+		c.s.log.Debug("upstream response timed out", "endpoint", ep.ID, "timeout", c.s.cfg.ResponseTimeout)
+		ep.Gate.Record(route.Timeout)
+		c.rs.keep = c.reply(504, "upstream timed out")
+		return answered
+	}
+	if len(c.rs.resp.buf) == 0 && !informed {
+		return c.failedBeforeAnswer(uc, ep, "upstream failed before responding", err)
+	}
+	c.s.log.Debug("upstream response cut short", "endpoint", ep.ID, "err", err)
+	ep.Gate.Record(route.ConnectError)
+	c.rs.keep = c.reply(502, "upstream failed before responding")
+	return answered
+}
+
+// recordAnswer counts the final response head on ep's gate, a 5xx against
+// the endpoint and anything else for it, and observes the upstream's time.
+// It returns the clock read, which also dates the response.
+func (c *conn) recordAnswer(ep *route.Endpoint, start time.Time) time.Time {
+	if c.rs.resp.status >= 500 {
 		ep.Gate.Record(route.Status5xx)
 	} else {
 		ep.Gate.Record(route.Success)
@@ -290,44 +348,42 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 	if c.s.metrics != nil {
 		c.s.metrics.upstreamTime.Observe(now.Sub(start).Seconds())
 	}
-	if resp.status == 101 {
-		uc.clearDeadline()
-		if r.upgrade == nil || streaming {
-			uc.close()
-			c.waitBody(streaming)
-			c.rs.keep = c.reply(502, "upstream switched protocols unasked")
-			return answered
-		}
-		c.tunnel(uc, ep)
-		return answered
-	}
+	return now
+}
 
+// switchProtocols relays a 101 and tunnels the connection when the client
+// asked to upgrade (and sent no body still streaming); otherwise the
+// client gets 502.
+func (c *conn) switchProtocols(uc *upConn, ep *route.Endpoint, streaming bool) {
+	uc.clearDeadline()
+	if c.rs.req.upgrade == nil || streaming {
+		uc.close()
+		c.waitBody(streaming)
+		c.rs.keep = c.reply(502, "upstream switched protocols unasked")
+		return
+	}
+	c.tunnel(uc, ep)
+}
+
+// relayResponse relays the final response head and its body to the
+// client, returns uc to the pool if the exchange left it in step, and sets
+// c.rs.keep.
+func (c *conn) relayResponse(uc *upConn, ep *route.Endpoint, streaming bool, now time.Time) {
+	r, resp := &c.rs.req, &c.rs.resp
 	bk := resp.body(len(r.method) == 4 && string(r.method) == "HEAD")
 	if bk == bodyChunked || bk == bodyUntilClose || (bk == bodyLength && resp.contentLength > int64(uc.br.Buffered())) {
 		uc.clearDeadline() // more reads to come, at the upstream's pace
 	}
+	// A body delimited by the close (as a chunked one is for an HTTP/1.0
+	// client) ends the client connection too.
 	keep := r.keepAlive && !c.s.closing.Load() && bk != bodyUntilClose && !(bk == bodyChunked && r.minor == 0)
 	c.armWrite(now)
 	c.writeResponseHead(ep, bk, keep)
-	cp := copier{bufs: &c.s.bufs, writesTo: c}
-	err = nil
-	switch bk {
-	case bodyLength:
-		err = cp.copyN(c.bw, uc.br, resp.contentLength)
-	case bodyChunked:
-		err = cp.copyChunked(c.bw, uc.br, r.minor >= 1)
-	case bodyUntilClose:
-		err = cp.copyUntilEOF(c.bw, uc.br)
-	}
-	cp.release()
-	if err == nil {
-		c.armWrite(now)
-		if c.rw.rc == nil {
-			err = c.bw.Flush()
-		} // else the serve loop sends the rest when it starts waiting for the next request
-	}
+	err := c.copyResponseBody(uc, bk, now)
 	c.s.metrics.code(resp.status)
 
+	// uc is pooled only in step: both bodies went whole, and the upstream
+	// keeps the connection open.
 	bodySent := c.finishBody(uc, streaming)
 	if err == nil && bodySent && resp.reusable() && bk != bodyUntilClose {
 		c.s.ups.put(uc, now)
@@ -338,7 +394,29 @@ func (c *conn) exchange(uc *upConn, ep *route.Endpoint, start time.Time) attempt
 		c.s.log.Debug("response cut short", "endpoint", ep.ID, "err", err)
 	}
 	c.rs.keep = keep && err == nil && bodySent
-	return answered
+}
+
+// copyResponseBody copies the response body of kind bk from uc to the
+// client, as it is framed, and flushes it unless the serve loop will.
+func (c *conn) copyResponseBody(uc *upConn, bk bodyKind, now time.Time) error {
+	cp := copier{bufs: &c.s.bufs, writesTo: c}
+	var err error
+	switch bk {
+	case bodyLength:
+		err = cp.copyN(c.bw, uc.br, c.rs.resp.contentLength)
+	case bodyChunked:
+		err = cp.copyChunked(c.bw, uc.br, c.rs.req.minor >= 1)
+	case bodyUntilClose:
+		err = cp.copyUntilEOF(c.bw, uc.br)
+	}
+	cp.release()
+	if err == nil {
+		c.armWrite(now)
+		if c.rw.rc == nil {
+			err = c.bw.Flush()
+		} // else the serve loop sends the rest when it starts waiting for the next request
+	}
+	return err
 }
 
 // sendBody streams the request body upstream while the response is read,

@@ -48,10 +48,10 @@ func TestAttackFakeMemberIsRefused(t *testing.T) {
 		t.Errorf("Propose: %v; want PermissionDenied", err)
 	}
 	for name, c := range tc.members {
-		if _, ok := c.Store().View().Member("evil"); ok {
+		if _, ok := stale(t, c).Member("evil"); ok {
 			t.Errorf("%s holds the fake member", name)
 		}
-		if m, _ := c.Store().View().Member("n2"); m.GetGrpcAddr() == fake.GrpcAddr {
+		if m, _ := stale(t, c).Member("n2"); m.GetGrpcAddr() == fake.GrpcAddr {
 			t.Errorf("%s holds n2 at the attacker's address", name)
 		}
 	}
@@ -75,8 +75,8 @@ func TestAttackBogusVotersAreRefused(t *testing.T) {
 			t.Errorf("RemoveMember as %s: %v; want PermissionDenied", id, err)
 		}
 	}
-	servers, err := tc.members[tc.waitLeader()].Store().Servers()
-	if err != nil || len(servers) != 3 {
+	cs, err := tc.admin(tc.waitLeader()).ClusterStatus(ctx, &pb.ClusterStatusRequest{})
+	if servers := cs.GetMembers(); err != nil || len(servers) != 3 {
 		t.Fatalf("raft configuration %v (%v); want the three members", servers, err)
 	}
 	if _, err := tc.admin(tc.follower()).ApplyConfig(ctx, &pb.ApplyConfigRequest{Config: sampleConfig("still-writable")}); err != nil {
@@ -113,7 +113,7 @@ func TestAttackBreakerFloodEjectsAtMostHalfACell(t *testing.T) {
 		rev = resp.GetRevision()
 	}
 	open := 0
-	bs, _ := tc.members[tc.waitLeader()].Store().View().Breakers()
+	bs, _ := stale(t, tc.members[tc.waitLeader()]).Breakers()
 	for _, b := range bs {
 		if b.GetState() != pb.BreakerState_BREAKER_STATE_CLOSED {
 			open++

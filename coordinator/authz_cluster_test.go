@@ -231,7 +231,7 @@ func (tc *testCluster) request(t *testing.T, method string, id pki.Identity) pro
 	switch m := msg.(type) {
 	case *pb.RegisterMemberRequest:
 		// The member's own record, rewritten unchanged.
-		rec, _ := tc.members["n1"].Store().View().Member("n1")
+		rec, _ := stale(t, tc.members["n1"]).Member("n1")
 		m.Member = rec
 	case *pb.CreateKeyRequest:
 		m.Cells = []string{"no-such-cell"}
@@ -363,7 +363,7 @@ func TestAnEdgeSpeaksOnlyForItself(t *testing.T) {
 	}
 	// Nothing the refused reports claimed reached the state.
 	for name, c := range tc.members {
-		bs, _ := c.Store().View().Breakers()
+		bs, _ := stale(t, c).Breakers()
 		for _, b := range bs {
 			if b.GetState() != pb.BreakerState_BREAKER_STATE_CLOSED {
 				t.Errorf("%s holds breaker %v after refused reports", name, b)

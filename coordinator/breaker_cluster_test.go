@@ -29,7 +29,7 @@ func (tc *testCluster) breakerEverywhere(endpoint string, want pb.BreakerState) 
 	testutil.Eventually(tc.t, 15*time.Second, func() error {
 		agreed = nil
 		for name, c := range tc.members {
-			bs, rev := c.Store().View().Breakers()
+			bs, rev := stale(tc.t, c).Breakers()
 			var got *pb.BreakerStatus
 			for _, b := range bs {
 				if b.GetEndpoint() == endpoint {

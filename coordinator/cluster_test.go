@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgecell/edgecell/coordinator"
+	"github.com/edgecell/edgecell/coordinator/state"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/pki"
 	"github.com/edgecell/edgecell/internal/testutil"
@@ -119,7 +120,7 @@ func (tc *testCluster) waitLeader() string {
 	testutil.Eventually(tc.t, 15*time.Second, func() error {
 		leader = ""
 		for name, c := range tc.members {
-			l, _ := c.Store().Leader()
+			l := c.Leader()
 			if _, running := tc.members[l]; !running {
 				return fmt.Errorf("%s sees leader %q, not a running member", name, l)
 			}
@@ -139,7 +140,7 @@ func (tc *testCluster) waitRegistered() {
 	testutil.Eventually(tc.t, 15*time.Second, func() error {
 		for _, c := range tc.members {
 			for name, m := range tc.members {
-				got, ok := c.Store().View().Member(name)
+				got, ok := stale(tc.t, c).Member(name)
 				if !ok || got.GetGrpcAddr() != m.GRPCAddr() {
 					return fmt.Errorf("%s does not know %s's gRPC address yet", c.Name(), name)
 				}
@@ -206,6 +207,16 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// stale is c's current state: one view, read without consulting the leader.
+func stale(t testing.TB, c *coordinator.Coordinator) state.View {
+	t.Helper()
+	v, err := c.View(context.Background(), pb.Consistency_CONSISTENCY_STALE)
+	if err != nil {
+		t.Fatalf("stale view of %s: %v", c.Name(), err)
+	}
+	return v
 }
 
 func sampleConfig(placements ...string) *pb.RoutingConfig {
@@ -323,7 +334,7 @@ func TestRestartKeepsData(t *testing.T) {
 	}
 	// One member snapshots, so its restart goes through snapshot restore.
 	for _, c := range tc.members {
-		if err := c.Store().Snapshot(); err != nil {
+		if err := c.Snapshot(); err != nil {
 			t.Fatalf("snapshot %s: %v", c.Name(), err)
 		}
 		break
@@ -470,7 +481,7 @@ func TestNewMemberCatchesUpFromSnapshot(t *testing.T) {
 		last = res.GetRevision()
 	}
 	for _, c := range tc.members {
-		if err := c.Store().Snapshot(); err != nil {
+		if err := c.Snapshot(); err != nil {
 			t.Fatalf("snapshot %s: %v", c.Name(), err)
 		}
 	}

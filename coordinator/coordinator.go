@@ -1,7 +1,10 @@
-// Package coordinator runs one member of the coordinator cluster: the raft
-// store (coordinator/raftstore) and the gRPC services (coordinator/server) on
-// one listener. Members learn each other's gRPC addresses from the replicated
-// state: each member records its own once a leader is known.
+// Package coordinator runs one member of the coordinator cluster. It wires
+// the pieces: it builds the replicated state (coordinator/state) and the
+// watch hub (coordinator/watch), opens the raft store (coordinator/raftstore)
+// over them, and serves the gRPC services (coordinator/server) on one
+// listener over the raft store and the hub. Members learn each other's gRPC
+// addresses from the replicated state: each member records its own once a
+// leader is known.
 package coordinator
 
 import (
@@ -275,8 +278,27 @@ func (c *Coordinator) Revision() uint64 { return c.store.View().Revision() }
 // ServiceInfo lists the gRPC services and methods the member serves.
 func (c *Coordinator) ServiceInfo() map[string]grpc.ServiceInfo { return c.grpc.GetServiceInfo() }
 
-// Store exposes the raft store to tests and the dev cluster.
-func (c *Coordinator) Store() *raftstore.Store { return c.store }
+// View returns one immutable view of this member's state at consistency,
+// as the read API serves it: STALE is this member's current state; LEADER
+// and LINEARIZABLE (the default) only on the leader, else an error wrapping
+// raftstore.ErrNotLeader (nothing is forwarded). Every read of the view
+// answers from its one revision. It is for programs that embed a member (the
+// dev cluster, tests); clients use the gRPC API.
+func (c *Coordinator) View(ctx context.Context, consistency pb.Consistency) (state.View, error) {
+	return c.store.Read(ctx, consistency)
+}
+
+// Leader is the name of the member this one knows as the raft leader, ""
+// when it knows none.
+func (c *Coordinator) Leader() string {
+	name, _ := c.store.Leader()
+	return name
+}
+
+// Snapshot makes this member take a raft snapshot of its state now, rather
+// than when the log reaches RaftTuning.SnapshotThreshold (tests, operators).
+// A halted member takes none.
+func (c *Coordinator) Snapshot() error { return c.store.Snapshot() }
 
 // Close stops serving and shuts raft down. Watch streams are cut, so their
 // edges reconnect elsewhere. It does not remove the member from the cluster.

@@ -87,7 +87,11 @@ func (c *Cluster) followLatencies(ctx context.Context) {
 		if co == nil || co.Revision() == seen {
 			continue
 		}
-		cfg, rev := co.Store().View().Config()
+		v, err := co.View(ctx, pb.Consistency_CONSISTENCY_STALE)
+		if err != nil {
+			continue
+		}
+		cfg, rev := v.Config()
 		seen = rev
 		if len(cfg.GetRegions()) > 0 {
 			c.setLatencies(cfg.GetLatencies())

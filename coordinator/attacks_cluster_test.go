@@ -113,7 +113,7 @@ func TestAttackBreakerFloodEjectsAtMostHalfACell(t *testing.T) {
 		rev = resp.GetRevision()
 	}
 	open := 0
-	bs, _ := stale(t, tc.members[tc.waitLeader()]).Breakers()
+	bs := stale(t, tc.members[tc.waitLeader()]).Breakers()
 	for _, b := range bs {
 		if b.GetState() != pb.BreakerState_BREAKER_STATE_CLOSED {
 			open++

@@ -363,7 +363,7 @@ func TestAnEdgeSpeaksOnlyForItself(t *testing.T) {
 	}
 	// Nothing the refused reports claimed reached the state.
 	for name, c := range tc.members {
-		bs, _ := stale(t, c).Breakers()
+		bs := stale(t, c).Breakers()
 		for _, b := range bs {
 			if b.GetState() != pb.BreakerState_BREAKER_STATE_CLOSED {
 				t.Errorf("%s holds breaker %v after refused reports", name, b)

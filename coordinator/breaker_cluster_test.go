@@ -29,7 +29,8 @@ func (tc *testCluster) breakerEverywhere(endpoint string, want pb.BreakerState) 
 	testutil.Eventually(tc.t, 15*time.Second, func() error {
 		agreed = nil
 		for name, c := range tc.members {
-			bs, rev := stale(tc.t, c).Breakers()
+			v := stale(tc.t, c)
+			bs, rev := v.Breakers(), v.Revision()
 			var got *pb.BreakerStatus
 			for _, b := range bs {
 				if b.GetEndpoint() == endpoint {

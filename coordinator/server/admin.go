@@ -56,12 +56,11 @@ func (s *Server) ApplyConfig(ctx context.Context, req *pb.ApplyConfigRequest) (*
 
 // GetConfig implements AdminService.
 func (s *Server) GetConfig(ctx context.Context, req *pb.GetConfigRequest) (*pb.GetConfigResponse, error) {
-	st, err := s.read(ctx, req.GetConsistency())
+	v, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	cfg, rev := st.Config()
-	return &pb.GetConfigResponse{Config: cfg, Revision: rev}, nil
+	return &pb.GetConfigResponse{Config: v.Config(), Revision: v.Revision()}, nil
 }
 
 // PutCell implements AdminService.
@@ -81,25 +80,24 @@ func (s *Server) PutCell(ctx context.Context, req *pb.PutCellRequest) (*pb.PutCe
 
 // GetCell implements AdminService.
 func (s *Server) GetCell(ctx context.Context, req *pb.GetCellRequest) (*pb.GetCellResponse, error) {
-	st, err := s.read(ctx, req.GetConsistency())
+	v, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	c, rev, ok := st.Cell(req.GetId())
+	c, ok := v.Cell(req.GetId())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "cell %q not found", req.GetId())
 	}
-	return &pb.GetCellResponse{Cell: c, Revision: rev}, nil
+	return &pb.GetCellResponse{Cell: c, Revision: v.Revision()}, nil
 }
 
 // ListCells implements AdminService.
 func (s *Server) ListCells(ctx context.Context, req *pb.ListCellsRequest) (*pb.ListCellsResponse, error) {
-	st, err := s.read(ctx, req.GetConsistency())
+	v, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	cells, rev := st.Cells()
-	return &pb.ListCellsResponse{Cells: cells, Revision: rev}, nil
+	return &pb.ListCellsResponse{Cells: v.Cells(), Revision: v.Revision()}, nil
 }
 
 // DeleteCell implements AdminService.
@@ -134,25 +132,25 @@ func (s *Server) PutPlacement(ctx context.Context, req *pb.PutPlacementRequest) 
 
 // GetPlacement implements AdminService.
 func (s *Server) GetPlacement(ctx context.Context, req *pb.GetPlacementRequest) (*pb.GetPlacementResponse, error) {
-	st, err := s.read(ctx, req.GetConsistency())
+	v, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	p, rev, ok := st.Placement(req.GetKey())
+	p, ok := v.Placement(req.GetKey())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "no placement for routing key %q", req.GetKey())
 	}
-	return &pb.GetPlacementResponse{Placement: p, Revision: rev}, nil
+	return &pb.GetPlacementResponse{Placement: p, Revision: v.Revision()}, nil
 }
 
 // ListPlacements implements AdminService.
 func (s *Server) ListPlacements(ctx context.Context, req *pb.ListPlacementsRequest) (*pb.ListPlacementsResponse, error) {
-	st, err := s.read(ctx, req.GetConsistency())
+	v, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	ps, next, rev := st.Placements(req.GetPrefix(), req.GetStartAfter(), int(req.GetLimit()))
-	return &pb.ListPlacementsResponse{Placements: ps, Revision: rev, NextStartAfter: next}, nil
+	ps, next := v.Placements(req.GetPrefix(), req.GetStartAfter(), int(req.GetLimit()))
+	return &pb.ListPlacementsResponse{Placements: ps, Revision: v.Revision(), NextStartAfter: next}, nil
 }
 
 // DeletePlacement implements AdminService.

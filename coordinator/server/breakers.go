@@ -80,12 +80,11 @@ func (s *Server) ReportProbe(ctx context.Context, req *pb.ReportProbeRequest) (*
 
 // ListBreakers implements AdminService.
 func (s *Server) ListBreakers(ctx context.Context, req *pb.ListBreakersRequest) (*pb.ListBreakersResponse, error) {
-	st, err := s.read(ctx, req.GetConsistency())
+	v, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	bs, rev := st.Breakers()
-	return &pb.ListBreakersResponse{Breakers: bs, Revision: rev}, nil
+	return &pb.ListBreakersResponse{Breakers: v.Breakers(), Revision: v.Revision()}, nil
 }
 
 // ResetBreaker implements AdminService.
@@ -103,10 +102,9 @@ func (s *Server) ResetBreaker(ctx context.Context, req *pb.ResetBreakerRequest) 
 
 // ListHealth implements AdminService.
 func (s *Server) ListHealth(ctx context.Context, req *pb.ListHealthRequest) (*pb.ListHealthResponse, error) {
-	st, err := s.read(ctx, req.GetConsistency())
+	v, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	eps, rev := st.Health()
-	return &pb.ListHealthResponse{Endpoints: eps, Revision: rev}, nil
+	return &pb.ListHealthResponse{Endpoints: v.Health(), Revision: v.Revision()}, nil
 }

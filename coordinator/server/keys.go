@@ -69,7 +69,8 @@ func (s *Server) RotateKey(ctx context.Context, req *pb.RotateKeyRequest) (*pb.R
 
 // keyAt reads key id back from this member's state, which has applied rev.
 func (s *Server) keyAt(id string, rev uint64) (*pb.ApiKey, error) {
-	keys, at := s.reader.View().Keys()
+	v := s.reader.View()
+	keys, at := v.Keys(), v.Revision()
 	for _, k := range keys {
 		if k.GetId() == id {
 			return k, nil
@@ -90,13 +91,12 @@ func (s *Server) RevokeKey(ctx context.Context, req *pb.RevokeKeyRequest) (*pb.R
 
 // ListKeys implements AdminService; secrets never leave.
 func (s *Server) ListKeys(ctx context.Context, req *pb.ListKeysRequest) (*pb.ListKeysResponse, error) {
-	st, err := s.read(ctx, req.GetConsistency())
+	v, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	keys, rev := st.Keys()
-	resp := &pb.ListKeysResponse{Revision: rev}
-	for _, k := range keys {
+	resp := &pb.ListKeysResponse{Revision: v.Revision()}
+	for _, k := range v.Keys() {
 		info := &pb.KeyInfo{
 			Id: k.GetId(), Name: k.GetName(), Cells: k.GetCells(), Revoked: k.GetRevoked(),
 			CreatedUnixMs: k.GetCreatedUnixMs(), RevokedUnixMs: k.GetRevokedUnixMs(),

@@ -20,7 +20,8 @@ func TestPutCell(t *testing.T) {
 	if ev := ch.Events[0].GetPutCell(); ev.GetCreateRevision() != 11 || ev.GetModRevision() != 11 || len(ev.GetEndpoints()) != 1 {
 		t.Fatalf("event cell %v; want stamps 11/11 and its endpoint", ev)
 	}
-	got, rev, ok := s.Freeze().Cell("c3")
+	got, ok := s.Freeze().Cell("c3")
+	rev := s.Freeze().Revision()
 	if !ok || rev != 11 || got.GetCreateRevision() != 11 || got.GetModRevision() != 11 {
 		t.Fatalf("Cell(c3) = %v, %d, %v", got, rev, ok)
 	}
@@ -29,7 +30,7 @@ func TestPutCell(t *testing.T) {
 	// move within its own cell and the cell may take an endpoint id no other cell uses.
 	c3.Endpoints = append(c3.Endpoints, &pb.Endpoint{Id: "c3-euw", Url: "https://c3.eu", Region: "eu-west", Weight: 5})
 	mustChange(t, s, 12, putCellCmd(c3))
-	got, _, _ = s.Freeze().Cell("c3")
+	got, _ = s.Freeze().Cell("c3")
 	if got.GetCreateRevision() != 11 || got.GetModRevision() != 12 || len(got.GetEndpoints()) != 2 {
 		t.Fatalf("updated cell %v; want create 11, mod 12, two endpoints", got)
 	}
@@ -43,7 +44,7 @@ func TestPutCell(t *testing.T) {
 
 	// The store kept its own copy: editing the input later changes nothing.
 	c3.Endpoints[0].Url = "http://mutated"
-	if got, _, _ := s.Freeze().Cell("c3"); len(got.GetEndpoints()) != 0 {
+	if got, _ := s.Freeze().Cell("c3"); len(got.GetEndpoints()) != 0 {
 		t.Fatalf("cell c3 = %v; want no endpoints", got)
 	}
 }
@@ -91,7 +92,7 @@ func TestPanicThresholdChangesTheCell(t *testing.T) {
 		if got := ch.Events[0].GetPutCell().GetPanicThresholdPercent(); got != pct {
 			t.Fatalf("put_cell event carries panic_threshold_percent %d, want %d", got, pct)
 		}
-		if got, _, _ := s.Freeze().Cell("c3"); got.GetPanicThresholdPercent() != pct {
+		if got, _ := s.Freeze().Cell("c3"); got.GetPanicThresholdPercent() != pct {
 			t.Fatalf("stored cell %v, want panic_threshold_percent %d", got, pct)
 		}
 	}
@@ -102,7 +103,7 @@ func TestDeleteCell(t *testing.T) {
 	s := configured(t)
 	ch := mustChange(t, s, 11, deleteCellCmd("spare"))
 	wantEvents(t, ch, "delete_cell:spare")
-	if _, _, ok := s.Freeze().Cell("spare"); ok {
+	if _, ok := s.Freeze().Cell("spare"); ok {
 		t.Fatal("cell spare still there")
 	}
 	// The endpoints of a deleted cell are free again.
@@ -159,7 +160,8 @@ func TestPutPlacement(t *testing.T) {
 		t.Fatalf("events %v; want one put_placement %v", ch.Events, want)
 	}
 	mustChange(t, s, 12, putPlacementCmd("tenant-c", "c2"))
-	got, rev, ok := s.Freeze().Placement("tenant-c")
+	got, ok := s.Freeze().Placement("tenant-c")
+	rev := s.Freeze().Revision()
 	if want := (&pb.Placement{Key: "tenant-c", Cell: "c2", CreateRevision: 11, ModRevision: 12}); !ok || rev != 12 || !proto.Equal(got, want) {
 		t.Fatalf("Placement = %v, %d, %v; want %v at 12", got, rev, ok, want)
 	}
@@ -188,7 +190,7 @@ func TestDeletePlacement(t *testing.T) {
 	s := configured(t)
 	ch := mustChange(t, s, 11, deletePlacementCmd("tenant-b"))
 	wantEvents(t, ch, "delete_placement:tenant-b")
-	if _, _, ok := s.Freeze().Placement("tenant-b"); ok {
+	if _, ok := s.Freeze().Placement("tenant-b"); ok {
 		t.Fatal("placement still there")
 	}
 	mustRefuse(t, s, 12, deletePlacementCmd("tenant-b"), pb.CommandError_CODE_NOT_FOUND, "key")

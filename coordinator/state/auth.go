@@ -333,7 +333,7 @@ func rank[V any](m *btree.Map[string, V], k string) int {
 }
 
 // Keys returns every API key, by id, with secrets; the caller owns them.
-func (v View) Keys() ([]*pb.ApiKey, uint64) { return v.keys(), v.revision }
+func (v View) Keys() []*pb.ApiKey { return v.keys() }
 
 func (v *version) keys() []*pb.ApiKey {
 	var out []*pb.ApiKey

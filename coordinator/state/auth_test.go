@@ -48,7 +48,7 @@ func withKeys(t testing.TB, ids ...string) *Store {
 
 func keyOf(t *testing.T, s *Store, id string) *pb.ApiKey {
 	t.Helper()
-	keys, _ := s.Freeze().Keys()
+	keys := s.Freeze().Keys()
 	for _, k := range keys {
 		if k.GetId() == id {
 			return k

@@ -54,7 +54,7 @@ func BenchmarkApplyPutPlacement(b *testing.B) {
 // the diff cost an `edgecell apply -f` of a large, mostly unchanged file pays.
 func BenchmarkApplyConfigUnchanged(b *testing.B) {
 	s := bigStore(b)
-	cfg, _ := s.Freeze().Config()
+	cfg := s.Freeze().Config()
 	cmd := applyConfigCmd(cfg)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -84,7 +84,7 @@ func BenchmarkPlacementsPage(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if ps, next, _ := s.Freeze().Placements("tenant-05", "tenant-050000", 100); len(ps) != 100 || next == "" {
+		if ps, next := s.Freeze().Placements("tenant-05", "tenant-050000", 100); len(ps) != 100 || next == "" {
 			b.Fatal(len(ps), next)
 		}
 	}

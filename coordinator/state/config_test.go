@@ -32,7 +32,7 @@ func TestApplyConfigDiff(t *testing.T) {
 	wantEvents(t, ch, want...)
 	stamps := func(create, mod uint64) [2]uint64 { return [2]uint64{create, mod} }
 	cellStamps := map[string][2]uint64{"c1": stamps(10, 10), "c2": stamps(10, 20), "c3": stamps(20, 20)}
-	cells, rev := s.Freeze().Cells()
+	cells, rev := s.Freeze().Cells(), s.Freeze().Revision()
 	if rev != 20 || len(cells) != len(cellStamps) {
 		t.Fatalf("cells at %d: %v", rev, cells)
 	}
@@ -42,7 +42,7 @@ func TestApplyConfigDiff(t *testing.T) {
 		}
 	}
 	placementStamps := map[string][2]uint64{"tenant-a": stamps(10, 10), "tenant-b": stamps(10, 20), "tenant-c": stamps(20, 20)}
-	ps, _, _ := s.Freeze().Placements("", "", 0)
+	ps, _ := s.Freeze().Placements("", "", 0)
 	if len(ps) != len(placementStamps) {
 		t.Fatalf("placements %v", ps)
 	}
@@ -71,7 +71,7 @@ func TestApplyConfigDiff(t *testing.T) {
 	if got := ch.Events[0].GetSetTopology(); !proto.Equal(got, wantTopo) {
 		t.Fatalf("set_topology %v; want %v", got, wantTopo)
 	}
-	if c, _, _ := s.Freeze().Cell("c1"); c.GetModRevision() != 10 {
+	if c, _ := s.Freeze().Cell("c1"); c.GetModRevision() != 10 {
 		t.Fatalf("a topology change restamped cell c1: %v", c)
 	}
 }
@@ -100,7 +100,7 @@ func TestApplyConfigEventOrder(t *testing.T) {
 		if res.GetError() != nil {
 			t.Fatalf("config %d refused: %v", i, res.GetError())
 		}
-		got, _ := s.Freeze().Config()
+		got := s.Freeze().Config()
 		if len(got.GetCells()) != len(cfg.GetCells()) || len(got.GetPlacements()) != len(cfg.GetPlacements()) || got.GetDefaultCell() != cfg.GetDefaultCell() {
 			t.Fatalf("config %d not applied: %v", i, got)
 		}

@@ -80,7 +80,7 @@ func mustQuiet(t testing.TB, s *Store, index uint64, cmd *pb.Command) *pb.Comman
 
 func breakerOf(t testing.TB, s *Store, endpoint string) *pb.BreakerStatus {
 	t.Helper()
-	bs, _ := s.Freeze().Breakers()
+	bs := s.Freeze().Breakers()
 	for _, b := range bs {
 		if b.GetEndpoint() == endpoint {
 			return b
@@ -188,7 +188,7 @@ func TestHealthVerdictsEmitOnlyOnChange(t *testing.T) {
 	mustQuiet(t, s, 13, at(2*time.Second, checksCmd("e1", "us-east", "c1-use", false, false)))
 	// A second edge disagreeing makes a tie: the verdict stays.
 	mustQuiet(t, s, 14, at(3*time.Second, checksCmd("e2", "us-east", "c1-use", true)))
-	reports, rev := s.Freeze().Health()
+	reports, rev := s.Freeze().Health(), s.Freeze().Revision()
 	if rev != 12 {
 		t.Fatalf("health read at revision %d, want 12", rev)
 	}
@@ -227,8 +227,8 @@ func TestSnapshotCarriesBreakerAndHealthState(t *testing.T) {
 	if a, b := s.Freeze().State(), r.Freeze().State(); !proto.Equal(a, b) || len(a.GetBreakers()) != 1 {
 		t.Fatalf("restored state differs or lacks the open breaker:\n%v\n%v", a, b)
 	}
-	h1, _ := s.Freeze().Health()
-	h2, _ := r.Freeze().Health()
+	h1 := s.Freeze().Health()
+	h2 := r.Freeze().Health()
 	if !proto.Equal(&pb.ListHealthResponse{Endpoints: h1}, &pb.ListHealthResponse{Endpoints: h2}) {
 		t.Fatal("restored health observations differ")
 	}

@@ -90,9 +90,9 @@ func observations(h health.State) []*pb.HealthObservation {
 }
 
 // Breakers returns the breaker of every endpoint in the config, by endpoint
-// id, and the revision: an endpoint whose breaker never changed is listed
-// closed with mod_revision 0.
-func (v View) Breakers() ([]*pb.BreakerStatus, uint64) {
+// id: an endpoint whose breaker never changed is listed closed with
+// mod_revision 0.
+func (v View) Breakers() []*pb.BreakerStatus {
 	out := make([]*pb.BreakerStatus, 0, v.t.endpoints.Len())
 	v.t.endpoints.Scan(func(id, _ string) bool {
 		e, _ := v.t.epStates.Get(id)
@@ -103,12 +103,12 @@ func (v View) Breakers() ([]*pb.BreakerStatus, uint64) {
 		}
 		return true
 	})
-	return out, v.revision
+	return out
 }
 
 // Health returns every endpoint's verdict with each reporting edge's
-// observation, by endpoint id, and the revision.
-func (v View) Health() ([]*pb.EndpointHealthReport, uint64) {
+// observation, by endpoint id.
+func (v View) Health() []*pb.EndpointHealthReport {
 	out := make([]*pb.EndpointHealthReport, 0, v.t.endpoints.Len())
 	v.t.endpoints.Scan(func(id, _ string) bool {
 		e, _ := v.t.epStates.Get(id)
@@ -119,7 +119,7 @@ func (v View) Health() ([]*pb.EndpointHealthReport, uint64) {
 		out = append(out, r)
 		return true
 	})
-	return out, v.revision
+	return out
 }
 
 // NextDeadline returns the earliest time at which a TickOp would change some

@@ -38,7 +38,8 @@ func TestPlacementsPaging(t *testing.T) {
 			var got []string
 			after, pages := "", 0
 			for {
-				ps, next, rev := s.Freeze().Placements(prefix, after, limit)
+				ps, next := s.Freeze().Placements(prefix, after, limit)
+				rev := s.Freeze().Revision()
 				if rev != index {
 					t.Fatalf("revision %d; want %d", rev, index)
 				}
@@ -63,13 +64,13 @@ func TestPlacementsPaging(t *testing.T) {
 		}
 	}
 	// A startAfter outside the prefix range, or past its end, is harmless.
-	if ps, next, _ := s.Freeze().Placements("tenant-", "a", 0); len(ps) != 2 || next != "" {
+	if ps, next := s.Freeze().Placements("tenant-", "a", 0); len(ps) != 2 || next != "" {
 		t.Fatalf("startAfter before the prefix: %v %q", ps, next)
 	}
-	if ps, _, _ := s.Freeze().Placements("tenant-", "tenant-b", 0); len(ps) != 0 {
+	if ps, _ := s.Freeze().Placements("tenant-", "tenant-b", 0); len(ps) != 0 {
 		t.Fatalf("startAfter at the end: %v", ps)
 	}
-	if p, _, ok := s.Freeze().Placement("nope"); ok || p != nil {
+	if p, ok := s.Freeze().Placement("nope"); ok || p != nil {
 		t.Fatalf("Placement(nope) = %v", p)
 	}
 }
@@ -81,7 +82,7 @@ func TestConfigOrder(t *testing.T) {
 	slices.Reverse(cfg.Placements)
 	s := New()
 	mustChange(t, s, 1, applyConfigCmd(cfg))
-	got, rev := s.Freeze().Config()
+	got, rev := s.Freeze().Config(), s.Freeze().Revision()
 	if rev != 1 {
 		t.Fatalf("revision %d", rev)
 	}

@@ -102,7 +102,7 @@ func TestRetriedHealthBatchCountsOnce(t *testing.T) {
 	if o, h, _ := s.Freeze().ReportBatches("e1"); o != 9 || h != 9 {
 		t.Fatalf("e1's batches %d/%d; want 9/9", o, h)
 	}
-	eps, _ := s.Freeze().Health()
+	eps := s.Freeze().Health()
 	for _, ep := range eps {
 		if ep.GetStatus().GetEndpoint() == "c1-use" && ep.GetStatus().GetVerdict() == pb.HealthVerdict_HEALTH_VERDICT_UNHEALTHY {
 			t.Fatalf("c1-use health %v after one failed check sent twice; want not unhealthy", ep)

@@ -211,10 +211,11 @@ func (s *Store) publish(revision uint64, topo *topology) {
 }
 
 // View is the state at one revision, captured in O(1) by Freeze. It stays
-// the same however the store moves on (a later Apply, or a restore that
-// replaces the store), and is safe for concurrent use. Every read method
-// answers from that one revision, and those returning a revision return the
-// View's. Objects returned by reads are copies owned by the caller. The zero
+// the same however the store moves on (a later Apply, or a Restore), and is
+// safe for concurrent use. Every read method answers from that one
+// revision, which Revision names: an answer built from several reads of one
+// View, with its Revision, is consistent. Objects returned by reads are
+// copies owned by the caller. The zero
 // View is not usable; take one from Freeze.
 type View struct{ *version }
 
@@ -252,10 +253,10 @@ func (v View) Snapshot(applied uint64) (*pb.Snapshot, error) {
 	}, nil
 }
 
-// Config returns a deep copy of the routing config and the view's revision:
-// regions and latencies as given, cells ordered by id, placements by key,
-// every cell and placement with its stamps.
-func (v View) Config() (*pb.RoutingConfig, uint64) { return v.config(), v.revision }
+// Config returns a deep copy of the routing config: regions and latencies
+// as given, cells ordered by id, placements by key, every cell and
+// placement with its stamps.
+func (v View) Config() *pb.RoutingConfig { return v.config() }
 
 func (v *version) config() *pb.RoutingConfig {
 	cfg := &pb.RoutingConfig{
@@ -292,29 +293,24 @@ func (v *version) members() []*pb.Member {
 	return out
 }
 
-// Cell returns a copy of the cell with this id and the view's revision.
-func (v View) Cell(id string) (*pb.Cell, uint64, bool) {
-	c, ok := lookup(v.t.cells, id, cloneCell)
-	return c, v.revision, ok
-}
+// Cell returns a copy of the cell with this id.
+func (v View) Cell(id string) (*pb.Cell, bool) { return lookup(v.t.cells, id, cloneCell) }
 
-// Cells returns copies of every cell, ordered by id, and the view's revision.
-func (v View) Cells() ([]*pb.Cell, uint64) { return v.cells(), v.revision }
+// Cells returns copies of every cell, ordered by id.
+func (v View) Cells() []*pb.Cell { return v.cells() }
 
-// Placement returns a copy of the placement for key and the view's revision.
-func (v View) Placement(key string) (*pb.Placement, uint64, bool) {
-	p, ok := lookup(v.t.placements, key, clonePlacement)
-	return p, v.revision, ok
+// Placement returns a copy of the placement for key.
+func (v View) Placement(key string) (*pb.Placement, bool) {
+	return lookup(v.t.placements, key, clonePlacement)
 }
 
 // Placements pages through the placements whose key starts with prefix, in key
 // order, starting after the key startAfter ("" for the first page). It returns
 // at most limit placements (limit <= 0: all of them), the key to pass as
-// startAfter for the next page ("" when this page is the last), and the view's
-// revision. It costs O(log n + limit): the placements are kept sorted.
-// Successive pages read from successive views may come from different
-// revisions.
-func (v View) Placements(prefix, startAfter string, limit int) (ps []*pb.Placement, next string, rev uint64) {
+// startAfter for the next page ("" when this page is the last). It costs
+// O(log n + limit): the placements are kept sorted. Successive pages read
+// from successive views may come from different revisions.
+func (v View) Placements(prefix, startAfter string, limit int) (ps []*pb.Placement, next string) {
 	pivot := max(prefix, startAfter)
 	v.t.placements.Ascend(pivot, func(k string, p *pb.Placement) bool {
 		if k == startAfter {
@@ -330,7 +326,7 @@ func (v View) Placements(prefix, startAfter string, limit int) (ps []*pb.Placeme
 		ps = append(ps, clonePlacement(p))
 		return true
 	})
-	return ps, next, v.revision
+	return ps, next
 }
 
 // Members returns copies of every member, ordered by name.

@@ -91,7 +91,7 @@ func (c *Cluster) followLatencies(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		cfg, rev := v.Config()
+		cfg, rev := v.Config(), v.Revision()
 		seen = rev
 		if len(cfg.GetRegions()) > 0 {
 			c.setLatencies(cfg.GetLatencies())

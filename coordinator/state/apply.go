@@ -84,10 +84,10 @@ func (s *Store) Halted() error {
 	return nil
 }
 
-// Halt stops the store as a command it cannot apply would (Restore calls it
+// halt stops the store as a command it cannot apply would (Restore calls it
 // with the error of a snapshot whose state applied such an op). A store
 // halts once; later halts keep the first reason.
-func (s *Store) Halt(h *HaltError) { s.halted.CompareAndSwap(nil, h) }
+func (s *Store) halt(h *HaltError) { s.halted.CompareAndSwap(nil, h) }
 
 func haltedResult(revision uint64, h *HaltError) *pb.CommandResult {
 	return &pb.CommandResult{Revision: revision, Error: commandError(pb.CommandError_CODE_UNKNOWN_OP, "", "%s", h.Error())}

@@ -161,13 +161,13 @@ func FromSnapshot(snap *pb.Snapshot) (*Store, error) {
 // never a patched one); Views taken before keep the state they captured.
 // A snapshot FromSnapshot refuses leaves the state as it was and returns
 // its error. A snapshot whose state applied an op this binary cannot apply
-// halts the store instead (see Halt) and returns the *HaltError: its state
+// halts the store instead (as Apply does on such an op) and returns the *HaltError: its state
 // may hold what this binary cannot represent. Call it from the goroutine
 // that calls Apply.
 func (s *Store) Restore(snap *pb.Snapshot) error {
 	fresh, err := FromSnapshot(snap)
 	if h := (*HaltError)(nil); errors.As(err, &h) {
-		s.Halt(h)
+		s.halt(h)
 		return h
 	}
 	if err != nil {

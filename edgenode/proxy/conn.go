@@ -143,7 +143,7 @@ func (c *conn) serve() {
 			c.badRequest(c.readErr)
 			return
 		}
-		if err := c.rs.req.parse(); err != nil {
+		if err := c.rs.req.parse(&c.s.cfg.HeadLimits); err != nil {
 			c.badRequest(err)
 			return
 		}
@@ -229,6 +229,8 @@ func (c *conn) badRequest(err error) {
 	switch {
 	case errors.Is(err, errHeaderTooLarge):
 		status, msg = 431, "request head too large"
+	case errors.Is(err, errURITooLong):
+		status, msg = 414, "request target too long"
 	case errors.Is(err, errMalformed):
 		status, msg = 400, "malformed request"
 	case errors.Is(err, errUnsupportedTE):
@@ -237,6 +239,9 @@ func (c *conn) badRequest(err error) {
 		status, msg = 505, "unsupported HTTP version"
 	default:
 		return // the client went away or timed out: nobody to answer
+	}
+	if he := (*headError)(nil); errors.As(err, &he) {
+		msg = he.msg
 	}
 	c.newRay()
 	c.rs.req.keepAlive = false

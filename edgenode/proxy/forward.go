@@ -279,7 +279,7 @@ func (c *conn) awaitResponse(uc *upConn, ep *route.Endpoint, start time.Time, st
 			err = resp.readHead(uc.br, c.s.cfg.MaxHeaderBytes)
 		}
 		if err == nil {
-			err = resp.parse()
+			err = resp.parse(c.s.cfg.MaxConnectionTokens)
 		}
 		if err != nil {
 			uc.close()

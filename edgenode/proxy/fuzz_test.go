@@ -41,7 +41,8 @@ func FuzzRequestHead(f *testing.F) {
 		if err := r.readHead(bufio.NewReader(bytes.NewReader(data)), 64<<10); err != nil {
 			return
 		}
-		if err := r.parse(); err != nil {
+		lim := HeadLimits{}.withDefaults()
+		if err := r.parse(&lim); err != nil {
 			return
 		}
 		// RFC 9112 2.2 lets a server skip empty lines before the request

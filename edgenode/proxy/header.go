@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"strconv"
 )
 
 // hkind classifies the header names the proxy acts on; everything else is
@@ -186,7 +187,98 @@ var (
 	errMalformed       = errors.New("malformed message")
 	errUnsupportedTE   = errors.New("unsupported transfer-encoding")
 	errUnsupportedVers = errors.New("unsupported HTTP version")
+	errURITooLong      = errors.New("request target too long")
+
+	errTooManyFields     = &headError{errHeaderTooLarge, "too many header fields"}
+	errTooManyConnTokens = &headError{errMalformed, "too many Connection tokens"}
+	errTargetTooLong     = &headError{errURITooLong, "request target too long"}
 )
+
+// headError is a head refused by a limit or rule with a message of its
+// own; it unwraps to the error that decides the status.
+type headError struct {
+	status error
+	msg    string
+}
+
+func (e *headError) Error() string { return e.msg }
+func (e *headError) Unwrap() error { return e.status }
+
+// UnderscoreAction says what becomes of a request header whose name holds
+// an underscore, as Envoy's headers_with_underscores_action: CGI and WSGI
+// upstreams map "-" and "_" to the same variable, so X_Edge_Key_Id would
+// reach them as the identity header the edge sets.
+type UnderscoreAction uint8
+
+const (
+	// UnderscoresReject answers 400 naming the header (the default).
+	UnderscoresReject UnderscoreAction = iota
+	// UnderscoresDrop removes the header; the request goes on.
+	UnderscoresDrop
+	// UnderscoresAllow forwards the header as sent.
+	UnderscoresAllow
+)
+
+// ParseUnderscoreAction reads "reject", "drop" or "allow".
+func ParseUnderscoreAction(s string) (UnderscoreAction, error) {
+	switch s {
+	case "reject":
+		return UnderscoresReject, nil
+	case "drop":
+		return UnderscoresDrop, nil
+	case "allow":
+		return UnderscoresAllow, nil
+	}
+	return 0, errors.New("headers with underscores: want reject, drop or allow, not " + strconv.Quote(s))
+}
+
+// HeadLimits bound what a client's request head may hold, so that parsing
+// and rewriting one costs time linear in its size and small in absolute
+// terms. Zero fields take the defaults.
+type HeadLimits struct {
+	// MaxHeaderCount bounds the header fields of a request; over it the
+	// client gets 431. Default 100 (Envoy's max_headers_count).
+	MaxHeaderCount int
+	// MaxConnectionTokens bounds the tokens of a request's or response's
+	// Connection fields, each of which names a field to drop: with at most
+	// MaxHeaderCount fields that bounds the comparisons. Over it: 400
+	// (502 from an upstream). Default 16.
+	MaxConnectionTokens int
+	// MaxRequestTarget bounds the request target in bytes; over it: 414.
+	// Default 8 KiB (nginx's large_client_header_buffers).
+	MaxRequestTarget int
+	// HeadersWithUnderscores says what becomes of request header names
+	// holding "_". Default UnderscoresReject.
+	HeadersWithUnderscores UnderscoreAction
+	// AllowedUpgrades lists the Upgrade protocols, besides websocket, that
+	// are forwarded (ASCII case-insensitive, a "/version" suffix ignored).
+	// Other Upgrade requests are forwarded as plain requests without their
+	// Upgrade, as nginx does. A per-cell list needs a proto change.
+	AllowedUpgrades []string
+}
+
+func (l HeadLimits) withDefaults() HeadLimits {
+	l.MaxHeaderCount = orDefault(l.MaxHeaderCount, 100)
+	l.MaxConnectionTokens = orDefault(l.MaxConnectionTokens, 16)
+	l.MaxRequestTarget = orDefault(l.MaxRequestTarget, 8<<10)
+	return l
+}
+
+// upgradeAllowed reports whether the Upgrade token tok may be forwarded.
+func (l *HeadLimits) upgradeAllowed(tok []byte) bool {
+	if i := bytes.IndexByte(tok, '/'); i >= 0 {
+		tok = tok[:i]
+	}
+	if eqFold(tok, "websocket") {
+		return true
+	}
+	for _, a := range l.AllowedUpgrades {
+		if eqFoldBytes(tok, []byte(a)) {
+			return true
+		}
+	}
+	return false
+}
 
 // field is one header line, split in place in the head buffer.
 type field struct {
@@ -208,6 +300,7 @@ type head struct {
 	connKeepAlive bool
 	connUpgrade   bool
 	connTokens    [][]byte // other names listed in Connection: hop-by-hop
+	connCount     int      // tokens of the Connection fields, all kinds
 }
 
 // reset readies h for reading the next head with readHead.
@@ -248,8 +341,10 @@ func (h *head) readHead(br *bufio.Reader, limit int) error {
 }
 
 // parseFields splits the header lines (after the first line) into h.fields
-// and reads the framing and Connection fields.
-func (h *head) parseFields(rest []byte) error {
+// and reads the framing and Connection fields. maxFields (0: any number)
+// and maxConnTokens bound them; us says what becomes of names with "_".
+func (h *head) parseFields(rest []byte, maxFields, maxConnTokens int, us UnderscoreAction) error {
+	n := 0
 	for len(rest) > 0 {
 		i := bytes.IndexByte(rest, '\n')
 		line := rest[:i]
@@ -267,8 +362,13 @@ func (h *head) parseFields(rest []byte) error {
 		if colon <= 0 {
 			return errMalformed
 		}
+		if n++; maxFields > 0 && n > maxFields {
+			return errTooManyFields
+		}
 		name := line[:colon]
+		underscore := false
 		for _, c := range name {
+			underscore = underscore || c == '_'
 			if c <= ' ' || c >= 0x7f || c == '"' || c == '(' || c == ')' || c == ',' || c == '/' || c == ';' || c == '<' || c == '>' || c == '=' || c == '?' || c == '@' || c == '[' || c == ']' || c == '\\' || c == '{' || c == '}' {
 				return errMalformed
 			}
@@ -277,8 +377,16 @@ func (h *head) parseFields(rest []byte) error {
 		if !validFieldValue(value) {
 			return errMalformed
 		}
+		if underscore {
+			switch us {
+			case UnderscoresReject:
+				return &headError{errMalformed, "header name with an underscore refused: " + string(name)}
+			case UnderscoresDrop:
+				continue
+			}
+		}
 		f := field{name: name, value: value, kind: classify(name)}
-		if err := h.noteField(&f); err != nil {
+		if err := h.noteField(&f, maxConnTokens); err != nil {
 			return err
 		}
 		h.fields = append(h.fields, f)
@@ -301,7 +409,7 @@ func validFieldValue[T string | []byte](v T) bool {
 	return true
 }
 
-func (h *head) noteField(f *field) error {
+func (h *head) noteField(f *field, maxConnTokens int) error {
 	switch f.kind {
 	case hContentLength:
 		n, ok := parseLength(f.value)
@@ -316,6 +424,9 @@ func (h *head) noteField(f *field) error {
 		h.chunked = true
 	case hConnection:
 		tokens(f.value, func(tok []byte) {
+			if h.connCount++; h.connCount > maxConnTokens {
+				return
+			}
 			switch {
 			case eqFold(tok, "close"):
 				h.connClose = true
@@ -327,11 +438,16 @@ func (h *head) noteField(f *field) error {
 				h.connTokens = append(h.connTokens, tok)
 			}
 		})
+		if h.connCount > maxConnTokens {
+			return errTooManyConnTokens
+		}
 	}
 	return nil
 }
 
 // listedInConnection reports whether the Connection header names this field.
+// The tokens are at most MaxConnectionTokens, so dropping them costs at most
+// that many comparisons a field.
 func (h *head) listedInConnection(name []byte) bool {
 	for _, t := range h.connTokens {
 		if eqFoldBytes(t, name) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"net/http"
 )
 
 // response is an upstream response head, parsed in place.
@@ -22,8 +23,9 @@ const (
 	bodyUntilClose
 )
 
-// parse parses the head readHead read (after reset).
-func (r *response) parse() error {
+// parse parses the head readHead read (after reset); maxConnTokens bounds
+// the tokens of its Connection fields.
+func (r *response) parse(maxConnTokens int) error {
 	i := bytes.IndexByte(r.buf, '\n')
 	line := r.buf[:i]
 	if n := len(line); n > 0 && line[n-1] == '\r' {
@@ -52,8 +54,15 @@ func (r *response) parse() error {
 	r.reason = nil
 	if len(line) > 13 {
 		r.reason = line[13:]
+		if !validFieldValue(r.reason) {
+			// A reason-phrase is tabs, spaces, visible characters and
+			// obs-text (RFC 9112 4), as a field value. It carries no
+			// meaning and clients should ignore it, so a bad one costs the response only its
+			// text, not a 502; no control character reaches the client.
+			r.reason = []byte(http.StatusText(r.status))
+		}
 	}
-	return r.parseFields(r.buf[i+1:])
+	return r.parseFields(r.buf[i+1:], 0, maxConnTokens, UnderscoresAllow)
 }
 
 // body says how this response's body is delimited, given the request method.

@@ -52,8 +52,12 @@ type Config struct {
 	// WriteTimeout bounds how long one write to a client may block (a client
 	// that stops reading). Default 60s.
 	WriteTimeout time.Duration
-	// MaxHeaderBytes bounds a request or response head. Default 64 KiB.
+	// MaxHeaderBytes bounds a request or response head; a request over it
+	// gets 431. Default 64 KiB.
 	MaxHeaderBytes int
+	// HeadLimits bound the fields, Connection tokens and target of a
+	// request head, and say which header names and upgrades pass.
+	HeadLimits
 	// ReadMode chooses how connections are read. Default ReadFirst (see
 	// DESIGN.md, "Waiting before reading").
 	ReadMode ReadMode
@@ -113,6 +117,7 @@ func New(cfg Config) *Server {
 	cfg.ClientIdleTimeout = orDefault(cfg.ClientIdleTimeout, 75*time.Second)
 	cfg.WriteTimeout = orDefault(cfg.WriteTimeout, 60*time.Second)
 	cfg.MaxHeaderBytes = orDefault(cfg.MaxHeaderBytes, 64<<10)
+	cfg.HeadLimits = cfg.HeadLimits.withDefaults()
 	cfg.MaxIdlePerHost = orDefault(cfg.MaxIdlePerHost, 1024)
 	cfg.AuthTimeout = orDefault(cfg.AuthTimeout, 2*time.Second)
 	if cfg.Logger == nil {

@@ -263,7 +263,7 @@ func TestUpgradeIsTunnelled(t *testing.T) {
 	}))
 	defer be.Close()
 	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
-	h := startProxy(t, tb, nil)
+	h := startProxy(t, tb, func(c *Config) { c.AllowedUpgrades = []string{"echo"} }) // only websocket passes by default
 	c := dialRaw(t, h.addr)
 	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nX-Routing-Key: acme\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 	br := bufio.NewReader(c)

@@ -76,6 +76,13 @@ type Config struct {
 	// proxy.ReadFirst, never stalls; proxy.WaitFirst saves a system call
 	// twice per request but can stall a request up to 10 ms in rare cases.
 	ProxyReadMode proxy.ReadMode
+	// ProxyMaxHeaderBytes bounds a request or response head (431 over it
+	// for a request). Default 64 KiB.
+	ProxyMaxHeaderBytes int
+	// ProxyHead bounds the fields, Connection tokens and target of client
+	// request heads and says which header names and upgrades pass
+	// (proxy.HeadLimits; zero fields take its defaults).
+	ProxyHead proxy.HeadLimits
 	// ShutdownTimeout bounds how long Close lets requests in flight finish. Default 10s.
 	ShutdownTimeout time.Duration
 	// WatchBackoffBase and WatchBackoffMax bound the reconnect backoff. Defaults 100ms and 3s.
@@ -180,6 +187,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
 		ClientIdleTimeout:   cfg.ClientIdleTimeout,
 		ReadMode:            cfg.ProxyReadMode,
+		MaxHeaderBytes:      cfg.ProxyMaxHeaderBytes,
+		HeadLimits:          cfg.ProxyHead,
 		Nonces:              n.nonces,
 		Tokens:              n.tokens,
 		AuthTimeout:         cfg.AuthTimeout,

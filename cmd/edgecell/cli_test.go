@@ -271,6 +271,8 @@ func TestUsageErrorsExit2WithoutCallingTheServer(t *testing.T) {
 		{[]string{"frobnicate"}, "unknown command"},
 		{[]string{"edges", "--bogus"}, "unknown flag"},
 		{[]string{"edges", "--timeout", "0s"}, "--timeout"},
+		{[]string{"edge", "--name", "e", "--region", "r", "--data-dir", t.TempDir(), "--coordinators", "x", "--headers-with-underscores", "ignore"}, "--headers-with-underscores: want reject, drop or allow"},
+		{[]string{"edge", "--name", "e", "--region", "r", "--data-dir", t.TempDir(), "--coordinators", "x", "--max-header-count", "0"}, "--max-header-count: want a positive number"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

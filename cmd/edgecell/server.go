@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgecell/edgecell/coordinator"
 	"github.com/edgecell/edgecell/edgenode"
+	"github.com/edgecell/edgecell/edgenode/proxy"
 )
 
 // service is a running coordinator or edge.
@@ -110,6 +111,8 @@ func (a *app) edgeCommand() *cobra.Command {
 	var (
 		cfg          edgenode.Config
 		coordinators string
+		underscores  string
+		upgrades     string
 	)
 	cmd := &cobra.Command{
 		Use:   "edge --name N --region R --data-dir D --listen ADDR --coordinators A,B,C",
@@ -137,6 +140,21 @@ coordinators run with --insecure, in plaintext.`,
 			if len(cfg.Coordinators) == 0 {
 				return usagef("--coordinators: give at least one coordinator gRPC address")
 			}
+			for name, v := range map[string]int{"max-header-bytes": cfg.ProxyMaxHeaderBytes, "max-header-count": cfg.ProxyHead.MaxHeaderCount,
+				"max-connection-tokens": cfg.ProxyHead.MaxConnectionTokens, "max-request-target": cfg.ProxyHead.MaxRequestTarget} {
+				if v <= 0 {
+					return usagef("--%s: want a positive number, not %d", name, v)
+				}
+			}
+			var err error
+			if cfg.ProxyHead.HeadersWithUnderscores, err = proxy.ParseUnderscoreAction(underscores); err != nil {
+				return usagef("--headers-with-underscores: want reject, drop or allow, not %q", underscores)
+			}
+			for _, u := range strings.Split(upgrades, ",") {
+				if u = strings.TrimSpace(u); u != "" {
+					cfg.ProxyHead.AllowedUpgrades = append(cfg.ProxyHead.AllowedUpgrades, u)
+				}
+			}
 			return a.runService(cmd, func(ctx context.Context, log *slog.Logger) (service, error) {
 				cfg.Logger = log
 				var err error
@@ -153,6 +171,12 @@ coordinators run with --insecure, in plaintext.`,
 	f.StringVar(&cfg.AdminListen, "admin-listen", "", "HTTP listen address for health and metrics (empty: none)")
 	f.StringVar(&coordinators, "coordinators", "", "comma-separated gRPC addresses of coordinators")
 	f.StringVar(&cfg.ClusterID, "cluster-id", "", "follow only this cluster (the id `edgecell cluster status` shows); unset, follow whichever cluster the coordinators serve")
+	f.IntVar(&cfg.ProxyMaxHeaderBytes, "max-header-bytes", 64<<10, "largest request (or response) head in bytes; a request over it gets 431")
+	f.IntVar(&cfg.ProxyHead.MaxHeaderCount, "max-header-count", 100, "most header fields in a request; over it: 431")
+	f.IntVar(&cfg.ProxyHead.MaxConnectionTokens, "max-connection-tokens", 16, "most tokens in a request's (or response's) Connection fields; over it: 400 (502)")
+	f.IntVar(&cfg.ProxyHead.MaxRequestTarget, "max-request-target", 8<<10, "longest request target in bytes; over it: 414")
+	f.StringVar(&underscores, "headers-with-underscores", "reject", "request header names with \"_\": reject (400), drop, or allow")
+	f.StringVar(&upgrades, "allow-upgrades", "", "comma-separated Upgrade protocols forwarded besides websocket (others go as plain requests)")
 	requireFlags(cmd, "name", "region", "data-dir", "coordinators")
 	return cmd
 }

@@ -32,6 +32,17 @@ func FuzzRequestHead(f *testing.F) {
 		"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
 		"GET /\x00 HTTP/1.1\r\nHost: a\r\n\r\n",
+		// Head limits and hygiene (headlimits_test.go).
+		"GET / HTTP/1.1\r\nHost: a\r\nX_Edge_Key_Id: k1\r\n\r\n",
+		"GET /api/../admin HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /api/%2e%2E/admin?x=/../y HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /../x HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a/..%2fb/./c/.. HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET http://h/a/b/../../c HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAA\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: 1\r\n", 100) + "\r\n",
+		"GET /" + strings.Repeat("a", 8<<10) + " HTTP/1.1\r\nHost: a\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -56,6 +67,16 @@ func FuzzRequestHead(f *testing.F) {
 				return
 			}
 			t.Fatalf("edge accepted a head net/http refuses (%v):\n%q", err, data)
+		}
+		if len(r.fields) > lim.MaxHeaderCount || len(r.connTokens) > lim.MaxConnectionTokens || len(std.RequestURI) > lim.MaxRequestTarget {
+			t.Fatalf("over a limit: %d fields, %d Connection tokens, target of %d bytes:\n%q", len(r.fields), len(r.connTokens), len(std.RequestURI), data)
+		}
+		if p, _, _ := bytes.Cut(r.target, []byte("?")); len(p) > 0 && p[0] == '/' {
+			for _, seg := range bytes.Split(p[1:], []byte("/")) {
+				if dotSegment(seg) != 0 {
+					t.Fatalf("dot segment left in %q:\n%q", r.target, data)
+				}
+			}
 		}
 		if string(r.method) != std.Method {
 			t.Fatalf("method %q, net/http %q:\n%q", r.method, std.Method, data)

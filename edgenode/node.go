@@ -24,6 +24,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode/proxy"
 	"github.com/edgecell/edgecell/edgenode/report"
 	"github.com/edgecell/edgecell/edgenode/route"
+	"github.com/edgecell/edgecell/edgenode/tlsterm"
 	"github.com/edgecell/edgecell/edgenode/watch"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/clusterid"
@@ -40,6 +41,13 @@ type Config struct {
 	DataDir string
 	// Listen is the proxy's HTTP address, e.g. 127.0.0.1:8081 or 127.0.0.1:0.
 	Listen string
+	// HTTPS, if set, are the certificates the proxy terminates client TLS
+	// with: on TLSListen, or, without TLSListen, on Listen (which then
+	// serves HTTPS only).
+	HTTPS *tlsterm.Certificates
+	// TLSListen is the proxy's HTTPS address, next to Listen's HTTP; it
+	// needs HTTPS.
+	TLSListen string
 	// AdminListen, if set, serves /healthz, /readyz and /metrics.
 	AdminListen string
 	// Coordinators are gRPC addresses to follow the state from (a seed: the
@@ -113,6 +121,7 @@ type Node struct {
 	persist *cache.Persister
 	proxy   *proxy.Server
 	ln      net.Listener
+	tlsLn   net.Listener // the HTTPS listener: ln itself, another, or nil
 	admin   *http.Server
 	adminLn net.Listener
 	watch   *watch.Client
@@ -200,7 +209,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.abort()
 		return nil, fmt.Errorf("%w: Listen %q: %w", ErrInvalidConfig, cfg.Listen, err)
 	}
-	go n.serveProxy()
+	if cfg.HTTPS != nil && cfg.TLSListen == "" {
+		n.ln = tls.NewListener(n.ln, cfg.HTTPS.Config())
+		n.tlsLn = n.ln
+	}
+	go n.serveProxy(n.ln)
+	if cfg.TLSListen != "" {
+		ln, err := lc.Listen(ctx, "tcp", cfg.TLSListen)
+		if err != nil {
+			n.abort()
+			return nil, fmt.Errorf("%w: TLSListen %q: %w", ErrInvalidConfig, cfg.TLSListen, err)
+		}
+		n.tlsLn = tls.NewListener(ln, cfg.HTTPS.Config())
+		go n.serveProxy(n.tlsLn)
+	}
 	if cfg.AdminListen != "" {
 		if n.adminLn, err = lc.Listen(ctx, "tcp", cfg.AdminListen); err != nil {
 			n.abort()
@@ -235,7 +257,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.log.Info("edge serving", "addr", n.Addr(), "revision", n.Revision(), "placements", n.table.Load().Placements())
+	n.log.Info("edge serving", "addr", n.Addr(), "https_addr", n.TLSAddr(), "revision", n.Revision(), "placements", n.table.Load().Placements())
 	return n, nil
 }
 
@@ -254,6 +276,9 @@ func validate(cfg *Config) error {
 		if f.v == "" {
 			return fmt.Errorf("%w: %s is required", ErrInvalidConfig, f.name)
 		}
+	}
+	if cfg.TLSListen != "" && cfg.HTTPS == nil {
+		return fmt.Errorf("%w: TLSListen needs certificates (HTTPS; --tls-cert and --tls-key)", ErrInvalidConfig)
 	}
 	if cfg.ClusterID != "" {
 		if err := clusterid.Validate(cfg.ClusterID); err != nil {
@@ -293,8 +318,8 @@ func (n *Node) loadCache() *route.Table {
 	return route.Empty(n.cfg.Region)
 }
 
-func (n *Node) serveProxy() {
-	if err := n.proxy.Serve(n.ln); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+func (n *Node) serveProxy(ln net.Listener) {
+	if err := n.proxy.Serve(ln); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
 		n.log.Error("proxy listener failed", "err", err)
 	}
 }
@@ -313,6 +338,9 @@ func (n *Node) abort() {
 	if n.ln != nil {
 		n.ln.Close()
 	}
+	if n.tlsLn != nil {
+		n.tlsLn.Close()
+	}
 	if n.adminLn != nil {
 		n.adminLn.Close()
 	}
@@ -320,8 +348,18 @@ func (n *Node) abort() {
 	n.store.Close()
 }
 
-// Addr is the bound proxy address.
+// Addr is the bound proxy address (Listen's; HTTPS when HTTPS is set
+// without TLSListen).
 func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// TLSAddr is the bound HTTPS proxy address: TLSListen's, Listen's when
+// HTTPS is set without TLSListen, or "" without HTTPS.
+func (n *Node) TLSAddr() string {
+	if n.tlsLn == nil {
+		return ""
+	}
+	return n.tlsLn.Addr().String()
+}
 
 // AdminAddr is the bound admin address, or "" without AdminListen.
 func (n *Node) AdminAddr() string {

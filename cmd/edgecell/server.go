@@ -108,6 +108,7 @@ coordinators. --insecure serves both in plaintext to anyone.`,
 }
 
 func (a *app) edgeCommand() *cobra.Command {
+	var https *edgeHTTPS // the client TLS flags (edgetls.go)
 	var (
 		cfg          edgenode.Config
 		coordinators string
@@ -161,6 +162,9 @@ coordinators run with --insecure, in plaintext.`,
 				if cfg.TLS, err = a.serviceTLS(log); err != nil {
 					return nil, err
 				}
+				if err := https.apply(&cfg, log); err != nil {
+					return nil, err
+				}
 				return edgenode.Start(ctx, cfg)
 			})
 		},
@@ -169,6 +173,7 @@ coordinators run with --insecure, in plaintext.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8081", "HTTP listen address of the proxy")
 	f.StringVar(&cfg.AdminListen, "admin-listen", "", "HTTP listen address for health and metrics (empty: none)")
+	https = edgeTLSFlags(cmd, &cfg)
 	f.StringVar(&coordinators, "coordinators", "", "comma-separated gRPC addresses of coordinators")
 	f.StringVar(&cfg.ClusterID, "cluster-id", "", "follow only this cluster (the id `edgecell cluster status` shows); unset, follow whichever cluster the coordinators serve")
 	f.IntVar(&cfg.ProxyMaxHeaderBytes, "max-header-bytes", 64<<10, "largest request (or response) head in bytes; a request over it gets 431")

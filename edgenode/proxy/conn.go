@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -38,6 +39,9 @@ type conn struct {
 	bw       *bufio.Writer
 	state    atomic.Int32
 	clientIP []byte
+	// tls is set for a connection accepted on a TLS listener: its scheme
+	// is https (X-Forwarded-Proto).
+	tls bool
 
 	rs       reqState // the current request's
 	scratch  []byte   // reply bodies are built here
@@ -95,6 +99,7 @@ func (c *conn) attach(nc net.Conn) {
 	c.linger = false
 	c.rdl, c.wdl, c.shortRead = time.Time{}, time.Time{}, false
 	c.rw.init(nc, c.s.cfg.ReadMode)
+	_, c.tls = nc.(*tls.Conn)
 	c.clientIP = c.clientIP[:0]
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.clientIP = append(c.clientIP, host...)

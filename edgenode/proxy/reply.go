@@ -168,7 +168,11 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 		}
 	}
 	w.Write(c.clientIP)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	if c.tls {
+		w.WriteString("\r\nX-Forwarded-Proto: https\r\n")
+	} else {
+		w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	}
 	if len(r.host) > 0 {
 		w.WriteString("X-Forwarded-Host: ")
 		w.Write(r.host)

@@ -20,6 +20,7 @@ import (
 	"github.com/edgecell/edgecell/edgenode"
 	"github.com/edgecell/edgecell/edgenode/cache"
 	"github.com/edgecell/edgecell/edgenode/proxy"
+	"github.com/edgecell/edgecell/edgenode/tlsterm"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 )
 
@@ -31,6 +32,9 @@ func main() {
 	placements := flag.Int("placements", 100000, "placements in the table (realistic lookups)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	readMode := flag.String("read-mode", "read-first", "proxy read mode: read-first (default) or wait-first")
+	tlsListen := flag.String("tls-listen", "", "HTTPS listen address (needs --tls-cert and --tls-key)")
+	tlsCert := flag.String("tls-cert", "", "PEM certificate for --tls-listen")
+	tlsKey := flag.String("tls-key", "", "PEM key for --tls-listen")
 	flag.Parse()
 	if *dataDir == "" {
 		fmt.Fprintln(os.Stderr, "edge: --data-dir is required")
@@ -46,14 +50,24 @@ func main() {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*listen, *upstream, *dataDir, *key, *readMode, *placements); err != nil {
+	https := edgenode.Config{TLSListen: *tlsListen}
+	if *tlsListen != "" {
+		certs, err := tlsterm.New([]tlsterm.Pair{{Cert: *tlsCert, Key: *tlsKey}}, nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "edge:", err)
+			os.Exit(2)
+		}
+		https.HTTPS = certs
+	}
+	if err := run(*listen, https, *upstream, *dataDir, *key, *readMode, *placements); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, upstream, dataDir, key, readMode string, placements int) error {
+// run serves; https holds the HTTPS fields of the edge's Config (none: HTTP only).
+func run(listen string, https edgenode.Config, upstream, dataDir, key, readMode string, placements int) error {
 	st := &pb.State{Revision: 1, Config: &pb.RoutingConfig{
 		Regions: []*pb.Region{{Name: "bench"}},
 		Cells: []*pb.Cell{{Id: "bench-cell", Endpoints: []*pb.Endpoint{
@@ -93,6 +107,8 @@ func run(listen, upstream, dataDir, key, readMode string, placements int) error 
 		Coordinators:  []string{"127.0.0.1:1"}, // nobody there: fail-static
 		Logger:        log,
 		ProxyReadMode: mode,
+		HTTPS:         https.HTTPS,
+		TLSListen:     https.TLSListen,
 	})
 	if err != nil {
 		return err

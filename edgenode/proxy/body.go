@@ -13,7 +13,8 @@ import (
 // bypassing the connections' smaller bufio buffers.
 const copyBufSize = 32 << 10
 
-// errBadChunk: a chunked body is not well-formed.
+// errBadChunk: a chunked body is not well-formed (chunked.go says how
+// strictly that is read). Every chunk error is one (errors.Is).
 var errBadChunk = errors.New("malformed chunked encoding")
 
 // copyError says which side of a copy failed: a failed source means the
@@ -156,100 +157,10 @@ func (c *copier) readLine(dst *bufio.Writer, src *bufio.Reader) ([]byte, error) 
 	}
 	line, err := src.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
-		return nil, srcErr(errBadChunk)
+		return nil, srcErr(errChunkLineLong)
 	}
 	if err != nil {
 		return nil, srcErr(err)
 	}
 	return line, nil
-}
-
-// copyChunked copies a chunked body up to and including its trailer. With
-// raw the framing is copied as is; otherwise only the data (for an HTTP/1.0
-// client, which does not understand chunks).
-func (c *copier) copyChunked(dst *bufio.Writer, src *bufio.Reader, raw bool) error {
-	for {
-		line, err := c.readLine(dst, src)
-		if err != nil {
-			return err
-		}
-		size, ok := parseChunkSize(line)
-		if !ok {
-			return srcErr(errBadChunk)
-		}
-		if raw {
-			if _, err := dst.Write(line); err != nil {
-				return dstErr(err)
-			}
-		}
-		if size == 0 {
-			return c.copyTrailer(dst, src, raw)
-		}
-		if err := c.copyN(dst, src, size); err != nil {
-			return err
-		}
-		line, err = c.readLine(dst, src)
-		if err != nil {
-			return err
-		}
-		if !isEmptyLine(line) {
-			return srcErr(errBadChunk)
-		}
-		if raw {
-			if _, err := dst.Write(line); err != nil {
-				return dstErr(err)
-			}
-		}
-	}
-}
-
-func (c *copier) copyTrailer(dst *bufio.Writer, src *bufio.Reader, raw bool) error {
-	for n := 0; ; n++ {
-		line, err := c.readLine(dst, src)
-		if err != nil {
-			return err
-		}
-		if raw {
-			if _, err := dst.Write(line); err != nil {
-				return dstErr(err)
-			}
-		}
-		if isEmptyLine(line) {
-			return nil
-		}
-		if n > 100 {
-			return srcErr(errBadChunk)
-		}
-	}
-}
-
-func isEmptyLine(l []byte) bool {
-	return len(l) == 1 || (len(l) == 2 && l[0] == '\r')
-}
-
-// parseChunkSize reads the hex size at the start of a chunk line, ignoring extensions.
-func parseChunkSize(line []byte) (int64, bool) {
-	var n int64
-	digits := 0
-	for _, c := range line {
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			if digits == 0 || (c != ';' && c != '\r' && c != '\n' && c != ' ' && c != '\t') {
-				return 0, false
-			}
-			return n, true
-		}
-		if digits++; digits > 15 {
-			return 0, false
-		}
-		n = n<<4 | int64(d)
-	}
-	return 0, false
 }

@@ -239,6 +239,15 @@ func (c *conn) writeBodyWithHead(w *bufio.Writer) (small int, streaming bool) {
 		b, _ := c.br.Peek(int(r.contentLength))
 		w.Write(b)
 		return len(b), false
+	case r.chunked:
+		// A chunked body wholly here and well-formed leaves with the head,
+		// re-chunked. One not all here streams, and so does a malformed
+		// one: sendBody stops at the fault, before any byte past it.
+		b, _ := c.br.Peek(c.br.Buffered())
+		if n, err := scanChunked(b, nil); err == nil && n > 0 {
+			scanChunked(b[:n], w)
+			return n, false
+		}
 	}
 	return 0, true
 }
@@ -283,7 +292,13 @@ func (c *conn) awaitResponse(uc *upConn, ep *route.Endpoint, start time.Time, st
 		}
 		if err != nil {
 			uc.close()
-			c.waitBody(streaming)
+			if berr := c.waitBody(streaming); errors.Is(berr, errBadChunk) {
+				// sendBody cut the upstream off at a malformed chunk: the
+				// client's fault, not the endpoint's.
+				c.rs.req.keepAlive = false
+				c.rs.keep = c.reply(400, "malformed chunked body")
+				return answered, false
+			}
 			return c.noResponseHead(uc, ep, err, informed), false
 		}
 		if resp.status >= 200 || resp.status == 101 {
@@ -405,7 +420,12 @@ func (c *conn) copyResponseBody(uc *upConn, bk bodyKind, now time.Time) error {
 	case bodyLength:
 		err = cp.copyN(c.bw, uc.br, c.rs.resp.contentLength)
 	case bodyChunked:
-		err = cp.copyChunked(c.bw, uc.br, c.rs.req.minor >= 1)
+		mode := chunkData // an HTTP/1.0 client gets the data, delimited by the close
+		if c.rs.req.minor >= 1 {
+			mode = chunkReframeTrailer
+		}
+		// A malformed body fails the copy, and uc is closed, never pooled.
+		err = cp.copyChunked(c.bw, uc.br, mode)
 	case bodyUntilClose:
 		err = cp.copyUntilEOF(c.bw, uc.br)
 	}
@@ -429,7 +449,14 @@ func (c *conn) sendBody(uc *upConn) {
 			err = dstErr(werr)
 		}
 	} else if c.rs.req.chunked {
-		err = cp.copyChunked(uc.bw, c.br, true)
+		// Decoded strictly and re-chunked: the client's framing never
+		// reaches the upstream. At a malformed chunk the upstream is cut
+		// off, so it sees a body cut short, never what followed the fault,
+		// and awaitResponse answers the client 400.
+		err = cp.copyChunked(uc.bw, c.br, chunkReframe)
+		if errors.Is(err, errBadChunk) {
+			uc.close()
+		}
 	} else {
 		err = cp.copyN(uc.bw, c.br, c.rs.req.contentLength)
 	}
@@ -459,29 +486,31 @@ func (c *conn) finishBody(uc *upConn, streaming bool) bool {
 	return false
 }
 
-// waitBody stops sendBody, if it runs, after uc failed.
-func (c *conn) waitBody(streaming bool) {
+// waitBody stops sendBody, if it runs, after uc failed, and returns how
+// sendBody ended.
+func (c *conn) waitBody(streaming bool) error {
 	if streaming {
-		c.stopBody()
+		return c.stopBody()
 	}
+	return nil
 }
 
 // stopBody interrupts sendBody's reads from the client and waits for it.
 // The mutex orders the interruption after any deadline sendBody is setting,
 // so the interruption cannot be undone.
-func (c *conn) stopBody() {
+func (c *conn) stopBody() error {
 	if c.rs.bodyHeld {
-		<-c.bodyDone // no client reads to interrupt: uc was closed, the write fails
-		return
+		return <-c.bodyDone // no client reads to interrupt: uc was closed, the write fails
 	}
 	c.bodyMu.Lock()
 	c.bodyStop = true
 	c.nc.SetReadDeadline(time.Unix(1, 0))
 	c.bodyMu.Unlock()
-	<-c.bodyDone
+	err := <-c.bodyDone
 	c.rdl = time.Time{}
 	c.bodyStop = false
 	c.linger = true // the rest of the body may still be on its way
+	return err
 }
 
 // armBodyRead refreshes the read deadline for sendBody unless it was stopped.

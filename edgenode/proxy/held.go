@@ -80,7 +80,7 @@ func (c *conn) holdBody(st *authState, limit int64) ([]byte, bool) {
 	cp := copier{bufs: &c.s.bufs, readsFrom: c}
 	var err error
 	if r.chunked {
-		err = cp.copyChunked(h.w, c.br, false)
+		err = cp.copyChunked(h.w, c.br, chunkData)
 	} else {
 		err = cp.copyN(h.w, c.br, r.contentLength)
 	}

@@ -4,7 +4,7 @@ BIN       := $(CURDIR)/bin
 TOOLS_MOD := $(CURDIR)/tools/go.mod
 BUF       := $(BIN)/buf
 
-.PHONY: bench-signed-tls all build dev test test-short fault soak fault-compose bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
+.PHONY: fuzz bench-signed-tls all build dev test test-short fault soak fault-compose bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
 
 all: build
 
@@ -40,6 +40,18 @@ soak:
 # its own image and tears everything down. About two minutes.
 fault-compose:
 	$(GO) test -tags compose -count=1 -v -timeout 15m ./test/compose
+
+# Every fuzz target in the repository (each func Fuzz* in a _test.go file)
+# for FUZZTIME each, starting from its seeds in testdata/fuzz; a finding
+# fails the run and is written there as a new seed. For CI: make fuzz.
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./gen/' | sort); do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz: $$name in $$(dirname $$f)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$(dirname $$f); \
+		done; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -15,19 +15,13 @@ func chunkedUpstream(tb testing.TB) string {
 	return serveRaw(tb, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				if len(line) <= 2 {
-					break
-				}
+			if !skipHead(br) {
+				return
 			}
 			if _, err := io.Copy(io.Discard, httputil.NewChunkedReader(br)); err != nil {
 				return
 			}
-			if _, err := br.Discard(2); err != nil { // the trailer's empty line
+			if !skipHead(br) { // the trailer
 				return
 			}
 			if _, err := c.Write(resp); err != nil {
@@ -47,4 +41,17 @@ func BenchmarkProxyChunked(b *testing.B) {
 	req := []byte("POST /bench HTTP/1.1\r\nHost: edge\r\nUser-Agent: bench\r\nX-Routing-Key: acme\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		"10;name=value\r\n0123456789abcdef\r\n20\r\n0123456789abcdef0123456789abcdef\r\n0\r\nX-Checksum: 1\r\n\r\n")
 	runClients(b, h.addr, "acme", func() []byte { return req })
+}
+
+// skipHead reads a message head from br; false means the peer went away.
+func skipHead(br *bufio.Reader) bool {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return false
+		}
+		if len(line) <= 2 {
+			return true
+		}
+	}
 }

@@ -215,14 +215,8 @@ func TestChunkedResponseStrict(t *testing.T) {
 		conns.Add(1)
 		br := bufio.NewReader(c)
 		for {
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				if len(line) <= 2 {
-					break
-				}
+			if !skipHead(br) {
+				return
 			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
 		}
@@ -251,14 +245,8 @@ func TestChunkedResponseStrict(t *testing.T) {
 func TestChunkedResponseTrailers(t *testing.T) {
 	up := serveRaw(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			if len(line) <= 2 {
-				break
-			}
+		if !skipHead(br) {
+			return
 		}
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Grpc-Status\r\n\r\n5;x=y\r\nhello\r\n0\r\nGrpc-Status: 0\r\nContent-Length: 99\r\n\r\n")
 	})

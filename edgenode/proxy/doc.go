@@ -7,10 +7,12 @@
 // httputil.ReverseProxy, because that stack costs about three times what
 // nginx does per request on a small machine. The request path allocates
 // nothing in the common case: the head is parsed in place into reused
-// buffers, routing is a few map lookups on an immutable table, message
-// framing (Content-Length, chunked, close-delimited) is passed through
-// without re-encoding, and bytes move through the connections' buffers,
-// which are flushed only when the next read would block. Everything a
+// buffers, routing is a few map lookups on an immutable table,
+// Content-Length and close-delimited bodies are passed through, chunked
+// ones are decoded strictly in place and re-chunked by the edge (the
+// peer's chunk framing never reaches the other side; chunked.go), and
+// bytes move through the connections' buffers, which are flushed only
+// when the next read would block. Everything a
 // reverse proxy must do still happens: hop-by-hop headers are dropped,
 // X-Forwarded-For/-Proto/-Host are set, the endpoint URL's path prefixes the
 // request path, ambiguous framing is refused (request smuggling), and

@@ -203,7 +203,9 @@ func (r *request) hasField(lower string) bool {
 // cell), timestamp window, nonce syntax, then the signature over the body
 // (held in the connection's buffer up to the policy's limit), and last the
 // nonce with the coordinators. The request target verified is the one
-// received (in origin form), before any endpoint's path prefix is added.
+// received (in origin form) with its dot segments removed (the path the
+// upstream gets, so a signature covers what is forwarded), before any
+// endpoint's path prefix is added: a client signs the normalised path.
 func (c *conn) checkHMAC(t *route.Table, cell *route.Cell, pol *policy.Auth, start time.Time) bool {
 	r := &c.rs.req
 	var f signedFields

@@ -17,11 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/filewatch"
 )
 
 // ErrNoPair is returned by New without any key pair.
@@ -35,18 +36,13 @@ type Pair struct {
 // reloadCheck is how often the files are looked at (stat only).
 const reloadCheck = time.Second
 
-// racyWindow: a file modified this recently may be rewritten again without
-// its size or modification time changing (coarse file system clocks), so
-// its content is compared at the next check (git's "racily clean").
-const racyWindow = 2 * time.Second
-
 // Certificates is the live set of key pairs. Safe for concurrent use.
 type Certificates struct {
 	pairs     []Pair
 	log       *slog.Logger
 	cur       atomic.Pointer[table]
 	mu        sync.Mutex // serialises reloads
-	lastCheck atomic.Int64
+	lastCheck filewatch.Throttle
 }
 
 // table is one immutable generation of the loaded pairs and their index.
@@ -58,14 +54,7 @@ type table struct {
 
 type loaded struct {
 	cert  tls.Certificate
-	stamp [2]fileStamp
-	raw   [2]string
-	racy  bool
-}
-
-type fileStamp struct {
-	size int64
-	mod  time.Time
+	files *filewatch.Snapshot // certificate, key
 }
 
 // New loads every pair once; any problem is an error naming the files. The
@@ -92,7 +81,7 @@ func New(pairs []Pair, log *slog.Logger) (*Certificates, error) {
 	}
 	t.index()
 	c.cur.Store(t)
-	c.lastCheck.Store(time.Now().UnixNano())
+	c.lastCheck.Mark(time.Now())
 	return c, nil
 }
 
@@ -116,8 +105,7 @@ func (c *Certificates) Config() *tls.Config {
 // the client supports; otherwise the default. It looks at the files at most
 // once a second first.
 func (c *Certificates) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	now := time.Now().UnixNano()
-	if last := c.lastCheck.Load(); now-last >= int64(reloadCheck) && c.lastCheck.CompareAndSwap(last, now) {
+	if c.lastCheck.Due(time.Now(), reloadCheck) {
 		c.reload()
 	}
 	t := c.cur.Load()
@@ -146,7 +134,7 @@ func pick(hello *tls.ClientHelloInfo, certs []*tls.Certificate) *tls.Certificate
 // Reload looks at the files now instead of at the next handshake's check;
 // it returns the errors of pairs whose new files were refused.
 func (c *Certificates) Reload() error {
-	c.lastCheck.Store(time.Now().UnixNano())
+	c.lastCheck.Mark(time.Now())
 	return c.reload()
 }
 
@@ -162,8 +150,8 @@ func (c *Certificates) reload() error {
 	var errs []error
 	for i, p := range c.pairs {
 		prev := old.loaded[i]
-		stamp, err := stamps(p)
-		if err == nil && stamp == prev.stamp && !prev.racy {
+		stale, err := prev.files.Stale()
+		if err == nil && !stale {
 			continue
 		}
 		var l *loaded
@@ -176,7 +164,7 @@ func (c *Certificates) reload() error {
 			errs = append(errs, err)
 			continue
 		}
-		if l.raw != prev.raw {
+		if !l.files.SameContent(prev.files) {
 			c.log.Info("TLS certificate reloaded", "cert", p.Cert, "names", names(l.cert.Leaf),
 				"not_after", l.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		} else {
@@ -219,35 +207,14 @@ func names(leaf *x509.Certificate) []string {
 	return out
 }
 
-func stamps(p Pair) ([2]fileStamp, error) {
-	var out [2]fileStamp
-	for i, f := range []string{p.Cert, p.Key} {
-		fi, err := os.Stat(f)
-		if err != nil {
-			return out, err
-		}
-		out[i] = fileStamp{size: fi.Size(), mod: fi.ModTime()}
-	}
-	return out, nil
-}
-
 // load reads one pair and checks it: the key matches the certificate, which
 // is valid now.
 func load(p Pair) (*loaded, error) {
-	readAt := time.Now()
-	stamp, err := stamps(p)
+	files, err := filewatch.Read(p.Cert, p.Key)
 	if err != nil {
 		return nil, err
 	}
-	certPEM, err := os.ReadFile(p.Cert)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := os.ReadFile(p.Key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	cert, err := tls.X509KeyPair(files.Data(0), files.Data(1))
 	if err != nil {
 		return nil, fmt.Errorf("key pair %s, %s: %w", p.Cert, p.Key, err)
 	}
@@ -255,9 +222,5 @@ func load(p Pair) (*loaded, error) {
 		return nil, fmt.Errorf("certificate %s is valid from %s to %s, not now", p.Cert,
 			cert.Leaf.NotBefore.UTC().Format(time.RFC3339), cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	l := &loaded{cert: cert, stamp: stamp, raw: [2]string{string(certPEM), string(keyPEM)}}
-	for _, st := range stamp {
-		l.racy = l.racy || st.mod.After(readAt.Add(-racyWindow))
-	}
-	return l, nil
+	return &loaded{cert: cert, files: files}, nil
 }

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgecell/edgecell/internal/filewatch"
 )
 
 // Files names the PEM files a node or client presents and trusts.
@@ -39,13 +40,6 @@ func (f Files) Check() error {
 // reloadCheck is how often a Source looks at its files' modification times.
 const reloadCheck = time.Second
 
-// racyWindow is how recently a file may have been modified for its size and
-// modification time not to prove it unchanged: file systems stamp times with
-// a coarse clock (ext4: a few milliseconds, FAT: two seconds), so a file
-// rewritten right after it was read can keep both. Such files are compared
-// by content at the next check, as git does for a "racily clean" entry.
-const racyWindow = 2 * time.Second
-
 // Source is the live TLS material of one holder: its key pair and identity
 // and the CA pool it trusts. It is safe for concurrent use; handshakes read
 // the current material, and the files are looked at again (stat only) at
@@ -58,7 +52,7 @@ type Source struct {
 	cur   atomic.Pointer[material]
 
 	mu        sync.Mutex // serialises reloads
-	lastCheck atomic.Int64
+	lastCheck filewatch.Throttle
 }
 
 type material struct {
@@ -66,16 +60,7 @@ type material struct {
 	leaf  *x509.Certificate
 	id    Identity
 	roots *x509.CertPool
-	stamp [3]fileStamp
-	raw   [3]string // the files' contents, as stamp is their stat
-	// racy is set when a file was modified within racyWindow of the read:
-	// an equal stamp does not prove it unchanged.
-	racy bool
-}
-
-type fileStamp struct {
-	size int64
-	mod  time.Time
+	files *filewatch.Snapshot // CA, certificate, key
 }
 
 // NewSource loads the files once; any problem is an error naming the file.
@@ -93,7 +78,7 @@ func NewSource(f Files, log *slog.Logger) (*Source, error) {
 		return nil, err
 	}
 	s.cur.Store(m)
-	s.lastCheck.Store(s.now().UnixNano())
+	s.lastCheck.Mark(s.now())
 	return s, nil
 }
 
@@ -107,8 +92,7 @@ func (s *Source) Files() Files { return s.files }
 func (s *Source) NotAfter() time.Time { return s.current().leaf.NotAfter }
 
 func (s *Source) current() *material {
-	now := s.now().UnixNano()
-	if last := s.lastCheck.Load(); now-last >= int64(reloadCheck) && s.lastCheck.CompareAndSwap(last, now) {
+	if s.lastCheck.Due(s.now(), reloadCheck) {
 		s.maybeReload()
 	}
 	return s.cur.Load()
@@ -117,7 +101,7 @@ func (s *Source) current() *material {
 // Reload re-reads the files now if they changed. Handshakes do this by
 // themselves; Reload is for callers that want to know at once.
 func (s *Source) Reload() error {
-	s.lastCheck.Store(s.now().UnixNano())
+	s.lastCheck.Mark(s.now())
 	return s.maybeReload()
 }
 
@@ -125,12 +109,12 @@ func (s *Source) maybeReload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.cur.Load()
-	stamp, err := s.stamps()
+	stale, err := old.files.Stale()
 	if err != nil {
 		s.log.Error("TLS files unreadable; keeping the certificates in use", "error", err)
 		return err
 	}
-	if stamp == old.stamp && !old.racy {
+	if !stale {
 		return nil
 	}
 	m, err := s.load()
@@ -138,10 +122,10 @@ func (s *Source) maybeReload() error {
 		s.log.Error("TLS files changed but cannot be used; keeping the certificates in use", "error", err)
 		return err
 	}
-	if m.raw == old.raw {
+	if m.files.SameContent(old.files) {
 		// Touched or racy, not changed: keep the material, note the stamp.
 		same := *old
-		same.stamp, same.racy = m.stamp, m.racy
+		same.files = m.files
 		s.cur.Store(&same)
 		return nil
 	}
@@ -155,35 +139,14 @@ func (s *Source) maybeReload() error {
 	return nil
 }
 
-func (s *Source) stamps() ([3]fileStamp, error) {
-	var out [3]fileStamp
-	for i, p := range []string{s.files.CA, s.files.Cert, s.files.Key} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return out, err
-		}
-		out[i] = fileStamp{size: fi.Size(), mod: fi.ModTime()}
-	}
-	return out, nil
-}
-
 // load reads and checks the three files: the pair matches, the certificate
 // chains to the CA, is valid now and names one identity.
 func (s *Source) load() (*material, error) {
-	// The file system's clock, not s.now: it is compared with the files'
-	// modification times.
-	readAt := time.Now()
-	stamp, err := s.stamps()
+	files, err := filewatch.Read(s.files.CA, s.files.Cert, s.files.Key)
 	if err != nil {
 		return nil, err
 	}
-	var raw [3][]byte
-	for i, p := range []string{s.files.CA, s.files.Cert, s.files.Key} {
-		if raw[i], err = os.ReadFile(p); err != nil {
-			return nil, err
-		}
-	}
-	caPEM, certPEM, keyPEM := raw[0], raw[1], raw[2]
+	caPEM, certPEM, keyPEM := files.Data(0), files.Data(1), files.Data(2)
 	cas, err := parseCerts(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate %s: %w", s.files.CA, err)
@@ -196,10 +159,7 @@ func (s *Source) load() (*material, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key pair %s, %s: %w", s.files.Cert, s.files.Key, err)
 	}
-	m := &material{cert: pair, leaf: pair.Leaf, roots: roots, stamp: stamp, raw: [3]string{string(caPEM), string(certPEM), string(keyPEM)}}
-	for _, st := range stamp {
-		m.racy = m.racy || st.mod.After(readAt.Add(-racyWindow))
-	}
+	m := &material{cert: pair, leaf: pair.Leaf, roots: roots, files: files}
 	id, err := m.verify(pair.Certificate, s.now(), x509.ExtKeyUsageAny)
 	if err != nil {
 		return nil, fmt.Errorf("certificate %s: %w", s.files.Cert, err)

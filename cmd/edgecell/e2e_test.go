@@ -286,6 +286,27 @@ func applyConfig(t testing.TB, bin, addr, cfg string) uint64 {
 	return resp.GetRevision()
 }
 
+// oneCellCluster starts a one-member coordinator under dir and applies a
+// config with one cell in us-east whose endpoint is backendURL, placed at
+// tenant-1. It returns the coordinator's gRPC address and the revision.
+func oneCellCluster(t testing.TB, bin, dir, backendURL string) (grpcAddr string, rev uint64) {
+	t.Helper()
+	grpcAddr, raftAddr := freeAddr(t), freeAddr(t)
+	startProcess(t, "n1", bin, "coordinator", "--name", "n1", "--region", "us-east",
+		"--data-dir", filepath.Join(dir, "n1"), "--grpc-addr", grpcAddr, "--raft-addr", raftAddr,
+		"--initial-cluster", "n1="+raftAddr)
+	rev = applyConfig(t, bin, grpcAddr, fmt.Sprintf(`
+regions: [{name: us-east}]
+cells:
+  - id: cell-1
+    endpoints:
+      - {id: us-east-1, url: %q, region: us-east}
+placements:
+  - {key: tenant-1, cell: cell-1}
+`, backendURL))
+	return grpcAddr, rev
+}
+
 // waitEdgesAt polls `edgecell edges` until both edges are connected and applied rev.
 func waitEdgesAt(t testing.TB, bin, addr string, rev uint64) {
 	t.Helper()

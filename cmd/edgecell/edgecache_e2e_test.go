@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -25,21 +24,9 @@ func TestEdgeStartsWithoutADamagedCache(t *testing.T) {
 		t.Skip("runs a coordinator and edges as processes; skipped with -short")
 	}
 	bin := buildBinary(t)
-	grpcAddr, raftAddr := freeAddr(t), freeAddr(t)
-	startProcess(t, "n1", bin, "coordinator", "--name", "n1", "--region", "us-east",
-		"--data-dir", filepath.Join(t.TempDir(), "n1"), "--grpc-addr", grpcAddr, "--raft-addr", raftAddr,
-		"--initial-cluster", "n1="+raftAddr)
 	backend := httptest.NewServer(echoBackend("us-east-1", "us-east"))
 	t.Cleanup(backend.Close)
-	rev := applyConfig(t, bin, grpcAddr, fmt.Sprintf(`
-regions: [{name: us-east}]
-cells:
-  - id: cell-1
-    endpoints:
-      - {id: us-east-1, url: %q, region: us-east}
-placements:
-  - {key: tenant-1, cell: cell-1}
-`, backend.URL))
+	grpcAddr, rev := oneCellCluster(t, bin, t.TempDir(), backend.URL)
 	client := &http.Client{Timeout: 5 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 

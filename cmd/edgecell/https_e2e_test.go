@@ -24,24 +24,12 @@ func TestEdgeServesHTTPS(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	grpcAddr, raftAddr := freeAddr(t), freeAddr(t)
-	startProcess(t, "n1", bin, "coordinator", "--name", "n1", "--region", "us-east",
-		"--data-dir", filepath.Join(dir, "n1"), "--grpc-addr", grpcAddr, "--raft-addr", raftAddr,
-		"--initial-cluster", "n1="+raftAddr)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s body=%q proto=%s", r.Method, r.URL.Path, b, r.Header.Get("X-Forwarded-Proto"))
 	}))
 	t.Cleanup(backend.Close)
-	applyConfig(t, bin, grpcAddr, fmt.Sprintf(`
-regions: [{name: us-east}]
-cells:
-  - id: cell-1
-    endpoints:
-      - {id: us-east-1, url: %q, region: us-east}
-placements:
-  - {key: tenant-1, cell: cell-1}
-`, backend.URL))
+	grpcAddr, _ := oneCellCluster(t, bin, dir, backend.URL)
 
 	ca := testutil.NewServerCA(t)
 	wwwCert, wwwKey := ca.IssueFiles(t, dir, "www", "www.example")

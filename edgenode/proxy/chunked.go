@@ -18,7 +18,7 @@ import (
 //     nothing, a CR anywhere else is refused.
 //   - The size is 1 to 16 hex digits, nothing before it, and below 2^60.
 //   - Extensions follow the grammar (BWS ";" BWS token [BWS "=" BWS (token /
-//     quoted-string)]) and are dropped. Bounded per line, as net/http: a
+//     quoted-string)]), with no BWS before the first ";", and are dropped. Bounded per line, as net/http: a
 //     chunk-size line with its extensions fits the connection's 4 KiB
 //     buffer; and per body, net/http's budget of non-data bytes: 16 KiB
 //     beyond 16 bytes per chunk plus twice its data.
@@ -148,9 +148,14 @@ func unhex(c byte) int {
 
 // validChunkExt reports whether ext (what follows the size) is a list of
 // chunk extensions, RFC 9112 7.1.1, or nothing.
+// The first ';' follows the size at once: RFC 9112 allows BWS there, but
+// net/http refuses it ("invalid byte in chunk length"), and what the edge
+// accepts net/http must accept too.
 func validChunkExt(ext []byte) bool {
-	for len(ext) > 0 {
-		ext = skipBWS(ext)
+	for first := true; len(ext) > 0; first = false {
+		if !first {
+			ext = skipBWS(ext)
+		}
 		if len(ext) == 0 || ext[0] != ';' {
 			return false
 		}

@@ -184,7 +184,7 @@ func TestChunkedReframed(t *testing.T) {
 		tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + up}})
 		h := startProxy(t, tb, nil)
 		c := dialRaw(t, h.addr)
-		body := "005;a=b;c=\"q \\\" x\"\r\nhello\r\nA ; big\r\n0123456789\r\n0;last\r\nX-Trailer: t\r\n\r\n"
+		body := "005;a=b;c=\"q \\\" x\"\r\nhello\r\nA; big\r\n0123456789\r\n0;last\r\nX-Trailer: t\r\n\r\n"
 		if streamed {
 			body = "1000\r\n" + strings.Repeat("y", 0x1000) + "\r\n" + body
 		}

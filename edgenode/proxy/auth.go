@@ -87,7 +87,7 @@ type authState struct {
 func (c *conn) authState() *authState {
 	if c.auth == nil {
 		c.auth = &authState{verifier: hmacsig.NewVerifier(), canon: make([]byte, 0, 256)}
-		c.auth.held.init()
+		c.auth.held.init(c.s)
 	}
 	return c.auth
 }
@@ -117,7 +117,11 @@ func (c *conn) refuseWith(res authResult, why, challenge string) bool {
 	c.s.metrics.authResult(res)
 	status, msg := res.status()
 	c.whyBuf = append(c.whyBuf[:0], why...)
-	c.rs.keep = c.replyWith(status, msg, c.whyBuf, challenge)
+	name := ""
+	if challenge != "" {
+		name = "WWW-Authenticate"
+	}
+	c.rs.keep = c.replyWith(status, msg, c.whyBuf, name, challenge)
 	return false
 }
 

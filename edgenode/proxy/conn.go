@@ -42,12 +42,19 @@ type conn struct {
 	// tls is set for a connection accepted on a TLS listener: its scheme
 	// is https (X-Forwarded-Proto).
 	tls bool
+	// trusted: the peer is in TrustedProxies (its forwarding fields are
+	// kept); debugOK: it may ask for X-Edge-Route (DebugHeader).
+	trusted, debugOK bool
 
 	rs       reqState // the current request's
 	scratch  []byte   // reply bodies are built here
 	bodyDone chan error
 	bodyMu   sync.Mutex // orders stopBody against sendBody's deadline updates
 	bodyStop bool
+	// bodySent: sendBody sent the whole body; respStarted: the final
+	// response head came. Under bodyMu: sendBody arms the response
+	// timeout on the upstream connection only before that.
+	bodySent, respStarted bool
 	linger   bool // the client may still be sending a body nobody read
 
 	// Authentication (auth.go): the connection's reusable state (verifier,
@@ -55,6 +62,8 @@ type conn struct {
 	auth *authState
 
 	rdl, wdl  time.Time // current deadlines, to refresh them lazily
+	idleBy    time.Time // the next request's first byte is due by then
+	headBy    time.Time // the current request's head is due by then
 	shortRead bool      // rdl is the short readiness deadline, not the idle one
 	rw        readWaiter
 	now       time.Time // when the last response was sent: a clock read saved
@@ -101,9 +110,12 @@ func (c *conn) attach(nc net.Conn) {
 	c.rw.init(nc, c.s.cfg.ReadMode)
 	_, c.tls = nc.(*tls.Conn)
 	c.clientIP = c.clientIP[:0]
+	c.trusted = false
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.clientIP = append(c.clientIP, host...)
+		c.trusted = c.s.trusts(host)
 	}
+	c.debugOK = c.s.cfg.DebugHeader == DebugOn || c.s.cfg.DebugHeader == DebugTrusted && c.trusted
 }
 
 func (c *conn) serve() {
@@ -115,8 +127,14 @@ func (c *conn) serve() {
 			c.linger = false
 		}
 	}()
+	// The first request's head, its first byte included, is due within
+	// HeadTimeout of the accept; later ones may wait ClientIdleTimeout for
+	// their first byte and then have HeadTimeout for the rest (as HAProxy's
+	// timeout http-request and http-keep-alive).
 	c.now = time.Now()
-	for {
+	c.idleBy = c.now.Add(c.s.cfg.HeadTimeout)
+	c.headBy = c.idleBy
+	for first := true; ; first = false {
 		c.state.Store(stateIdle)
 		if c.s.closing.Load() {
 			return
@@ -126,7 +144,7 @@ func (c *conn) serve() {
 		if c.rw.rc != nil && c.br.Buffered() == 0 {
 			// Send the last response and wait for the next request without
 			// a speculative read. The short deadline this arms stays while
-			// the head is read; only a head slow to come gets the idle one.
+			// the head is read; only a head slow to come gets its own.
 			if c.rw.flushAndWait(c.nc, c.bw, c.now.Add(readWaitSafety)) != nil {
 				return
 			}
@@ -135,16 +153,22 @@ func (c *conn) serve() {
 			if c.bw.Buffered() > 0 && c.bw.Flush() != nil {
 				return
 			}
-			c.armRead(c.now)
+			c.armFor(waitingRequest, c.now)
 		}
-		if !c.retrying(func() error { _, err := c.br.Peek(1); return err }) {
+		if !c.retrying(waitingRequest, func() error { _, err := c.br.Peek(1); return err }) {
 			return
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed us while idle
 		}
 		start := time.Now()
-		if !c.retrying(func() error { return c.rs.req.readHead(c.br, c.s.cfg.MaxHeaderBytes) }) {
+		if !first {
+			c.headBy = start.Add(c.s.cfg.HeadTimeout)
+			if !c.shortRead {
+				c.armFor(readingHead, start)
+			}
+		}
+		if !c.retrying(readingHead, func() error { return c.rs.req.readHead(c.br, c.s.cfg.MaxHeaderBytes) }) {
 			c.badRequest(c.readErr)
 			return
 		}
@@ -152,6 +176,7 @@ func (c *conn) serve() {
 			c.badRequest(err)
 			return
 		}
+		c.rs.req.debug = c.rs.req.debug && c.debugOK
 		keep := c.serveRequest(start)
 		if c.auth != nil {
 			c.auth.held.release()
@@ -159,26 +184,69 @@ func (c *conn) serve() {
 		if !keep || c.s.closing.Load() {
 			return
 		}
+		c.idleBy = c.now.Add(c.s.cfg.ClientIdleTimeout)
 	}
 }
 
-// retrying runs a client read; if it fails only because the short
-// readiness deadline passed, it arms the idle deadline and runs it again.
-// On failure the error is in c.readErr.
-func (c *conn) retrying(read func() error) bool {
+// readPhase is what a client read of the serve loop waits for, which sets
+// its deadline.
+type readPhase uint8
+
+const (
+	waitingRequest readPhase = iota // the first byte of a request: until idleBy
+	readingHead                     // the rest of its head: until headBy
+)
+
+// errHeadTimeout: a request head did not arrive whole within HeadTimeout.
+var errHeadTimeout = errors.New("request head timed out")
+
+// retrying runs a client read of the serve loop. A deadline that passed
+// before the phase's own (the short readiness one, or while waiting for a
+// request, one HeadTimeout away when the idle timeout is later) is moved
+// on and the read runs again. On failure the error is in c.readErr.
+func (c *conn) retrying(phase readPhase, read func() error) bool {
 	for {
 		err := read()
 		if err == nil {
 			return true
 		}
-		if c.shortRead && errors.Is(err, os.ErrDeadlineExceeded) {
-			c.shortRead = false
-			c.rdl = time.Time{}
-			c.armRead(time.Now())
-			continue
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			now := time.Now()
+			switch {
+			case c.shortRead:
+				c.shortRead = false
+				c.armFor(phase, now)
+				continue
+			case phase == waitingRequest && c.br.Buffered() == 0 && now.Before(c.idleBy):
+				c.armFor(phase, now)
+				continue
+			case phase == readingHead || c.br.Buffered() > 0:
+				err = errHeadTimeout
+				c.s.metrics.timeout(timeoutHead)
+			default:
+				c.s.metrics.timeout(timeoutIdle)
+			}
 		}
 		c.readErr = err
 		return false
+	}
+}
+
+// armFor makes sure the read deadline is the phase's, within
+// deadlineSlack: headBy while a head is read; while waiting for a request,
+// idleBy or HeadTimeout from now if that is sooner (a partial head that
+// trickles in is bounded like any other, and an idle connection wakes up
+// once per HeadTimeout to move it on).
+func (c *conn) armFor(phase readPhase, now time.Time) {
+	d := c.headBy
+	if phase == waitingRequest {
+		if d = now.Add(c.s.cfg.HeadTimeout); c.idleBy.Before(d) {
+			d = c.idleBy
+		}
+	}
+	if diff := d.Sub(c.rdl); diff > deadlineSlack || diff < -deadlineSlack || !now.Before(c.rdl) {
+		c.rdl, c.shortRead = d, false
+		c.nc.SetReadDeadline(d)
 	}
 }
 
@@ -211,7 +279,8 @@ func (c *conn) finish() {
 	c.s.conns.Put(c)
 }
 
-// armRead makes sure the read deadline is about ClientIdleTimeout away.
+// armRead makes sure the read deadline is about ClientIdleTimeout away, for
+// a request body's reads.
 func (c *conn) armRead(now time.Time) {
 	if d := now.Add(c.s.cfg.ClientIdleTimeout); d.Sub(c.rdl) > deadlineSlack {
 		c.rdl, c.shortRead = d, false
@@ -242,6 +311,8 @@ func (c *conn) badRequest(err error) {
 		status, msg = 501, "unsupported transfer-encoding"
 	case errors.Is(err, errUnsupportedVers):
 		status, msg = 505, "unsupported HTTP version"
+	case errors.Is(err, errHeadTimeout):
+		status, msg = 408, "request head timed out"
 	default:
 		return // the client went away or timed out: nobody to answer
 	}

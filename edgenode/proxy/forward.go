@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -213,6 +212,7 @@ func (c *conn) sendRequest(uc *upConn, ep *route.Endpoint, start time.Time) (str
 		c.rs.bodyRead = true
 	}
 	if streaming {
+		uc.clearDeadline() // any an earlier exchange left; sendBody arms the response timeout
 		c.startBody(uc)
 	}
 	return streaming, waited, nil
@@ -264,7 +264,17 @@ func (c *conn) startBody(uc *upConn) {
 		}
 		c.rs.bodyRead = true
 	}
+	c.bodySent, c.respStarted = false, false
 	go c.sendBody(uc)
+}
+
+// responseStarted tells a streaming sendBody that the final response head
+// came, so that finishing the body no longer arms the response timeout
+// (the response body is read at the upstream's pace).
+func (c *conn) responseStarted() {
+	c.bodyMu.Lock()
+	c.respStarted = true
+	c.bodyMu.Unlock()
 }
 
 // awaitResponse reads the response head into c.rs.resp, relaying any 1xx
@@ -292,16 +302,24 @@ func (c *conn) awaitResponse(uc *upConn, ep *route.Endpoint, start time.Time, st
 		}
 		if err != nil {
 			uc.close()
-			if berr := c.waitBody(streaming); errors.Is(berr, errBadChunk) {
+			switch berr := c.waitBody(streaming); {
+			case errors.Is(berr, errBadChunk):
 				// sendBody cut the upstream off at a malformed chunk: the
 				// client's fault, not the endpoint's.
 				c.rs.req.keepAlive = false
 				c.rs.keep = c.reply(400, "malformed chunked body")
 				return answered, false
+			case errors.Is(berr, errClientGone):
+				c.s.log.Debug("client went away while sending its body", "endpoint", ep.ID)
+				c.rs.keep = false
+				return answered, false
 			}
 			return c.noResponseHead(uc, ep, err, informed), false
 		}
 		if resp.status >= 200 || resp.status == 101 {
+			if streaming {
+				c.responseStarted()
+			}
 			return answered, true
 		}
 		informed = true
@@ -317,11 +335,11 @@ func (c *conn) awaitResponse(uc *upConn, ep *route.Endpoint, start time.Time, st
 
 // armResponseTimeout bounds the wait for the response head with
 // ResponseTimeout from start, replacing the readiness deadline or one an
-// earlier exchange left; a streaming request's wait is not bounded (its
-// upload may legitimately be slow).
+// earlier exchange left. A streaming request's wait is bounded only once
+// its body was sent whole (sendBody arms it then): the upload may
+// legitimately be slow.
 func (c *conn) armResponseTimeout(uc *upConn, start time.Time, streaming bool) {
 	if streaming {
-		uc.clearDeadline()
 		return
 	}
 	uc.nc.SetReadDeadline(start.Add(c.s.cfg.ResponseTimeout))
@@ -466,8 +484,30 @@ func (c *conn) sendBody(uc *upConn) {
 		}
 	}
 	cp.release()
+	c.bodyMu.Lock()
+	var ce *copyError
+	switch {
+	case err == nil:
+		// All sent: from now on the upstream has ResponseTimeout to start
+		// its answer, unless it started already.
+		c.bodySent = true
+		if !c.respStarted {
+			uc.nc.SetReadDeadline(time.Now().Add(c.s.cfg.ResponseTimeout))
+			uc.deadline = true
+		}
+	case !c.bodyStop && errors.As(err, &ce) && ce.src && !errors.Is(err, errBadChunk):
+		// The client went away (or stalled past ClientIdleTimeout) in the
+		// middle of its body: the upstream would wait for the rest
+		// forever. Cut it off; nobody is left to answer.
+		uc.close()
+		err = errClientGone
+	}
+	c.bodyMu.Unlock()
 	c.bodyDone <- err
 }
+
+// errClientGone: the client failed while its body streamed upstream.
+var errClientGone = errors.New("client failed while sending its body")
 
 // finishBody waits for sendBody after the response was relayed and reports
 // whether the whole request body went upstream. If the body is still
@@ -480,6 +520,14 @@ func (c *conn) finishBody(uc *upConn, streaming bool) bool {
 	case err := <-c.bodyDone:
 		return err == nil
 	default:
+	}
+	c.bodyMu.Lock()
+	sent := c.bodySent
+	c.bodyMu.Unlock()
+	if sent {
+		// Whole, and sendBody is about to say so: the connections stay
+		// in step.
+		return <-c.bodyDone == nil
 	}
 	uc.close()
 	c.stopBody()
@@ -520,28 +568,6 @@ func (c *conn) armBodyRead() {
 		c.armRead(time.Now())
 	}
 	c.bodyMu.Unlock()
-}
-
-// tunnel relays a 101 Switching Protocols response and then bytes both ways
-// until either side closes. The client connection is not reused.
-func (c *conn) tunnel(uc *upConn, ep *route.Endpoint) {
-	c.rs.keep = false
-	c.writeResponseHead(ep, bodyNone, false)
-	if err := c.bw.Flush(); err != nil {
-		uc.close()
-		return
-	}
-	c.nc.SetDeadline(time.Time{})
-	done := make(chan struct{})
-	go func() {
-		io.Copy(uc.nc, c.br) // buffered bytes first, then the raw connection
-		closeWrite(uc.nc)
-		close(done)
-	}()
-	io.Copy(c.nc, uc.br)
-	closeWrite(c.nc)
-	<-done
-	uc.close()
 }
 
 // closeWrite half-closes a TCP connection so the peer sees the end of the

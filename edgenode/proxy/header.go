@@ -24,6 +24,7 @@ const (
 	hForwardedFor
 	hForwardedProto
 	hForwardedHost
+	hForwarded // RFC 7239
 	hEdgeRay
 	hEdgeEndpoint
 	hEdgeRoute
@@ -56,6 +57,10 @@ func classify(name []byte) hkind {
 		}
 		if eqFold(name, "trailer") {
 			return hTrailer
+		}
+	case 9:
+		if eqFold(name, "forwarded") {
+			return hForwarded
 		}
 	case 10:
 		if eqFold(name, "connection") {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -74,9 +75,10 @@ func TestRequestAndResponseHeaders(t *testing.T) {
 	checks := []struct{ what, got, want string }{
 		{"Host sent upstream", got.Host, strings.TrimPrefix(be.URL, "http://")},
 		{"path with endpoint prefix", got.URI, "/base/items?id=7"},
-		{"X-Forwarded-For", hdr.Get("X-Forwarded-For"), "203.0.113.9, 127.0.0.1"},
-		{"X-Forwarded-Proto", hdr.Get("X-Forwarded-Proto"), "http"},
+		{"X-Forwarded-For (the client's dropped: not a trusted proxy)", strings.Join(hdr.Values("X-Forwarded-For"), ","), "127.0.0.1"},
+		{"X-Forwarded-Proto", strings.Join(hdr.Values("X-Forwarded-Proto"), ","), "http"},
 		{"X-Forwarded-Host", hdr.Get("X-Forwarded-Host"), "shop.example"},
+		{"Forwarded", strings.Join(hdr.Values("Forwarded"), ","), `for=127.0.0.1;host="shop.example";proto=http`},
 		{"X-Routing-Key", hdr.Get("X-Routing-Key"), "acme"},
 		{"X-Custom", hdr.Get("X-Custom"), "kept"},
 		{"Te", hdr.Get("Te"), "trailers"},
@@ -148,5 +150,103 @@ func TestAbsoluteFormTargetAndHTTP10Client(t *testing.T) {
 	}
 	if !resp.Close {
 		t.Fatal("HTTP/1.0 request without keep-alive: the connection must close")
+	}
+}
+
+// TestForwardingHeaders: the forwarding fields are the edge's alone unless
+// the peer is a trusted proxy, whose chains are extended and whose scheme
+// and host are kept (Caddy's trusted_proxies).
+func TestForwardingHeaders(t *testing.T) {
+	be := echoHeaders(t)
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
+	const sent = "GET / HTTP/1.1\r\nHost: shop.example:8443\r\nX-Routing-Key: acme\r\n" +
+		"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.1\r\n" +
+		"X-Forwarded-Proto: https\r\nX-Forwarded-Host: forged.example\r\n" +
+		"Forwarded: for=203.0.113.9;proto=https\r\n\r\n"
+	tests := []struct {
+		name    string
+		trusted []netip.Prefix
+		want    map[string]string
+	}{
+		{"untrusted peer", nil, map[string]string{
+			"X-Forwarded-For":   "127.0.0.1",
+			"X-Forwarded-Proto": "http",
+			"X-Forwarded-Host":  "shop.example:8443",
+			"Forwarded":         `for=127.0.0.1;host="shop.example:8443";proto=http`,
+		}},
+		{"other networks trusted", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, map[string]string{
+			"X-Forwarded-For": "127.0.0.1",
+			"Forwarded":       `for=127.0.0.1;host="shop.example:8443";proto=http`,
+		}},
+		{"trusted proxy", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, map[string]string{
+			"X-Forwarded-For":   "203.0.113.9, 198.51.100.1, 127.0.0.1",
+			"X-Forwarded-Proto": "https",
+			"X-Forwarded-Host":  "forged.example",
+			"Forwarded":         `for=203.0.113.9;proto=https, for=127.0.0.1;host="shop.example:8443";proto=http`,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startProxy(t, tb, func(c *Config) { c.TrustedProxies = tc.trusted })
+			resp, body := rawRequest(t, h.addr, sent)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			var got echoed
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatalf("%v: %s", err, body)
+			}
+			hdr := http.Header(got.Header)
+			for name, want := range tc.want {
+				if v := strings.Join(hdr.Values(name), ", "); v != want {
+					t.Errorf("%s: %q, want %q", name, v, want)
+				}
+			}
+		})
+	}
+}
+
+// TestInvalidHostRefused: a Host that could break out of the quoted host=
+// of Forwarded (or fool an upstream) is refused, as net/http does.
+func TestInvalidHostRefused(t *testing.T) {
+	be := echoHeaders(t)
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
+	h := startProxy(t, tb, nil)
+	for _, host := range []string{`a"b`, `a\b`, "a b", "a{b}", "a<b>"} {
+		resp, body := rawRequest(t, h.addr, "GET / HTTP/1.1\r\nHost: "+host+"\r\nX-Routing-Key: acme\r\n\r\n")
+		if resp.StatusCode != 400 || !strings.Contains(body, "invalid Host header") {
+			t.Errorf("Host %q: %d %s, want 400 invalid Host header", host, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestDebugHeaderPolicy: X-Edge-Route answers X-Edge-Debug only where the
+// edge allows it; by default nobody gets it.
+func TestDebugHeaderPolicy(t *testing.T) {
+	be := echoHeaders(t)
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	tests := []struct {
+		name    string
+		policy  DebugPolicy
+		trusted []netip.Prefix
+		answers bool
+	}{
+		{"default (off)", DebugOff, loopback, false},
+		{"trusted, peer untrusted", DebugTrusted, nil, false},
+		{"trusted, peer trusted", DebugTrusted, loopback, true},
+		{"on", DebugOn, nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startProxy(t, tb, func(c *Config) { c.DebugHeader, c.TrustedProxies = tc.policy, tc.trusted })
+			resp, body := rawRequest(t, h.addr, "GET / HTTP/1.1\r\nHost: a\r\nX-Routing-Key: acme\r\nX-Edge-Debug: 1\r\n\r\n")
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got := resp.Header.Get("X-Edge-Route") != ""; got != tc.answers {
+				t.Errorf("X-Edge-Route %q: answered %v, want %v", resp.Header.Get("X-Edge-Route"), got, tc.answers)
+			}
+		})
 	}
 }

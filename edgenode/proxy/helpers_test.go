@@ -64,7 +64,8 @@ func startProxy(t testing.TB, tb *route.Table, tweak func(*Config)) *harness {
 	t.Helper()
 	h := &harness{table: &atomic.Pointer[route.Table]{}, metrics: NewMetrics()}
 	h.table.Store(tb)
-	cfg := Config{Region: "us-east", Table: h.table, Metrics: h.metrics}
+	// Tests read X-Edge-Route; TestDebugHeaderPolicy checks the default.
+	cfg := Config{Region: "us-east", Table: h.table, Metrics: h.metrics, DebugHeader: DebugOn}
 	if tweak != nil {
 		tweak(&cfg)
 	}

@@ -17,9 +17,39 @@ type Metrics struct {
 	retries      atomic.Uint64
 	panics       atomic.Uint64
 	auth         [numAuthResults]atomic.Uint64
+	timeouts     [numTimeouts]atomic.Uint64
 	upstreamTime prometheus.Histogram
 
-	requestsDesc, dialDesc, staleDesc, retryDesc, panicDesc, authDesc *prometheus.Desc
+	requestsDesc, dialDesc, staleDesc, retryDesc, panicDesc, authDesc, timeoutDesc *prometheus.Desc
+}
+
+// clientTimeout is which client timeout closed a connection.
+type clientTimeout uint8
+
+const (
+	timeoutHead   clientTimeout = iota // HeadTimeout: a head not whole in time (408)
+	timeoutIdle                        // ClientIdleTimeout: no next request
+	timeoutTunnel                      // TunnelIdleTimeout: a tunnel idle both ways
+	numTimeouts
+)
+
+var timeoutNames = [numTimeouts]string{"head", "idle", "tunnel"}
+
+func (m *Metrics) timeout(t clientTimeout) {
+	if m != nil {
+		m.timeouts[t].Add(1)
+	}
+}
+
+// Timeouts returns how many client connections the timeout named kind
+// ("head", "idle", "tunnel") closed; for tests and diagnostics.
+func (m *Metrics) Timeouts(kind string) uint64 {
+	for t, name := range timeoutNames {
+		if name == kind {
+			return m.timeouts[t].Load()
+		}
+	}
+	return 0
 }
 
 // NewMetrics creates the proxy metrics; register them with Register.
@@ -43,6 +73,9 @@ func NewMetrics() *Metrics {
 		authDesc: prometheus.NewDesc("edgecell_edge_auth_total",
 			"Requests to cells with an auth policy, by outcome: ok, or why they were refused (missing, repeated or malformed signing headers count as bad_signature; a bad or missing bearer token as bad_token; coordinators or a key set unreachable as unavailable).",
 			[]string{"result"}, nil),
+		timeoutDesc: prometheus.NewDesc("edgecell_edge_client_timeouts_total",
+			"Client connections closed by a timeout: head (a request head not whole within the head timeout, answered 408), idle (no next request within the keep-alive timeout), tunnel (an upgraded connection idle both ways).",
+			[]string{"timeout"}, nil),
 	}
 }
 
@@ -70,6 +103,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.retryDesc
 	ch <- m.panicDesc
 	ch <- m.authDesc
+	ch <- m.timeoutDesc
 	m.upstreamTime.Describe(ch)
 }
 
@@ -86,6 +120,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.panicDesc, prometheus.CounterValue, float64(m.panics.Load()))
 	for r := range m.auth {
 		ch <- prometheus.MustNewConstMetric(m.authDesc, prometheus.CounterValue, float64(m.auth[r].Load()), authResult(r).String())
+	}
+	for t := range m.timeouts {
+		ch <- prometheus.MustNewConstMetric(m.timeoutDesc, prometheus.CounterValue, float64(m.timeouts[t].Load()), timeoutNames[t])
 	}
 	m.upstreamTime.Collect(ch)
 }

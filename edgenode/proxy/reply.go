@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -38,12 +39,12 @@ func (c *conn) reply(status int, msg string) bool {
 
 // replyWhy is reply with a "reason" field when why is not empty.
 func (c *conn) replyWhy(status int, msg string, why []byte) bool {
-	return c.replyWith(status, msg, why, "")
+	return c.replyWith(status, msg, why, "", "")
 }
 
-// replyWith is replyWhy with a WWW-Authenticate challenge when challenge is
-// not empty.
-func (c *conn) replyWith(status int, msg string, why []byte, challenge string) bool {
+// replyWith is replyWhy with one more header field (a WWW-Authenticate
+// challenge, a Retry-After) when name is not empty.
+func (c *conn) replyWith(status int, msg string, why []byte, name, value string) bool {
 	keep := c.rs.req.keepAlive && !c.s.closing.Load() && c.discardBody()
 	b := append(c.scratch[:0], `{"error":"`...)
 	b = appendJSONString(b, msg)
@@ -62,7 +63,8 @@ func (c *conn) replyWith(status int, msg string, why []byte, challenge string) b
 	c.scratch = b
 
 	w := c.bw
-	c.armWrite(time.Now())
+	c.now = time.Now() // dates the next idle wait
+	c.armWrite(c.now)
 	var num [20]byte
 	w.WriteString("HTTP/1.1 ")
 	w.Write(strconv.AppendInt(num[:0], int64(status), 10))
@@ -72,9 +74,10 @@ func (c *conn) replyWith(status int, msg string, why []byte, challenge string) b
 	w.Write(strconv.AppendInt(num[:0], int64(len(b)), 10))
 	w.WriteString("\r\n")
 	c.writeRay(w)
-	if challenge != "" {
-		w.WriteString("WWW-Authenticate: ")
-		w.WriteString(challenge)
+	if name != "" {
+		w.WriteString(name)
+		w.WriteString(": ")
+		w.WriteString(value)
 		w.WriteString("\r\n")
 	}
 	if c.rs.req.debug && why != nil {
@@ -134,7 +137,7 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(ep.Host)
 	w.WriteString("\r\n")
-	xff := false
+	var fwd uint64 // X-Forwarded-Proto/-Host kinds a trusted proxy sent
 	for i := range r.fields {
 		f := &r.fields[i]
 		switch f.kind {
@@ -146,9 +149,14 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 			if !r.chunked {
 				continue
 			}
-		case hForwardedFor:
-			xff = true
-			continue
+		case hForwardedFor, hForwarded, hForwardedProto, hForwardedHost:
+			if !c.trusted {
+				continue // set by the edge alone
+			}
+			if f.kind == hForwardedFor || f.kind == hForwarded {
+				continue // the chain the edge extends, below
+			}
+			fwd |= 1 << f.kind // a trusted proxy's, kept as sent
 		default:
 			continue
 		}
@@ -157,27 +165,7 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 		w.Write(f.value)
 		w.WriteString("\r\n")
 	}
-	// The client's address goes after any X-Forwarded-For values it sent, on one line.
-	w.WriteString("X-Forwarded-For: ")
-	if xff {
-		for i := range r.fields {
-			if f := &r.fields[i]; f.kind == hForwardedFor {
-				w.Write(f.value)
-				w.WriteString(", ")
-			}
-		}
-	}
-	w.Write(c.clientIP)
-	if c.tls {
-		w.WriteString("\r\nX-Forwarded-Proto: https\r\n")
-	} else {
-		w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
-	}
-	if len(r.host) > 0 {
-		w.WriteString("X-Forwarded-Host: ")
-		w.Write(r.host)
-		w.WriteString("\r\n")
-	}
+	c.writeForwarding(w, fwd)
 	c.writeRay(w)
 	if c.rs.identity != "" {
 		w.WriteString(c.rs.identityHeader)
@@ -203,6 +191,70 @@ func (c *conn) writeRequestHead(w *bufio.Writer, ep *route.Endpoint) {
 		w.WriteString("\r\n")
 	}
 	w.WriteString("\r\n")
+}
+
+// writeForwarding writes the forwarding fields (the peer's address, the
+// scheme and host the client used): X-Forwarded-For, -Proto, -Host and
+// Forwarded (RFC 7239). From a peer outside TrustedProxies they are the
+// edge's alone, whatever the client sent; from a trusted one the
+// X-Forwarded-For and Forwarded chains it sent are extended with it, and
+// the X-Forwarded-Proto and -Host it sent (kept, fwd) replace the edge's.
+func (c *conn) writeForwarding(w *bufio.Writer, fwd uint64) {
+	r := &c.rs.req
+	w.WriteString("X-Forwarded-For: ")
+	if c.trusted {
+		c.writeChain(w, hForwardedFor)
+	}
+	w.Write(c.clientIP)
+	w.WriteString("\r\n")
+	proto := "http"
+	if c.tls {
+		proto = "https"
+	}
+	if fwd&(1<<hForwardedProto) == 0 {
+		w.WriteString("X-Forwarded-Proto: ")
+		w.WriteString(proto)
+		w.WriteString("\r\n")
+	}
+	if len(r.host) > 0 && fwd&(1<<hForwardedHost) == 0 {
+		w.WriteString("X-Forwarded-Host: ")
+		w.Write(r.host)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("Forwarded: ")
+	if c.trusted {
+		c.writeChain(w, hForwarded)
+	}
+	w.WriteString("for=")
+	if bytes.IndexByte(c.clientIP, ':') >= 0 {
+		w.WriteString(`"[`) // an IPv6 node is quoted and bracketed
+		w.Write(c.clientIP)
+		w.WriteString(`]"`)
+	} else {
+		w.Write(c.clientIP)
+	}
+	if len(r.host) > 0 {
+		// A host is a quoted-string: it may hold ':' (a port). The parser
+		// let no '"' or '\\' into it.
+		w.WriteString(`;host="`)
+		w.Write(r.host)
+		w.WriteByte('"')
+	}
+	w.WriteString(";proto=")
+	w.WriteString(proto)
+	w.WriteString("\r\n")
+}
+
+// writeChain writes the values of the client's fields of kind k, each
+// followed by ", ", as one list.
+func (c *conn) writeChain(w *bufio.Writer, k hkind) {
+	r := &c.rs.req
+	for i := range r.fields {
+		if f := &r.fields[i]; f.kind == k {
+			w.Write(f.value)
+			w.WriteString(", ")
+		}
+	}
 }
 
 // writeResponseHead writes the upstream's response head to the client with

@@ -104,7 +104,29 @@ func (r *request) parse(lim *HeadLimits) error {
 	if err := r.normalizeTarget(); err != nil {
 		return err
 	}
+	if !validHost(r.host) {
+		return &headError{errMalformed, "invalid Host header"}
+	}
 	return r.removeDotSegments()
+}
+
+// hostChars are the bytes a Host may hold (reg-name, IP literal, port:
+// RFC 3986, as net/http's httpguts.ValidHostHeader): nothing that could
+// close the quoted-string the edge writes it into (Forwarded's host=).
+var hostChars = func() (t [256]bool) {
+	for _, c := range []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&'()*+,-.:;=[]_~") {
+		t[c] = true
+	}
+	return t
+}()
+
+func validHost(h []byte) bool {
+	for _, c := range h {
+		if !hostChars[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // allowedUpgrade returns the first protocol of an Upgrade value that lim

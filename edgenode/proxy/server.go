@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,17 +40,39 @@ type Config struct {
 	// response (its status line and headers) once the whole request was
 	// sent; past it the client gets 504 and the connection is dropped. The
 	// request is not retried: the upstream may still be working on it.
-	// Requests whose body streams are not bounded (the upload may be slow).
-	// Default 60s, like nginx's proxy_read_timeout.
+	// For a request whose body streams, it starts once the body was sent
+	// whole (the upload may be slow). Default 60s, like nginx's
+	// proxy_read_timeout.
 	ResponseTimeout time.Duration
 	// MaxIdlePerHost caps the idle connections kept per upstream address.
 	// It should exceed the concurrency expected towards one upstream. Default 1024.
 	MaxIdlePerHost int
 	// UpstreamIdleTimeout closes upstream connections idle that long. Default 60s.
 	UpstreamIdleTimeout time.Duration
-	// ClientIdleTimeout closes client connections that send no (complete)
-	// request head for that long. Default 75s.
+	// HeadTimeout bounds the reading of a request head: a new connection's
+	// first head is due within it from the accept, a later one within it
+	// from its first byte. Past it the client gets 408 and the connection
+	// closes (slowloris). Default 10s.
+	HeadTimeout time.Duration
+	// ClientIdleTimeout closes a keep-alive client connection that starts
+	// no next request for that long, and one whose request body stalls for
+	// that long between reads. Default 75s.
 	ClientIdleTimeout time.Duration
+	// TunnelIdleTimeout closes an upgraded (websocket) tunnel that carries
+	// no byte either way for that long. Default 5m, Envoy's
+	// stream_idle_timeout.
+	TunnelIdleTimeout time.Duration
+	// MaxConns caps concurrent client connections across the Server's
+	// listeners: at the cap it stops accepting (connections wait in the
+	// listen backlog) and reports itself overloaded. Default half the
+	// process's file descriptor limit, the other half being left to
+	// upstream connections.
+	MaxConns int
+	// MaxHeldBodyBytes is the edge's budget for signed request bodies held
+	// in memory to check their hash. A held body grows only as its bytes
+	// arrive; one that would take the edge past the budget gets 503 with
+	// Retry-After. Default 256 MiB.
+	MaxHeldBodyBytes int64
 	// WriteTimeout bounds how long one write to a client may block (a client
 	// that stops reading). Default 60s.
 	WriteTimeout time.Duration
@@ -58,6 +82,14 @@ type Config struct {
 	// HeadLimits bound the fields, Connection tokens and target of a
 	// request head, and say which header names and upgrades pass.
 	HeadLimits
+	// TrustedProxies are the peers (load balancers, CDNs in front of the
+	// edge) whose X-Forwarded-For, -Proto, -Host and Forwarded fields are
+	// kept and extended; from any other peer they are dropped and set by
+	// the edge alone. Default none (Caddy's trusted_proxies).
+	TrustedProxies []netip.Prefix
+	// DebugHeader says who gets X-Edge-Route back for X-Edge-Debug: 1.
+	// Default DebugOff.
+	DebugHeader DebugPolicy
 	// ReadMode chooses how connections are read. Default ReadFirst (see
 	// DESIGN.md, "Waiting before reading").
 	ReadMode ReadMode
@@ -77,6 +109,48 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DebugPolicy says who may ask for X-Edge-Route (how the edge chose, or
+// why it found no, endpoint), which tells the asker about the cell's
+// endpoints and their health.
+type DebugPolicy uint8
+
+const (
+	DebugOff     DebugPolicy = iota // nobody
+	DebugTrusted                    // peers in TrustedProxies
+	DebugOn                         // everyone (a dev or lab edge)
+)
+
+// ParseDebugPolicy reads "off", "trusted" or "on".
+func ParseDebugPolicy(s string) (DebugPolicy, error) {
+	switch s {
+	case "off":
+		return DebugOff, nil
+	case "trusted":
+		return DebugTrusted, nil
+	case "on":
+		return DebugOn, nil
+	}
+	return 0, fmt.Errorf("debug header policy %q: want off, trusted or on", s)
+}
+
+// trusts reports whether the peer address host is in TrustedProxies.
+func (s *Server) trusts(host string) bool {
+	if len(s.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // bufSize is the size of the per-connection read and write buffers: a
 // typical head and small body fit, larger bodies bypass them.
 const bufSize = 4096
@@ -92,8 +166,17 @@ type Server struct {
 	bufs      sync.Pool // *[copyBufSize]byte
 	conns     sync.Pool // *conn
 
+	// Load against the limits (load.go).
+	slots       chan struct{} // one per connection open (or being accepted), MaxConns deep
+	open        atomic.Int64  // connections open
+	heldBytes   atomic.Int64  // capacity of the held bodies of requests in flight
+	acceptErrs  atomic.Uint64
+	lastAcceptE atomic.Int64 // unix nanoseconds of the last accept failure
+	overBudget  atomic.Uint64
+
 	mu       sync.Mutex
 	active   map[*conn]struct{}
+	tunnels  map[*tunnel]struct{} // open tunnels, for Revalidate
 	lns      map[net.Listener]struct{}
 	closing  atomic.Bool
 	wg       sync.WaitGroup
@@ -114,7 +197,11 @@ func New(cfg Config) *Server {
 	cfg.DialTimeout = orDefault(cfg.DialTimeout, 2*time.Second)
 	cfg.ResponseTimeout = orDefault(cfg.ResponseTimeout, 60*time.Second)
 	cfg.UpstreamIdleTimeout = orDefault(cfg.UpstreamIdleTimeout, 60*time.Second)
+	cfg.HeadTimeout = orDefault(cfg.HeadTimeout, 10*time.Second)
 	cfg.ClientIdleTimeout = orDefault(cfg.ClientIdleTimeout, 75*time.Second)
+	cfg.TunnelIdleTimeout = orDefault(cfg.TunnelIdleTimeout, 5*time.Minute)
+	cfg.MaxConns = orDefault(cfg.MaxConns, defaultMaxConns())
+	cfg.MaxHeldBodyBytes = orDefault(cfg.MaxHeldBodyBytes, 256<<20)
 	cfg.WriteTimeout = orDefault(cfg.WriteTimeout, 60*time.Second)
 	cfg.MaxHeaderBytes = orDefault(cfg.MaxHeaderBytes, 64<<10)
 	cfg.HeadLimits = cfg.HeadLimits.withDefaults()
@@ -137,6 +224,7 @@ func New(cfg Config) *Server {
 			bufSize:     bufSize,
 			readMode:    cfg.ReadMode,
 		},
+		slots:   make(chan struct{}, cfg.MaxConns),
 		active:  map[*conn]struct{}{},
 		lns:     map[net.Listener]struct{}{},
 		stopJan: make(chan struct{}),
@@ -177,26 +265,41 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	var delay time.Duration
 	for {
+		// A slot first: at the cap, connections wait in the listen backlog
+		// (backpressure) instead of costing a goroutine each.
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.stopJan:
+			return ErrServerClosed
+		}
 		nc, err := ln.Accept()
 		if err != nil {
+			<-s.slots
 			if s.closing.Load() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
-				// Out of file descriptors or similar: back off, keep serving.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Error("accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
+			if !temporaryAcceptError(err) {
+				return err
 			}
-			return err
+			// Out of file descriptors or similar: count it, report not
+			// ready (Overloaded), back off, keep serving.
+			s.acceptErrs.Add(1)
+			s.lastAcceptE.Store(time.Now().UnixNano())
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed; retrying", "err", err, "delay", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.stopJan:
+				return ErrServerClosed
+			}
+			continue
 		}
 		delay = 0
 		c := s.conns.Get().(*conn)
 		c.attach(nc)
 		if !s.track(c) {
 			nc.Close()
+			<-s.slots
 			return ErrServerClosed
 		}
 		go c.serve()
@@ -210,6 +313,7 @@ func (s *Server) track(c *conn) bool {
 		return false
 	}
 	s.active[c] = struct{}{}
+	s.open.Add(1)
 	s.wg.Add(1)
 	return true
 }
@@ -217,7 +321,9 @@ func (s *Server) track(c *conn) bool {
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.active, c)
+	s.open.Add(-1)
 	s.mu.Unlock()
+	<-s.slots
 	s.wg.Done()
 }
 

@@ -55,7 +55,7 @@ type conn struct {
 	// response head came. Under bodyMu: sendBody arms the response
 	// timeout on the upstream connection only before that.
 	bodySent, respStarted bool
-	linger   bool // the client may still be sending a body nobody read
+	linger                bool // the client may still be sending a body nobody read
 
 	// Authentication (auth.go): the connection's reusable state (verifier,
 	// buffers), nil until a request to a cell with an auth policy.

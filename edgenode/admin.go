@@ -12,7 +12,8 @@ import (
 )
 
 // newAdmin serves the operator endpoints: /healthz (the process runs),
-// /readyz (a routing table is loaded, so requests can be routed) and
+// /readyz (a routing table is loaded, so requests can be routed, and the
+// proxy is not overloaded: 503 saying why otherwise) and
 // /metrics (Prometheus). They are on their own listener so the proxy
 // listener carries only proxied traffic.
 func (n *Node) newAdmin(metrics *proxy.Metrics) *http.Server {
@@ -28,6 +29,11 @@ func (n *Node) newAdmin(metrics *proxy.Metrics) *http.Server {
 		if rev == 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte("no routing table yet\n"))
+			return
+		}
+		if why := n.proxy.Load().Overloaded(time.Now()); why != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("overloaded: " + why + "\n"))
 			return
 		}
 		w.Write([]byte("ready at revision " + strconv.FormatUint(rev, 10) + "\n"))

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -78,8 +79,27 @@ type Config struct {
 	UpstreamMaxIdlePerHost int
 	// UpstreamIdleTimeout closes pooled connections idle that long. Default 60s.
 	UpstreamIdleTimeout time.Duration
-	// ClientIdleTimeout closes client connections idle that long. Default 75s.
+	// ClientIdleTimeout closes keep-alive client connections that start no
+	// next request for that long. Default 75s.
 	ClientIdleTimeout time.Duration
+	// HeadTimeout bounds the reading of a request head (408 past it).
+	// Default 10s.
+	HeadTimeout time.Duration
+	// TunnelIdleTimeout closes websocket tunnels idle both ways that
+	// long. Default 5m.
+	TunnelIdleTimeout time.Duration
+	// MaxConns caps concurrent client connections; at the cap the edge
+	// stops accepting and /readyz says it is overloaded. Default half the
+	// file descriptor limit.
+	MaxConns int
+	// MaxHeldBodyBytes is the memory budget for signed request bodies held
+	// to check their hash (503 with Retry-After past it). Default 256 MiB.
+	MaxHeldBodyBytes int64
+	// TrustedProxies are the peers whose forwarding headers are kept
+	// (proxy.Config.TrustedProxies).
+	TrustedProxies []netip.Prefix
+	// DebugHeader says who gets X-Edge-Route for X-Edge-Debug: 1. Default off.
+	DebugHeader proxy.DebugPolicy
 	// ProxyReadMode chooses how the proxy reads connections. The default,
 	// proxy.ReadFirst, never stalls; proxy.WaitFirst saves a system call
 	// twice per request but can stall a request up to 10 ms in rare cases.
@@ -170,6 +190,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Edge: cfg.Name, Region: cfg.Region, Pool: n.pool, ClusterID: cfg.ClusterID,
 		Table: &n.table, Persister: n.persist, Logger: n.log,
 		BackoffBase: cfg.WatchBackoffBase, BackoffMax: cfg.WatchBackoffMax,
+		OnSwap: n.tableSwapped,
 	})
 	if err != nil {
 		n.abort()
@@ -195,6 +216,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxIdlePerHost:      cfg.UpstreamMaxIdlePerHost,
 		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
 		ClientIdleTimeout:   cfg.ClientIdleTimeout,
+		HeadTimeout:         cfg.HeadTimeout,
+		TunnelIdleTimeout:   cfg.TunnelIdleTimeout,
+		MaxConns:            cfg.MaxConns,
+		MaxHeldBodyBytes:    cfg.MaxHeldBodyBytes,
+		TrustedProxies:      cfg.TrustedProxies,
+		DebugHeader:         cfg.DebugHeader,
 		ReadMode:            cfg.ProxyReadMode,
 		MaxHeaderBytes:      cfg.ProxyMaxHeaderBytes,
 		HeadLimits:          cfg.ProxyHead,
@@ -441,6 +468,17 @@ func (n *Node) closeAuth() {
 	}
 }
 
+// tableSwapped runs after the watch applied a new routing table: tunnels
+// opened with a key the table revokes are closed.
+func (n *Node) tableSwapped(t *route.Table) {
+	if n.proxy == nil {
+		return // not serving yet: nothing is open
+	}
+	if closed := n.proxy.Revalidate(t); closed > 0 {
+		n.log.Info("closed tunnels whose key was revoked", "tunnels", closed, "revision", t.Revision())
+	}
+}
+
 // registerMetrics adds the node's gauges next to the proxy's counters.
 func (n *Node) registerMetrics(reg *prometheus.Registry, metrics *proxy.Metrics) {
 	reg.MustRegister(metrics,
@@ -461,6 +499,32 @@ func (n *Node) registerMetrics(reg *prometheus.Registry, metrics *proxy.Metrics)
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "edgecell_edge_upstream_idle_connections", Help: "Pooled idle connections to endpoints.",
 		}, func() float64 { return float64(n.proxy.IdleUpstreamConns()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_client_connections", Help: "Client connections open.",
+		}, func() float64 { return float64(n.proxy.Load().Conns) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_client_connections_max", Help: "The cap on client connections (--max-conns); at it the edge stops accepting.",
+		}, func() float64 { return float64(n.proxy.Load().MaxConns) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgecell_edge_accept_errors_total", Help: "Accepts that failed for want of a resource (file descriptors, buffers) and were retried after a backoff.",
+		}, func() float64 { return float64(n.proxy.Load().AcceptErrors) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_held_body_bytes", Help: "Memory held for signed request bodies in flight (their hash is checked before they are forwarded).",
+		}, func() float64 { return float64(n.proxy.Load().HeldBodyBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_held_body_bytes_max", Help: "The budget for held signed request bodies (--max-held-body-bytes).",
+		}, func() float64 { return float64(n.proxy.Load().MaxHeldBodyBytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgecell_edge_held_body_rejections_total", Help: "Signed requests answered 503 because holding their body would have passed the budget.",
+		}, func() float64 { return float64(n.proxy.Load().OverBudget) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecell_edge_overloaded", Help: "1 while the edge reports itself overloaded on /readyz (connections at the cap, accepts failing, held bodies past 90% of their budget).",
+		}, func() float64 {
+			if n.proxy.Load().Overloaded(time.Now()) != "" {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "edgecell_edge_nonce_rpcs_total", Help: "CheckNonces calls to the coordinators (each carries a batch of signed requests' nonces; retries included).",
 		}, func() float64 { return float64(n.nonces.Stats().RPCs) }),

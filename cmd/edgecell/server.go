@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"syscall"
 	"time"
@@ -114,6 +115,8 @@ func (a *app) edgeCommand() *cobra.Command {
 		coordinators string
 		underscores  string
 		upgrades     string
+		trusted      string
+		debugHeader  string
 	)
 	cmd := &cobra.Command{
 		Use:   "edge --name N --region R --data-dir D --listen ADDR --coordinators A,B,C",
@@ -151,6 +154,21 @@ coordinators run with --insecure, in plaintext.`,
 			if cfg.ProxyHead.HeadersWithUnderscores, err = proxy.ParseUnderscoreAction(underscores); err != nil {
 				return usagef("--headers-with-underscores: want reject, drop or allow, not %q", underscores)
 			}
+			for name, v := range map[string]time.Duration{"head-timeout": cfg.HeadTimeout, "idle-timeout": cfg.ClientIdleTimeout,
+				"response-timeout": cfg.UpstreamResponseTimeout, "tunnel-idle-timeout": cfg.TunnelIdleTimeout} {
+				if v <= 0 {
+					return usagef("--%s: want a positive duration, not %s", name, v)
+				}
+			}
+			if cfg.MaxConns < 0 || cfg.MaxHeldBodyBytes <= 0 {
+				return usagef("--max-conns (%d) must be 0 (half the file descriptor limit) or more, --max-held-body-bytes (%d) positive", cfg.MaxConns, cfg.MaxHeldBodyBytes)
+			}
+			if cfg.TrustedProxies, err = parsePrefixes(trusted); err != nil {
+				return usagef("--trusted-proxies: %v", err)
+			}
+			if cfg.DebugHeader, err = proxy.ParseDebugPolicy(debugHeader); err != nil {
+				return usagef("--debug-header: %v", err)
+			}
 			for _, u := range strings.Split(upgrades, ",") {
 				if u = strings.TrimSpace(u); u != "" {
 					cfg.ProxyHead.AllowedUpgrades = append(cfg.ProxyHead.AllowedUpgrades, u)
@@ -182,8 +200,37 @@ coordinators run with --insecure, in plaintext.`,
 	f.IntVar(&cfg.ProxyHead.MaxRequestTarget, "max-request-target", 8<<10, "longest request target in bytes; over it: 414")
 	f.StringVar(&underscores, "headers-with-underscores", "reject", "request header names with \"_\": reject (400), drop, or allow")
 	f.StringVar(&upgrades, "allow-upgrades", "", "comma-separated Upgrade protocols forwarded besides websocket (others go as plain requests)")
+	f.DurationVar(&cfg.HeadTimeout, "head-timeout", 10*time.Second, "a request head must be whole within this of its first byte (a new connection's, of the accept); past it: 408 and close")
+	f.DurationVar(&cfg.ClientIdleTimeout, "idle-timeout", 75*time.Second, "close a keep-alive client connection that starts no next request within this")
+	f.DurationVar(&cfg.UpstreamResponseTimeout, "response-timeout", 60*time.Second, "an upstream must start its response within this of the whole request (streamed body included) being sent; past it: 504")
+	f.DurationVar(&cfg.TunnelIdleTimeout, "tunnel-idle-timeout", 5*time.Minute, "close a websocket tunnel that carries no byte either way for this long")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "most concurrent client connections; at the cap the edge stops accepting and /readyz says overloaded (0: half the file descriptor limit)")
+	f.Int64Var(&cfg.MaxHeldBodyBytes, "max-held-body-bytes", 256<<20, "memory for signed request bodies held to check their hash; a request past it gets 503 with Retry-After")
+	f.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs or addresses of proxies in front of the edge whose X-Forwarded-*/Forwarded headers are kept (from any other peer they are replaced)")
+	f.StringVar(&debugHeader, "debug-header", "off", "who gets X-Edge-Route for X-Edge-Debug: 1: off, trusted (peers in --trusted-proxies) or on")
 	requireFlags(cmd, "name", "region", "data-dir", "coordinators")
 	return cmd
+}
+
+// parsePrefixes reads a comma-separated list of CIDRs and bare addresses
+// (a bare address is its own /32 or /128).
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range strings.Split(list, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", v)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 func requireFlags(cmd *cobra.Command, names ...string) {

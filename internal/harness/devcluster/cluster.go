@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgecell/edgecell/coordinator"
 	"github.com/edgecell/edgecell/edgenode"
+	"github.com/edgecell/edgecell/edgenode/proxy"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/simnet"
 )
@@ -282,6 +283,9 @@ func (c *Cluster) startEdges(ctx context.Context, addrs []string) error {
 			Listen: addrs[i], Coordinators: coords,
 			Logger: c.log.With("edge", name, "region", region),
 			TLS:    c.source(name),
+			// A dev cluster explains its routing to anyone who asks (the
+			// load test's breaker check does); a real edge does not.
+			DebugHeader: proxy.DebugOn,
 		}
 		if c.opts.EdgeDialer != nil {
 			cfg.DialContext = c.opts.EdgeDialer(region)

@@ -4,7 +4,7 @@ BIN       := $(CURDIR)/bin
 TOOLS_MOD := $(CURDIR)/tools/go.mod
 BUF       := $(BIN)/buf
 
-.PHONY: fuzz bench-signed-tls all build dev test test-short fault soak fault-compose bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
+.PHONY: fuzz bench-signed-tls all build dev test test-short fault hostile soak fault-compose bench bench-proxy loadtest-bench loadtest-report-check generate check-generated lint tools image clean
 
 all: build
 
@@ -29,6 +29,13 @@ FAULT_SEED ?=
 SOAK_RUNS  ?= 10
 fault:
 	FAULT_SEED=$(FAULT_SEED) $(GO) test -tags fault -count=1 -timeout 30m -v ./test/fault -run 'TestFault$$'
+
+# The hostile-client suite: a real edge process over real sockets against
+# request smuggling, header bombs, 10,000 slowloris connections, signed
+# bodies announced and never sent, a hung upstream and revoked or idle
+# tunnels (cmd/edgecell, TestHostile*). About a minute.
+hostile:
+	$(GO) test -count=1 -run 'TestHostile' ./cmd/edgecell
 
 # SOAK_RUNS random seeds of the fault suite (about 40 s each), one line per
 # run and a total line.

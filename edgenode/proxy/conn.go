@@ -26,7 +26,8 @@ const (
 
 // deadlineSlack is how stale a connection deadline may get before it is
 // moved: deadlines are refreshed about once a second per connection instead
-// of twice per request.
+// of twice per request. (The head deadlines use at most a tenth of
+// HeadTimeout, Server.slack.)
 const deadlineSlack = time.Second
 
 // conn is one client connection and everything reused across its requests.
@@ -51,11 +52,10 @@ type conn struct {
 	bodyDone chan error
 	bodyMu   sync.Mutex // orders stopBody against sendBody's deadline updates
 	bodyStop bool
-	// bodySent: sendBody sent the whole body; respStarted: the final
-	// response head came. Under bodyMu: sendBody arms the response
-	// timeout on the upstream connection only before that.
-	bodySent, respStarted bool
-	linger                bool // the client may still be sending a body nobody read
+	// respStarted: the final response head came. Under bodyMu: sendBody
+	// arms the response timeout on the upstream connection only before.
+	respStarted bool
+	linger      bool // the client may still be sending a body nobody read
 
 	// Authentication (auth.go): the connection's reusable state (verifier,
 	// buffers), nil until a request to a cell with an auth policy.
@@ -217,7 +217,11 @@ func (c *conn) retrying(phase readPhase, read func() error) bool {
 				c.shortRead = false
 				c.armFor(phase, now)
 				continue
-			case phase == waitingRequest && c.br.Buffered() == 0 && now.Before(c.idleBy):
+			case phase == waitingRequest && c.br.Buffered() == 0 && now.Before(c.idleBy),
+				phase == readingHead && now.Before(c.headBy):
+				// The deadline was a stale one (deadlineSlack) or a step
+				// of the idle wait: the phase's own is later.
+				c.rdl = time.Time{}
 				c.armFor(phase, now)
 				continue
 			case phase == readingHead || c.br.Buffered() > 0:
@@ -244,7 +248,7 @@ func (c *conn) armFor(phase readPhase, now time.Time) {
 			d = c.idleBy
 		}
 	}
-	if diff := d.Sub(c.rdl); diff > deadlineSlack || diff < -deadlineSlack || !now.Before(c.rdl) {
+	if diff := d.Sub(c.rdl); diff > c.s.slack || diff < -c.s.slack || !now.Before(c.rdl) {
 		c.rdl, c.shortRead = d, false
 		c.nc.SetReadDeadline(d)
 	}

@@ -264,7 +264,7 @@ func (c *conn) startBody(uc *upConn) {
 		}
 		c.rs.bodyRead = true
 	}
-	c.bodySent, c.respStarted = false, false
+	c.respStarted = false
 	go c.sendBody(uc)
 }
 
@@ -490,7 +490,6 @@ func (c *conn) sendBody(uc *upConn) {
 	case err == nil:
 		// All sent: from now on the upstream has ResponseTimeout to start
 		// its answer, unless it started already.
-		c.bodySent = true
 		if !c.respStarted {
 			uc.nc.SetReadDeadline(time.Now().Add(c.s.cfg.ResponseTimeout))
 			uc.deadline = true
@@ -521,18 +520,26 @@ func (c *conn) finishBody(uc *upConn, streaming bool) bool {
 		return err == nil
 	default:
 	}
-	c.bodyMu.Lock()
-	sent := c.bodySent
-	c.bodyMu.Unlock()
-	if sent {
-		// Whole, and sendBody is about to say so: the connections stay
-		// in step.
-		return <-c.bodyDone == nil
+	// The upstream answered; the last of the body is most likely on its
+	// way out. Wait a little for it, as net/http's transport does
+	// (maxWriteWaitBeforeConnReuse), so that both connections stay in
+	// step; an upstream that answered without reading the body loses the
+	// connection instead.
+	wait := time.NewTimer(maxBodyWaitBeforeReuse)
+	defer wait.Stop()
+	select {
+	case err := <-c.bodyDone:
+		return err == nil
+	case <-wait.C:
 	}
 	uc.close()
 	c.stopBody()
 	return false
 }
+
+// maxBodyWaitBeforeReuse is how long a relayed response waits for its
+// request body to finish sending before the connections are given up.
+const maxBodyWaitBeforeReuse = 50 * time.Millisecond
 
 // waitBody stops sendBody, if it runs, after uc failed, and returns how
 // sendBody ended.

@@ -162,6 +162,7 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	raySuffix string
+	slack     time.Duration // how far a head deadline may be off before it is moved
 	ups       upstreams
 	bufs      sync.Pool // *[copyBufSize]byte
 	conns     sync.Pool // *conn
@@ -215,6 +216,7 @@ func New(cfg Config) *Server {
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		raySuffix: "-" + cfg.Region,
+		slack:     min(deadlineSlack, cfg.HeadTimeout/10),
 		ups: upstreams{
 			dial:        cfg.DialContext,
 			tlsConfig:   cfg.TLSConfig,

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,9 +12,11 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/edgecell/edgecell/edgenode/route"
 	"github.com/edgecell/edgecell/hmacsig"
 	"github.com/edgecell/edgecell/internal/testutil"
 )
@@ -339,5 +342,59 @@ func TestStreamedBodiesKeepTheirConnections(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("upstream saw %d connections for 20 requests, want 1", n)
+	}
+}
+
+// emfileListener fails its first accepts with EMFILE, as a process out of
+// file descriptors would, then accepts normally.
+type emfileListener struct {
+	net.Listener
+	fail atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fail.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptOutOfFileDescriptors: EMFILE from accept is a pause, not the
+// end of Serve: it is counted, reported as overload, and the edge serves
+// once descriptors are back.
+func TestAcceptOutOfFileDescriptors(t *testing.T) {
+	be := backend(t, "b1")
+	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
+	table := &atomic.Pointer[route.Table]{}
+	table.Store(tb)
+	srv := New(Config{Region: "us-east", Table: table})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := &emfileListener{Listener: ln}
+	el.fail.Store(3)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(el) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/") // no routing key: 400, from the edge
+	if err != nil {
+		t.Fatalf("edge stopped serving after EMFILE: %v", err)
+	}
+	resp.Body.Close()
+	l := srv.Load()
+	if l.AcceptErrors != 3 || resp.StatusCode != 400 {
+		t.Errorf("status %d, AcceptErrors %d; want 400 after 3 failed accepts", resp.StatusCode, l.AcceptErrors)
+	}
+	if why := l.Overloaded(time.Now()); !strings.Contains(why, "accepting connections failed") {
+		t.Errorf("Overloaded() = %q right after EMFILE", why)
+	}
+	if why := l.Overloaded(time.Now().Add(overloadMemory)); why != "" {
+		t.Errorf("Overloaded() = %q %v later", why, overloadMemory)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	if err := <-served; err != ErrServerClosed {
+		t.Errorf("Serve: %v", err)
 	}
 }

@@ -114,7 +114,10 @@ func TestChunkedSmugglingCorpus(t *testing.T) {
 			if rest, _ := io.ReadAll(br); len(rest) > 0 {
 				t.Fatalf("more after the refusal: %q", rest)
 			}
-			if n := up.requests.Load(); n > 1 {
+			// A fault that came with the head is refused before anything
+			// goes upstream; one further on (past the connection's
+			// buffer) cuts the one request off there.
+			if n := up.requests.Load(); n > 1 || n == 1 && len(tc.req) <= bufSize {
 				t.Fatalf("upstream saw %d requests: %v", n, up.seen())
 			}
 			for _, p := range up.seen() {

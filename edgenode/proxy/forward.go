@@ -55,6 +55,16 @@ func (c *conn) serveRequest(start time.Time) bool {
 	if !r.hasKey {
 		return c.reply(400, "missing X-Routing-Key header")
 	}
+	if r.chunked && c.br.Buffered() > 0 {
+		// A chunked body whose fault is already here is refused before
+		// anything of it goes anywhere (one that turns bad later is cut
+		// off at the fault by sendBody).
+		if b, _ := c.br.Peek(c.br.Buffered()); func() bool { _, err := scanChunked(b, nil); return err != nil }() {
+			c.linger = true
+			r.keepAlive = false
+			return c.reply(400, "malformed chunked body")
+		}
+	}
 	t := c.s.cfg.Table.Load() // the whole request uses this one table
 	if t == nil || t.Revision() == 0 {
 		return c.reply(503, "edge has no routing state yet")

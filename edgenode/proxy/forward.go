@@ -55,15 +55,12 @@ func (c *conn) serveRequest(start time.Time) bool {
 	if !r.hasKey {
 		return c.reply(400, "missing X-Routing-Key header")
 	}
-	if r.chunked && c.br.Buffered() > 0 {
-		// A chunked body whose fault is already here is refused before
-		// anything of it goes anywhere (one that turns bad later is cut
-		// off at the fault by sendBody).
-		if b, _ := c.br.Peek(c.br.Buffered()); func() bool { _, err := scanChunked(b, nil); return err != nil }() {
-			c.linger = true
-			r.keepAlive = false
-			return c.reply(400, "malformed chunked body")
-		}
+	if r.chunked && c.faultyChunksHere() {
+		// Refused before anything of the body goes anywhere (one that
+		// turns bad later is cut off at the fault by sendBody).
+		c.linger = true
+		r.keepAlive = false
+		return c.reply(400, "malformed chunked body")
 	}
 	t := c.s.cfg.Table.Load() // the whole request uses this one table
 	if t == nil || t.Revision() == 0 {
@@ -112,6 +109,14 @@ func (c *conn) serveRequest(start time.Time) bool {
 		c.rs.retryAfter, c.rs.retryWhy = ep, a
 	}
 	return c.replyNoEndpoint()
+}
+
+// faultyChunksHere reports whether the start of a chunked body that came
+// with the head is already malformed.
+func (c *conn) faultyChunksHere() bool {
+	b, _ := c.br.Peek(c.br.Buffered())
+	_, err := scanChunked(b, nil)
+	return len(b) > 0 && err != nil
 }
 
 // forward proxies the request to ep. Unless it returns answered, the client

@@ -14,9 +14,15 @@
 // bytes move through the connections' buffers, which are flushed only
 // when the next read would block. Everything a
 // reverse proxy must do still happens: hop-by-hop headers are dropped,
-// X-Forwarded-For/-Proto/-Host are set, the endpoint URL's path prefixes the
+// X-Forwarded-For/-Proto/-Host and Forwarded are set by the edge (kept and
+// extended only from TrustedProxies), the endpoint URL's path prefixes the
 // request path, ambiguous framing is refused (request smuggling), and
-// Upgrade (websocket) requests are tunnelled.
+// Upgrade (websocket) requests are tunnelled (tunnel.go: idle timeout,
+// closed when their key is revoked). What a hostile client can make the
+// edge spend is bounded (load.go, DESIGN.md "Resources under attack"):
+// connections by MaxConns with accept backpressure, the time to send a
+// head by HeadTimeout, held signed bodies by MaxHeldBodyBytes, an
+// upstream's time by ResponseTimeout once the request was sent whole.
 //
 // Endpoint choice follows the cell's candidate order (own region, then the
 // next regions by latency) and skips every endpoint whose route.Gate says
@@ -29,7 +35,8 @@
 // error, timeout, 5xx) is counted on its endpoint's gate for the report
 // package to send. When nothing is left the client gets 502 with a
 // "reason" ("3 endpoints breaker-open", "upstream unreachable after 2
-// attempts"); a request with X-Edge-Debug: 1 gets X-Edge-Route saying why
+// attempts"); a request with X-Edge-Debug: 1 (where DebugHeader allows
+// it) gets X-Edge-Route saying why
 // its endpoint was chosen ("failover us-east->eu-west: 2 endpoints
 // breaker-open", "own-region us-east: retried after us-east-1
 // unreachable", "panic: 0 of 3 endpoints routable (threshold 50%), routing

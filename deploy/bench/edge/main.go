@@ -1,4 +1,4 @@
-// Command edge runs an edgecell edge for the proxy benchmark (deploy/bench/proxy.sh)
+// Command edge runs an edgecell edge for the proxy benchmarks (deploy/bench/proxy.sh, idle.sh)
 // without any coordinator: it writes a routing snapshot that sends every
 // request to --upstream into the edge's bbolt cache, then starts the edge
 // with its only coordinator address unreachable. The edge therefore serves
@@ -35,6 +35,9 @@ func main() {
 	tlsListen := flag.String("tls-listen", "", "HTTPS listen address (needs --tls-cert and --tls-key)")
 	tlsCert := flag.String("tls-cert", "", "PEM certificate for --tls-listen")
 	tlsKey := flag.String("tls-key", "", "PEM key for --tls-listen")
+	maxConns := flag.Int("max-conns", 0, "cap on concurrent client connections (0: the edge's default, half the fd limit)")
+	idleTimeout := flag.Duration("idle-timeout", 0, "close keep-alive client connections idle that long (0: the edge's default, 75s)")
+	headTimeout := flag.Duration("head-timeout", 0, "bound on reading a request head, a new connection's first byte included (0: the edge's default, 10s)")
 	flag.Parse()
 	if *dataDir == "" {
 		fmt.Fprintln(os.Stderr, "edge: --data-dir is required")
@@ -50,6 +53,8 @@ func main() {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
+	// The fields of the edge's Config the flags set besides the listeners.
+	tuning := edgenode.Config{MaxConns: *maxConns, ClientIdleTimeout: *idleTimeout, HeadTimeout: *headTimeout}
 	https := edgenode.Config{TLSListen: *tlsListen}
 	if *tlsListen != "" {
 		certs, err := tlsterm.New([]tlsterm.Pair{{Cert: *tlsCert, Key: *tlsKey}}, nil)
@@ -59,15 +64,16 @@ func main() {
 		}
 		https.HTTPS = certs
 	}
-	if err := run(*listen, https, *upstream, *dataDir, *key, *readMode, *placements); err != nil {
+	if err := run(*listen, https, tuning, *upstream, *dataDir, *key, *readMode, *placements); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
 	}
 }
 
-// run serves; https holds the HTTPS fields of the edge's Config (none: HTTP only).
-func run(listen string, https edgenode.Config, upstream, dataDir, key, readMode string, placements int) error {
+// run serves; https holds the HTTPS fields of the edge's Config (none: HTTP
+// only), tuning its MaxConns, ClientIdleTimeout and HeadTimeout (zero: defaults).
+func run(listen string, https, tuning edgenode.Config, upstream, dataDir, key, readMode string, placements int) error {
 	st := &pb.State{Revision: 1, Config: &pb.RoutingConfig{
 		Regions: []*pb.Region{{Name: "bench"}},
 		Cells: []*pb.Cell{{Id: "bench-cell", Endpoints: []*pb.Endpoint{
@@ -109,6 +115,10 @@ func run(listen string, https edgenode.Config, upstream, dataDir, key, readMode 
 		ProxyReadMode: mode,
 		HTTPS:         https.HTTPS,
 		TLSListen:     https.TLSListen,
+
+		MaxConns:          tuning.MaxConns,
+		ClientIdleTimeout: tuning.ClientIdleTimeout,
+		HeadTimeout:       tuning.HeadTimeout,
 	})
 	if err != nil {
 		return err

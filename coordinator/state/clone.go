@@ -25,6 +25,8 @@ func cloneCell(c *pb.Cell) *pb.Cell {
 		HealthCheck:           clonePolicy(c.GetHealthCheck()),
 		PanicThresholdPercent: c.GetPanicThresholdPercent(),
 		Auth:                  clonePolicy(c.GetAuth()),
+		UpstreamTls:           clonePolicy(c.GetUpstreamTls()),
+		AllowedUpgrades:       slices.Clone(c.GetAllowedUpgrades()),
 	}
 	if len(c.GetEndpoints()) > 0 {
 		out.Endpoints = make([]*pb.Endpoint, len(c.Endpoints))
@@ -70,7 +72,8 @@ func sameCell(a, b *pb.Cell) bool {
 	if a.GetId() != b.GetId() || len(a.GetEndpoints()) != len(b.GetEndpoints()) ||
 		a.GetPanicThresholdPercent() != b.GetPanicThresholdPercent() ||
 		!proto.Equal(a.GetBreaker(), b.GetBreaker()) || !proto.Equal(a.GetHealthCheck(), b.GetHealthCheck()) ||
-		!proto.Equal(a.GetAuth(), b.GetAuth()) {
+		!proto.Equal(a.GetAuth(), b.GetAuth()) || !proto.Equal(a.GetUpstreamTls(), b.GetUpstreamTls()) ||
+		!slices.Equal(a.GetAllowedUpgrades(), b.GetAllowedUpgrades()) {
 		return false
 	}
 	for i, x := range a.GetEndpoints() {

@@ -70,6 +70,9 @@ func (c *conn) serveRequest(start time.Time) bool {
 	if cell == nil {
 		return c.reply(404, "unknown routing key")
 	}
+	if r.upgrade == nil && r.upgradeAsked != nil && len(cell.Upgrades()) > 0 {
+		r.upgrade = cellUpgrade(r.upgradeAsked, cell.Upgrades())
+	}
 	// A cell with an auth policy lets only authenticated requests through,
 	// checked on the request as received, before anything is rewritten.
 	if ap := &cell.Policy().Auth; ap.Mode != pb.AuthMode_AUTH_MODE_UNSPECIFIED && !c.authenticate(t, cell, ap, start) {

@@ -12,7 +12,8 @@ type request struct {
 	host           []byte
 	routingKey     []byte
 	hasKey         bool
-	upgrade        []byte // Upgrade header value when the client asks to switch protocols
+	upgrade        []byte // the protocol to switch to, when the client asks for one the edge allows
+	upgradeAsked   []byte // the Upgrade value asked for (a cell may allow more: cellUpgrade)
 	expect100      bool
 	teTrailers     bool // TE: trailers, which gRPC-style upstreams need
 	keepAlive      bool
@@ -91,7 +92,9 @@ func (r *request) parse(lim *HeadLimits) error {
 	if r.chunked && r.minor == 0 {
 		return errMalformed
 	}
+	r.upgradeAsked = nil
 	if r.connUpgrade && r.upgrade != nil {
+		r.upgradeAsked = r.upgrade
 		r.upgrade = allowedUpgrade(r.upgrade, lim)
 	} else {
 		r.upgrade = nil
@@ -140,6 +143,24 @@ func allowedUpgrade(v []byte, lim *HeadLimits) []byte {
 	tokens(v, func(tok []byte) {
 		if first == nil && lim.upgradeAllowed(tok) {
 			first = tok
+		}
+	})
+	return first
+}
+
+// cellUpgrade is the first protocol of the Upgrade value asked for that a
+// cell's allowed_upgrades (lower-cased) list, or nil.
+func cellUpgrade(v []byte, allowed []string) []byte {
+	var first []byte
+	tokens(v, func(tok []byte) {
+		name := tok
+		if i := bytes.IndexByte(name, '/'); i >= 0 {
+			name = name[:i]
+		}
+		for _, a := range allowed {
+			if first == nil && eqFold(name, a) {
+				first = tok
+			}
 		}
 	})
 	return first

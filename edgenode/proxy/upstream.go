@@ -178,11 +178,14 @@ func (u *upstreams) dialConn(ep *route.Endpoint, p *pool) (*upConn, error) {
 		return nil, err
 	}
 	if ep.TLS {
-		cfg := u.tlsConfig.Clone()
-		if cfg.ServerName == "" {
-			cfg.ServerName = ep.ServerName
+		cfg := ep.UpstreamTLS // the cell's CA and server name, shared read-only
+		if cfg == nil {
+			cfg = u.tlsConfig.Clone()
+			if cfg.ServerName == "" {
+				cfg.ServerName = ep.ServerName
+			}
+			cfg.NextProtos = []string{"http/1.1"}
 		}
-		cfg.NextProtos = []string{"http/1.1"}
 		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()

@@ -1,6 +1,7 @@
 package route
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -32,6 +33,11 @@ type Endpoint struct {
 	Host string
 	// ServerName is the host name for TLS verification.
 	ServerName string
+	// UpstreamTLS, for an https endpoint of a cell with upstream_tls, is
+	// the client TLS configuration to verify it with (the cell's CA, its
+	// server name); nil: the edge's default.
+	UpstreamTLS *tls.Config
+	poolTag     string // the cell's policy.Upstream.PoolTag, in PoolKey
 	// PathPrefix is the URL's escaped path without trailing slashes; the
 	// request path is appended to it. Empty when the URL has no path.
 	PathPrefix string
@@ -94,7 +100,13 @@ type Cell struct {
 	groups []group
 	count  int
 	pol    policy.Cell // source's policies, converted once
+	// upgrades are the cell's allowed_upgrades, lower-cased.
+	upgrades []string
 }
+
+// Upgrades are the Upgrade protocols the cell's endpoints take besides
+// websocket (allowed_upgrades), lower-cased.
+func (c *Cell) Upgrades() []string { return c.upgrades }
 
 // group holds the endpoints of one region, with cumulative weights so a
 // weighted pick is a search in a small array.
@@ -225,6 +237,7 @@ func (it *Candidates) Next() *Endpoint {
 // to created.
 func buildCell(pc *pb.Cell, o *order, prev *Cell, gs *gates, created *[]*Gate) (*Cell, error) {
 	pol := policy.CellOf(pc)
+	up := policy.UpstreamOf(pc)
 	old := map[string]*Endpoint{}
 	if prev != nil {
 		for i := range prev.groups {
@@ -237,10 +250,15 @@ func buildCell(pc *pb.Cell, o *order, prev *Cell, gs *gates, created *[]*Gate) (
 	var groups []*group
 	for _, pe := range pc.GetEndpoints() {
 		ep := old[pe.GetId()]
-		if ep == nil || ep.URL != pe.GetUrl() || ep.Region != pe.GetRegion() || ep.Weight != max(pe.GetWeight(), 1) {
+		if ep == nil || ep.URL != pe.GetUrl() || ep.Region != pe.GetRegion() || ep.Weight != max(pe.GetWeight(), 1) || ep.poolTag != up.PoolTag {
 			var err error
 			if ep, err = newEndpoint(pe); err != nil {
 				return nil, fmt.Errorf("cell %q: %w", pc.GetId(), err)
+			}
+			ep.poolTag = up.PoolTag
+			if ep.TLS && up.PoolTag != "" {
+				ep.UpstreamTLS = up.TLSConfig(ep.ServerName)
+				ep.PoolKey += "#" + up.PoolTag // never shared with a cell that verifies otherwise
 			}
 		}
 		gate, isNew := gs.get(ep.ID, pol.Breaker)
@@ -266,7 +284,7 @@ func buildCell(pc *pb.Cell, o *order, prev *Cell, gs *gates, created *[]*Gate) (
 		g.cum = append(g.cum, sum+uint64(ep.Weight))
 	}
 	slices.SortFunc(groups, func(a, b *group) int { return o.compare(a.region, b.region) })
-	c := &Cell{id: pc.GetId(), source: pc, groups: make([]group, len(groups)), count: len(pc.GetEndpoints()), pol: pol}
+	c := &Cell{id: pc.GetId(), source: pc, groups: make([]group, len(groups)), count: len(pc.GetEndpoints()), pol: pol, upgrades: up.Upgrades}
 	for i, g := range groups {
 		c.groups[i] = *g
 	}

@@ -38,7 +38,8 @@ func CellOf(c *pb.Cell) Cell {
 }
 
 // ValidateCell checks the policies of c (its auth policy, panic threshold,
-// breaker and health-check policies, in that order) and returns the first
+// breaker and health-check policies, upstream TLS and upgrades, in that
+// order) and returns the first
 // problem as an *Error whose Field is relative to the cell
 // ("breaker.max_ejection_percent", "auth.jwt.issuer"). A valid cell, the
 // common case, costs no allocation.
@@ -60,9 +61,11 @@ func checkCell(c *pb.Cell) *Error {
 		}
 	}
 	if h := c.GetHealthCheck(); h != nil {
-		return under("health_check.", checkHealthCheck(h))
+		if e := checkHealthCheck(h); e != nil {
+			return under("health_check.", e)
+		}
 	}
-	return nil
+	return checkUpstream(c)
 }
 
 // ms reads a proto duration field in milliseconds, the unit of every

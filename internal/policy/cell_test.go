@@ -1,7 +1,15 @@
 package policy
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +77,77 @@ func TestCellOfFillsDefaults(t *testing.T) {
 	}
 	if CellOf(&pb.Cell{}) != CellOf(nil) {
 		t.Fatal("a cell without policies must read as every default")
+	}
+}
+
+// testCAPEM is a CA certificate made once for the upstream TLS tests.
+var testCAPEM = func() string {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}()
+
+func TestValidateCellUpstream(t *testing.T) {
+	up := func(ca, name string) *pb.Cell {
+		return &pb.Cell{UpstreamTls: &pb.UpstreamTLS{CaPem: ca, ServerName: name}}
+	}
+	for _, tc := range []struct {
+		name  string
+		cell  *pb.Cell
+		field string // "": valid
+	}{
+		{"CA", up(testCAPEM, ""), ""},
+		{"two CAs and a server name", up(testCAPEM+testCAPEM, "api.internal.example"), ""},
+		{"IP server name", up("", "10.0.0.7"), ""},
+		{"upgrades", &pb.Cell{AllowedUpgrades: []string{"h2c", "TCP"}}, ""},
+		{"not PEM", up("hello", ""), "upstream_tls.ca_pem"},
+		{"junk after the PEM", up(testCAPEM+"junk", ""), "upstream_tls.ca_pem"},
+		{"a private key", up("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", ""), "upstream_tls.ca_pem"},
+		{"not a certificate inside", up("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ""), "upstream_tls.ca_pem"},
+		{"too large", up(strings.Repeat(testCAPEM, MaxUpstreamCAPEM/len(testCAPEM)+1), ""), "upstream_tls.ca_pem"},
+		{"server name with a path", up("", "api/x"), "upstream_tls.server_name"},
+		{"server name label too long", up("", strings.Repeat("a", 64)+".example"), "upstream_tls.server_name"},
+		{"upgrade with a version", &pb.Cell{AllowedUpgrades: []string{"h2c/1"}}, "allowed_upgrades"},
+		{"empty upgrade", &pb.Cell{AllowedUpgrades: []string{""}}, "allowed_upgrades"},
+		{"too many upgrades", &pb.Cell{AllowedUpgrades: strings.Split(strings.Repeat("p,", MaxAllowedUpgrades)+"p", ",")}, "allowed_upgrades"},
+	} {
+		err := ValidateCell(tc.cell)
+		var pe *Error
+		switch {
+		case tc.field == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.field != "" && (!errors.As(err, &pe) || pe.Field != tc.field):
+			t.Errorf("%s: %v, want a refusal of %s", tc.name, err, tc.field)
+		}
+	}
+}
+
+// TestUpstreamOf: cells that verify the same way share a pool tag, cells
+// that verify otherwise do not, and the defaults have none.
+func TestUpstreamOf(t *testing.T) {
+	a := UpstreamOf(&pb.Cell{UpstreamTls: &pb.UpstreamTLS{CaPem: testCAPEM}})
+	b := UpstreamOf(&pb.Cell{UpstreamTls: &pb.UpstreamTLS{CaPem: testCAPEM}})
+	c := UpstreamOf(&pb.Cell{UpstreamTls: &pb.UpstreamTLS{CaPem: testCAPEM, ServerName: "x.example"}})
+	none := UpstreamOf(&pb.Cell{AllowedUpgrades: []string{"H2C"}})
+	if a.PoolTag == "" || a.PoolTag != b.PoolTag || a.PoolTag == c.PoolTag || none.PoolTag != "" {
+		t.Errorf("pool tags %q %q %q %q", a.PoolTag, b.PoolTag, c.PoolTag, none.PoolTag)
+	}
+	if cfg := c.TLSConfig("10.0.0.1"); cfg == nil || cfg.ServerName != "x.example" || cfg.RootCAs == nil {
+		t.Errorf("TLSConfig: %+v", cfg)
+	}
+	if cfg := a.TLSConfig("api.example"); cfg.ServerName != "api.example" {
+		t.Errorf("TLSConfig without server_name verifies %q", cfg.ServerName)
+	}
+	if none.TLSConfig("h") != nil || len(none.Upgrades) != 1 || none.Upgrades[0] != "h2c" {
+		t.Errorf("defaults: %+v", none)
 	}
 }

@@ -247,9 +247,17 @@ type Cell struct {
 	// endpoint is out. At most 100.
 	PanicThresholdPercent uint32 `protobuf:"varint,7,opt,name=panic_threshold_percent,json=panicThresholdPercent,proto3" json:"panic_threshold_percent,omitempty"`
 	// Authentication of requests to the cell; absent: none.
-	Auth          *AuthPolicy `protobuf:"bytes,8,opt,name=auth,proto3" json:"auth,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Auth *AuthPolicy `protobuf:"bytes,8,opt,name=auth,proto3" json:"auth,omitempty"`
+	// How edges verify the cell's https endpoints; absent: against the
+	// system roots, each by its URL's host.
+	UpstreamTls *UpstreamTLS `protobuf:"bytes,9,opt,name=upstream_tls,json=upstreamTls,proto3" json:"upstream_tls,omitempty"`
+	// Upgrade protocols forwarded to the cell's endpoints besides websocket
+	// (which always passes) and the edge's --allow-upgrades: tokens, ASCII
+	// case-insensitive, a "/version" suffix ignored. Others go as plain
+	// requests without their Upgrade. At most 16, each at most 64 bytes.
+	AllowedUpgrades []string `protobuf:"bytes,10,rep,name=allowed_upgrades,json=allowedUpgrades,proto3" json:"allowed_upgrades,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Cell) Reset() {
@@ -338,6 +346,79 @@ func (x *Cell) GetAuth() *AuthPolicy {
 	return nil
 }
 
+func (x *Cell) GetUpstreamTls() *UpstreamTLS {
+	if x != nil {
+		return x.UpstreamTls
+	}
+	return nil
+}
+
+func (x *Cell) GetAllowedUpgrades() []string {
+	if x != nil {
+		return x.AllowedUpgrades
+	}
+	return nil
+}
+
+// UpstreamTLS is how edges verify the certificates of a cell's https
+// endpoints. (Edges older than this message ignore it and verify against
+// the system roots: a private CA's endpoints then fail closed, 502.)
+type UpstreamTLS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PEM CA certificates the endpoints' certificates must chain to, instead
+	// of the system roots. At most 64 KiB, at least one certificate.
+	CaPem string `protobuf:"bytes,1,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	// Name the endpoints' certificates are verified against (and sent as
+	// SNI) instead of each URL's host; empty: the URL's host.
+	ServerName    string `protobuf:"bytes,2,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamTLS) Reset() {
+	*x = UpstreamTLS{}
+	mi := &file_edgecell_v1_routing_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamTLS) ProtoMessage() {}
+
+func (x *UpstreamTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_routing_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamTLS.ProtoReflect.Descriptor instead.
+func (*UpstreamTLS) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UpstreamTLS) GetCaPem() string {
+	if x != nil {
+		return x.CaPem
+	}
+	return ""
+}
+
+func (x *UpstreamTLS) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
 // Endpoint is one upstream of a cell. Endpoint ids are unique across all cells.
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -353,7 +434,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_edgecell_v1_routing_proto_msgTypes[4]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +446,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_routing_proto_msgTypes[4]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +459,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{4}
+	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Endpoint) GetId() string {
@@ -422,7 +503,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_edgecell_v1_routing_proto_msgTypes[5]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +515,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_routing_proto_msgTypes[5]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +528,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{5}
+	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Placement) GetKey() string {
@@ -497,7 +578,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_edgecell_v1_routing_proto_msgTypes[6]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +590,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_routing_proto_msgTypes[6]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +603,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{6}
+	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Member) GetName() string {
@@ -580,7 +661,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_edgecell_v1_routing_proto_msgTypes[7]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +673,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_routing_proto_msgTypes[7]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +686,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{7}
+	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *State) GetRevision() uint64 {
@@ -669,7 +750,7 @@ type Topology struct {
 
 func (x *Topology) Reset() {
 	*x = Topology{}
-	mi := &file_edgecell_v1_routing_proto_msgTypes[8]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +762,7 @@ func (x *Topology) String() string {
 func (*Topology) ProtoMessage() {}
 
 func (x *Topology) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_routing_proto_msgTypes[8]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +775,7 @@ func (x *Topology) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Topology.ProtoReflect.Descriptor instead.
 func (*Topology) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{8}
+	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Topology) GetRegions() []*Region {
@@ -741,7 +822,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_edgecell_v1_routing_proto_msgTypes[9]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +834,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_routing_proto_msgTypes[9]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +847,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{9}
+	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Event) GetKind() isEvent_Kind {
@@ -962,7 +1043,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_edgecell_v1_routing_proto_msgTypes[10]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1055,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_routing_proto_msgTypes[10]
+	mi := &file_edgecell_v1_routing_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1068,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{10}
+	return file_edgecell_v1_routing_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Change) GetRevision() uint64 {
@@ -1024,7 +1105,7 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1c\n" +
 	"\n" +
 	"one_way_ms\x18\x03 \x01(\rR\boneWayMs\x12\x1b\n" +
-	"\tjitter_ms\x18\x04 \x01(\rR\bjitterMs\"\xf5\x02\n" +
+	"\tjitter_ms\x18\x04 \x01(\rR\bjitterMs\"\xdd\x03\n" +
 	"\x04Cell\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\tendpoints\x18\x02 \x03(\v2\x15.edgecell.v1.EndpointR\tendpoints\x12'\n" +
@@ -1033,7 +1114,14 @@ const file_edgecell_v1_routing_proto_rawDesc = "" +
 	"\abreaker\x18\x05 \x01(\v2\x1a.edgecell.v1.BreakerPolicyR\abreaker\x12A\n" +
 	"\fhealth_check\x18\x06 \x01(\v2\x1e.edgecell.v1.HealthCheckPolicyR\vhealthCheck\x126\n" +
 	"\x17panic_threshold_percent\x18\a \x01(\rR\x15panicThresholdPercent\x12+\n" +
-	"\x04auth\x18\b \x01(\v2\x17.edgecell.v1.AuthPolicyR\x04auth\"\\\n" +
+	"\x04auth\x18\b \x01(\v2\x17.edgecell.v1.AuthPolicyR\x04auth\x12;\n" +
+	"\fupstream_tls\x18\t \x01(\v2\x18.edgecell.v1.UpstreamTLSR\vupstreamTls\x12)\n" +
+	"\x10allowed_upgrades\x18\n" +
+	" \x03(\tR\x0fallowedUpgrades\"E\n" +
+	"\vUpstreamTLS\x12\x15\n" +
+	"\x06ca_pem\x18\x01 \x01(\tR\x05caPem\x12\x1f\n" +
+	"\vserver_name\x18\x02 \x01(\tR\n" +
+	"serverName\"\\\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
@@ -1098,55 +1186,57 @@ func file_edgecell_v1_routing_proto_rawDescGZIP() []byte {
 	return file_edgecell_v1_routing_proto_rawDescData
 }
 
-var file_edgecell_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_edgecell_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_edgecell_v1_routing_proto_goTypes = []any{
 	(*RoutingConfig)(nil),     // 0: edgecell.v1.RoutingConfig
 	(*Region)(nil),            // 1: edgecell.v1.Region
 	(*Latency)(nil),           // 2: edgecell.v1.Latency
 	(*Cell)(nil),              // 3: edgecell.v1.Cell
-	(*Endpoint)(nil),          // 4: edgecell.v1.Endpoint
-	(*Placement)(nil),         // 5: edgecell.v1.Placement
-	(*Member)(nil),            // 6: edgecell.v1.Member
-	(*State)(nil),             // 7: edgecell.v1.State
-	(*Topology)(nil),          // 8: edgecell.v1.Topology
-	(*Event)(nil),             // 9: edgecell.v1.Event
-	(*Change)(nil),            // 10: edgecell.v1.Change
-	(*BreakerPolicy)(nil),     // 11: edgecell.v1.BreakerPolicy
-	(*HealthCheckPolicy)(nil), // 12: edgecell.v1.HealthCheckPolicy
-	(*AuthPolicy)(nil),        // 13: edgecell.v1.AuthPolicy
-	(*BreakerStatus)(nil),     // 14: edgecell.v1.BreakerStatus
-	(*HealthStatus)(nil),      // 15: edgecell.v1.HealthStatus
-	(*ApiKey)(nil),            // 16: edgecell.v1.ApiKey
+	(*UpstreamTLS)(nil),       // 4: edgecell.v1.UpstreamTLS
+	(*Endpoint)(nil),          // 5: edgecell.v1.Endpoint
+	(*Placement)(nil),         // 6: edgecell.v1.Placement
+	(*Member)(nil),            // 7: edgecell.v1.Member
+	(*State)(nil),             // 8: edgecell.v1.State
+	(*Topology)(nil),          // 9: edgecell.v1.Topology
+	(*Event)(nil),             // 10: edgecell.v1.Event
+	(*Change)(nil),            // 11: edgecell.v1.Change
+	(*BreakerPolicy)(nil),     // 12: edgecell.v1.BreakerPolicy
+	(*HealthCheckPolicy)(nil), // 13: edgecell.v1.HealthCheckPolicy
+	(*AuthPolicy)(nil),        // 14: edgecell.v1.AuthPolicy
+	(*BreakerStatus)(nil),     // 15: edgecell.v1.BreakerStatus
+	(*HealthStatus)(nil),      // 16: edgecell.v1.HealthStatus
+	(*ApiKey)(nil),            // 17: edgecell.v1.ApiKey
 }
 var file_edgecell_v1_routing_proto_depIdxs = []int32{
 	1,  // 0: edgecell.v1.RoutingConfig.regions:type_name -> edgecell.v1.Region
 	2,  // 1: edgecell.v1.RoutingConfig.latencies:type_name -> edgecell.v1.Latency
 	3,  // 2: edgecell.v1.RoutingConfig.cells:type_name -> edgecell.v1.Cell
-	5,  // 3: edgecell.v1.RoutingConfig.placements:type_name -> edgecell.v1.Placement
-	4,  // 4: edgecell.v1.Cell.endpoints:type_name -> edgecell.v1.Endpoint
-	11, // 5: edgecell.v1.Cell.breaker:type_name -> edgecell.v1.BreakerPolicy
-	12, // 6: edgecell.v1.Cell.health_check:type_name -> edgecell.v1.HealthCheckPolicy
-	13, // 7: edgecell.v1.Cell.auth:type_name -> edgecell.v1.AuthPolicy
-	0,  // 8: edgecell.v1.State.config:type_name -> edgecell.v1.RoutingConfig
-	6,  // 9: edgecell.v1.State.members:type_name -> edgecell.v1.Member
-	14, // 10: edgecell.v1.State.breakers:type_name -> edgecell.v1.BreakerStatus
-	15, // 11: edgecell.v1.State.health:type_name -> edgecell.v1.HealthStatus
-	16, // 12: edgecell.v1.State.keys:type_name -> edgecell.v1.ApiKey
-	1,  // 13: edgecell.v1.Topology.regions:type_name -> edgecell.v1.Region
-	2,  // 14: edgecell.v1.Topology.latencies:type_name -> edgecell.v1.Latency
-	3,  // 15: edgecell.v1.Event.put_cell:type_name -> edgecell.v1.Cell
-	5,  // 16: edgecell.v1.Event.put_placement:type_name -> edgecell.v1.Placement
-	8,  // 17: edgecell.v1.Event.set_topology:type_name -> edgecell.v1.Topology
-	6,  // 18: edgecell.v1.Event.put_member:type_name -> edgecell.v1.Member
-	14, // 19: edgecell.v1.Event.put_breaker:type_name -> edgecell.v1.BreakerStatus
-	15, // 20: edgecell.v1.Event.put_health:type_name -> edgecell.v1.HealthStatus
-	16, // 21: edgecell.v1.Event.put_key:type_name -> edgecell.v1.ApiKey
-	9,  // 22: edgecell.v1.Change.events:type_name -> edgecell.v1.Event
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	6,  // 3: edgecell.v1.RoutingConfig.placements:type_name -> edgecell.v1.Placement
+	5,  // 4: edgecell.v1.Cell.endpoints:type_name -> edgecell.v1.Endpoint
+	12, // 5: edgecell.v1.Cell.breaker:type_name -> edgecell.v1.BreakerPolicy
+	13, // 6: edgecell.v1.Cell.health_check:type_name -> edgecell.v1.HealthCheckPolicy
+	14, // 7: edgecell.v1.Cell.auth:type_name -> edgecell.v1.AuthPolicy
+	4,  // 8: edgecell.v1.Cell.upstream_tls:type_name -> edgecell.v1.UpstreamTLS
+	0,  // 9: edgecell.v1.State.config:type_name -> edgecell.v1.RoutingConfig
+	7,  // 10: edgecell.v1.State.members:type_name -> edgecell.v1.Member
+	15, // 11: edgecell.v1.State.breakers:type_name -> edgecell.v1.BreakerStatus
+	16, // 12: edgecell.v1.State.health:type_name -> edgecell.v1.HealthStatus
+	17, // 13: edgecell.v1.State.keys:type_name -> edgecell.v1.ApiKey
+	1,  // 14: edgecell.v1.Topology.regions:type_name -> edgecell.v1.Region
+	2,  // 15: edgecell.v1.Topology.latencies:type_name -> edgecell.v1.Latency
+	3,  // 16: edgecell.v1.Event.put_cell:type_name -> edgecell.v1.Cell
+	6,  // 17: edgecell.v1.Event.put_placement:type_name -> edgecell.v1.Placement
+	9,  // 18: edgecell.v1.Event.set_topology:type_name -> edgecell.v1.Topology
+	7,  // 19: edgecell.v1.Event.put_member:type_name -> edgecell.v1.Member
+	15, // 20: edgecell.v1.Event.put_breaker:type_name -> edgecell.v1.BreakerStatus
+	16, // 21: edgecell.v1.Event.put_health:type_name -> edgecell.v1.HealthStatus
+	17, // 22: edgecell.v1.Event.put_key:type_name -> edgecell.v1.ApiKey
+	10, // 23: edgecell.v1.Change.events:type_name -> edgecell.v1.Event
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_routing_proto_init() }
@@ -1156,7 +1246,7 @@ func file_edgecell_v1_routing_proto_init() {
 	}
 	file_edgecell_v1_auth_proto_init()
 	file_edgecell_v1_health_proto_init()
-	file_edgecell_v1_routing_proto_msgTypes[9].OneofWrappers = []any{
+	file_edgecell_v1_routing_proto_msgTypes[10].OneofWrappers = []any{
 		(*Event_PutCell)(nil),
 		(*Event_DeleteCell)(nil),
 		(*Event_PutPlacement)(nil),
@@ -1175,7 +1265,7 @@ func file_edgecell_v1_routing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_routing_proto_rawDesc), len(file_edgecell_v1_routing_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

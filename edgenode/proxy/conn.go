@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/edgecell/edgecell/edgenode/route"
@@ -43,6 +44,9 @@ type conn struct {
 	// tls is set for a connection accepted on a TLS listener: its scheme
 	// is https (X-Forwarded-Proto).
 	tls bool
+	// raw is the socket of a plain TCP connection, to wait on without a
+	// buffer; nil for TLS.
+	raw syscall.RawConn
 	// trusted: the peer is in TrustedProxies (its forwarding fields are
 	// kept); debugOK: it may ask for X-Edge-Route (DebugHeader).
 	trusted, debugOK bool
@@ -102,8 +106,10 @@ type reqState struct {
 
 func (c *conn) attach(nc net.Conn) {
 	c.nc = nc
-	c.br.Reset(nc)
-	c.bw.Reset(nc)
+	c.raw = nil
+	if _, isTLS := nc.(*tls.Conn); !isTLS {
+		c.raw = rawConn(nc) // to wait for a request holding no buffer
+	}
 	c.state.Store(stateActive)
 	c.linger = false
 	c.rdl, c.wdl, c.shortRead = time.Time{}, time.Time{}, false
@@ -141,7 +147,7 @@ func (c *conn) serve() {
 		}
 		// A new request starts from nothing but the heads' buffers.
 		c.rs = reqState{req: request{head: c.rs.req.emptied()}, resp: response{head: c.rs.resp.emptied()}}
-		if c.rw.rc != nil && c.br.Buffered() == 0 {
+		if c.rw.rc != nil && c.br != nil && c.br.Buffered() == 0 {
 			// Send the last response and wait for the next request without
 			// a speculative read. The short deadline this arms stays while
 			// the head is read; only a head slow to come gets its own.
@@ -150,12 +156,12 @@ func (c *conn) serve() {
 			}
 			c.rdl, c.shortRead = c.now.Add(readWaitSafety), true
 		} else {
-			if c.bw.Buffered() > 0 && c.bw.Flush() != nil {
+			if c.bw != nil && c.bw.Buffered() > 0 && c.bw.Flush() != nil {
 				return
 			}
 			c.armFor(waitingRequest, c.now)
 		}
-		if !c.retrying(waitingRequest, func() error { _, err := c.br.Peek(1); return err }) {
+		if !c.retrying(waitingRequest, c.awaitRequest) {
 			return
 		}
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
@@ -217,14 +223,20 @@ func (c *conn) retrying(phase readPhase, read func() error) bool {
 				c.shortRead = false
 				c.armFor(phase, now)
 				continue
-			case phase == waitingRequest && c.br.Buffered() == 0 && now.Before(c.idleBy),
-				phase == readingHead && now.Before(c.headBy):
-				// The deadline was a stale one (deadlineSlack) or a step
-				// of the idle wait: the phase's own is later.
+			case phase == waitingRequest && c.buffered() == 0 && now.Before(c.idleBy):
+				// A step of the idle wait (HeadTimeout) went by with
+				// nothing: the connection is idle. It waits for the rest
+				// holding no buffer (awaitRequest).
+				c.rdl = time.Time{}
+				c.armFor(phase, now)
+				c.dropBuffers()
+				continue
+			case phase == readingHead && now.Before(c.headBy):
+				// A stale deadline (deadlineSlack): the head's is later.
 				c.rdl = time.Time{}
 				c.armFor(phase, now)
 				continue
-			case phase == readingHead || c.br.Buffered() > 0:
+			case phase == readingHead || c.buffered() > 0:
 				err = errHeadTimeout
 				c.s.metrics.timeout(timeoutHead)
 			default:
@@ -254,6 +266,69 @@ func (c *conn) armFor(phase readPhase, now time.Time) {
 	}
 }
 
+// awaitRequest waits for the first byte of a request. Unless the
+// connection is TLS (whose own buffers may hold it already), a connection
+// without buffers (new, or idle past a head timeout) first parks holding
+// none, until the client sends something; only then does it take them from
+// the Server's pools. So a connection that only waits costs its goroutine
+// and little else (DESIGN.md, "Resources under attack").
+func (c *conn) awaitRequest() error {
+	if c.br == nil {
+		if c.raw != nil {
+			if err := awaitBytes(c.raw); err != nil {
+				return err
+			}
+		}
+		c.takeBuffers()
+	}
+	_, err := c.br.Peek(1)
+	return err
+}
+
+// awaitBytes parks until the socket under rc is readable (data, end of
+// stream or an error: the read that follows tells), within its read
+// deadline. The readiness test runs inside the wait, after the runtime
+// cleared the connection's readiness flag, so no arrival can be missed.
+func awaitBytes(rc syscall.RawConn) error {
+	return rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+	})
+}
+
+// buffered is how many bytes of the client's wait in the read buffer.
+func (c *conn) buffered() int {
+	if c.br == nil {
+		return 0
+	}
+	return c.br.Buffered()
+}
+
+// takeBuffers gives the connection its read and write buffers.
+func (c *conn) takeBuffers() {
+	c.br = c.s.readers.Get().(*bufio.Reader)
+	c.br.Reset(c.nc)
+	c.bw = c.s.writers.Get().(*bufio.Writer)
+	c.bw.Reset(c.nc)
+}
+
+// dropBuffers gives the connection's buffers back (the write buffer must
+// be flushed, the read buffer empty), with the heads' and a held body's.
+func (c *conn) dropBuffers() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		c.s.readers.Put(c.br)
+		c.bw.Reset(nil)
+		c.s.writers.Put(c.bw)
+		c.br, c.bw = nil, nil
+	}
+	c.rs = reqState{}
+	if c.auth != nil {
+		c.auth.held.b = nil
+	}
+}
+
 // closeIfIdle closes the connection if it waits for a request; called by Shutdown.
 func (c *conn) closeIfIdle() {
 	if c.state.CompareAndSwap(stateIdle, stateClosed) {
@@ -263,7 +338,7 @@ func (c *conn) closeIfIdle() {
 
 func (c *conn) finish() {
 	c.state.Store(stateClosed)
-	if c.bw.Buffered() > 0 {
+	if c.bw != nil && c.bw.Buffered() > 0 {
 		c.bw.Flush() // the last response, left for the next wait to send
 	}
 	if c.linger {
@@ -271,15 +346,11 @@ func (c *conn) finish() {
 	}
 	c.nc.Close()
 	c.s.untrack(c)
-	c.nc = nil
-	c.br.Reset(nil)
-	c.bw.Reset(nil)
-	if cap(c.rs.req.buf) > 4*bufSize || cap(c.rs.resp.buf) > 4*bufSize {
-		c.rs = reqState{}
-	}
+	c.nc, c.raw = nil, nil
 	if c.auth != nil {
 		c.auth.held.release()
 	}
+	c.dropBuffers()
 	c.s.conns.Put(c)
 }
 

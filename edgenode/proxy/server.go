@@ -166,6 +166,8 @@ type Server struct {
 	ups       upstreams
 	bufs      sync.Pool // *[copyBufSize]byte
 	conns     sync.Pool // *conn
+	readers   sync.Pool // *bufio.Reader, a connection's while a request is on the way
+	writers   sync.Pool // *bufio.Writer, likewise
 
 	// Load against the limits (load.go).
 	slots       chan struct{} // one per connection open (or being accepted), MaxConns deep
@@ -233,14 +235,9 @@ func New(cfg Config) *Server {
 		janDone: make(chan struct{}),
 	}
 	s.bufs.New = func() any { return new([copyBufSize]byte) }
-	s.conns.New = func() any {
-		return &conn{
-			s:        s,
-			br:       bufio.NewReaderSize(nil, bufSize),
-			bw:       bufio.NewWriterSize(nil, bufSize),
-			bodyDone: make(chan error, 1),
-		}
-	}
+	s.conns.New = func() any { return &conn{s: s, bodyDone: make(chan error, 1)} }
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, bufSize) }
+	s.writers.New = func() any { return bufio.NewWriterSize(nil, bufSize) }
 	go s.janitor()
 	return s
 }

@@ -31,7 +31,12 @@
 //	                  query when there is one ("/v1/orders?id=42"). No
 //	                  decoding, re-encoding or reordering; the fragment is
 //	                  never sent and is not part of it. A path that is empty
-//	                  is "/". In Go this is req.URL.RequestURI().
+//	                  is "/". In Go this is req.URL.RequestURI(). One
+//	                  exception: a path with "." or ".." segments (also
+//	                  written %2e) is signed with them removed as RFC 3986
+//	                  5.2.4 says, "/a/./b/../c" as "/a/c" (NormalizeTarget),
+//	                  because that is what an edge forwards; one that
+//	                  climbs above the root is refused.
 //	routing key       the X-Routing-Key value without leading and trailing
 //	                  spaces and tabs, or the empty string when the header
 //	                  is absent

@@ -77,7 +77,14 @@ func (s *Signer) Sign(req *http.Request) error {
 	if method == "" {
 		method = http.MethodGet
 	}
-	canon := AppendCanonical(nil, []byte(method), []byte(req.URL.RequestURI()), []byte(routingKey),
+	target, changed, err := NormalizeTarget(nil, []byte(req.URL.RequestURI()))
+	if err != nil {
+		return fmt.Errorf("hmacsig: request target %q: %w (an edge refuses it)", req.URL.RequestURI(), err)
+	}
+	if !changed {
+		target = []byte(req.URL.RequestURI())
+	}
+	canon := AppendCanonical(nil, []byte(method), target, []byte(routingKey),
 		[]byte(ts), []byte(n), sha256.Sum256(body))
 	sig := Signature(s.Secret, canon)
 

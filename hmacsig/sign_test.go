@@ -53,6 +53,7 @@ func TestSignedRequestsVerifyOverHTTP(t *testing.T) {
 		{name: "PUT with an empty body of unknown length", method: "PUT", path: "/empty",
 			body: func() io.Reader { return io.MultiReader() }},
 		{name: "escaped path, repeated query keys", method: "DELETE", path: "/a%20b/c%2Fd?x=2&x=1&q=%E2%9C%93"},
+		{name: "dot segments, signed as normalised", method: "GET", path: "/a/./b/%2e%2E/c?q=../x"},
 		{name: "routing key with surrounding spaces", method: "PATCH", path: "/r",
 			body: func() io.Reader { return bytes.NewReader([]byte{0, 1, 2}) }, want: "\x00\x01\x02", routingKey: "  tenant-1 \t"},
 	}
@@ -202,4 +203,32 @@ func newRequest(t *testing.T, method, url string, body io.Reader) *http.Request 
 		t.Fatal(err)
 	}
 	return req
+}
+
+func TestNormalizeTarget(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string // want "": unchanged
+		err      error
+	}{
+		{"/v1/orders?id=1", "", nil},
+		{"*", "", nil},
+		{"/a/./b", "/a/b", nil},
+		{"/a/b/..", "/a/", nil},
+		{"/a/%2e%2E/b?x=../y", "/b?x=../y", nil},
+		{"/..", "", ErrClimbsAboveRoot},
+		{"/a/..%2f..%2fetc", "", ErrEncodedSlashDots},
+		{"/a/..b/c.", "", nil},
+	} {
+		out, changed, err := NormalizeTarget([]byte("prefix:"), []byte(tc.in))
+		got := ""
+		if changed {
+			got = strings.TrimPrefix(string(out), "prefix:")
+		}
+		if got != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("%q: %q changed=%v %v, want %q %v", tc.in, got, changed, err, tc.want, tc.err)
+		}
+	}
+	if err := (&Signer{KeyID: "k", Secret: []byte("s")}).Sign(newRequest(t, "GET", "http://edge/../etc", nil)); !errors.Is(err, ErrClimbsAboveRoot) {
+		t.Errorf("signing a path above the root: %v", err)
+	}
 }

@@ -157,9 +157,13 @@ func (m *mac) sum(secret, msg []byte) *[sha256.Size]byte {
 // its body: for verifiers built on net/http rather than on the edge's proxy.
 // The target is r.RequestURI, the request-target as the client sent it.
 func FromHTTP(r *http.Request, body []byte) *Request {
+	target := []byte(r.RequestURI)
+	if t, changed, err := NormalizeTarget(nil, target); err == nil && changed {
+		target = t
+	}
 	return &Request{
 		Method:     []byte(r.Method),
-		Target:     []byte(r.RequestURI),
+		Target:     target,
 		RoutingKey: []byte(r.Header.Get(HeaderRoutingKey)),
 		KeyID:      []byte(r.Header.Get(HeaderKeyID)),
 		Timestamp:  []byte(r.Header.Get(HeaderTimestamp)),

@@ -125,7 +125,7 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.EdgeService_WatchServer) 
 		case <-ctx.Done():
 		}
 	}()
-	err := s.watches.Serve(ctx, req.GetFromRevision(), req.GetClusterId(), stream.Send)
+	err := s.watches.Serve(ctx, req, stream.Send)
 	s.log.Info("edge watch ended", "edge", req.GetEdge(), "error", err)
 	switch {
 	case stream.Context().Err() != nil:

@@ -65,7 +65,7 @@ type Membership interface {
 // Watches serves edge watch streams from the changes this member applied
 // (watch.Hub), and knows the cluster id they carry.
 type Watches interface {
-	Serve(ctx context.Context, fromRevision uint64, clusterID string, send func(*pb.WatchResponse) error) error
+	Serve(ctx context.Context, req *pb.WatchRequest, send func(*pb.WatchResponse) error) error
 	ClusterID() string
 }
 

@@ -73,10 +73,16 @@ func watch(t *testing.T, h *Hub, from uint64, buffer int) *watcher {
 // watchCluster is watch for a watcher whose state came from cluster.
 func watchCluster(t *testing.T, h *Hub, from uint64, cluster string, buffer int) *watcher {
 	t.Helper()
+	return watchWith(t, h, &pb.WatchRequest{FromRevision: from, ClusterId: cluster}, buffer)
+}
+
+// watchWith starts a watcher with req.
+func watchWith(t *testing.T, h *Hub, req *pb.WatchRequest, buffer int) *watcher {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{msgs: make(chan *pb.WatchResponse, buffer), cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		w.done <- h.Serve(ctx, from, cluster, func(m *pb.WatchResponse) error {
+		w.done <- h.Serve(ctx, req, func(m *pb.WatchResponse) error {
 			select {
 			case w.msgs <- m:
 				return nil

@@ -63,9 +63,10 @@ type Hub struct {
 
 	watchers atomic.Int64
 
-	snapMu    sync.Mutex // serialises snapshot() so that watchers resetting together share one copy
-	snapState *pb.State  // the last state snapshot() returned
-	snapEpoch uint64     // epoch snapState was taken in
+	snapMu    sync.Mutex          // serialises snapshot() so that watchers resetting together share one copy
+	snapState *pb.State           // the last state snapshot() returned
+	snapEpoch uint64              // epoch snapState was taken in
+	snapParts []*pb.WatchResponse // snapState cut in parts, once a watcher asked
 }
 
 // NewHub returns a hub whose store is at revision; the changes published
@@ -179,6 +180,20 @@ func (h *Hub) resetState() *pb.State {
 	if st := h.snapState; st != nil && h.snapEpoch == epoch && st.GetRevision() >= rev {
 		return st
 	}
-	h.snapState, h.snapEpoch = h.snapshot(), epoch
+	h.snapState, h.snapEpoch, h.snapParts = h.snapshot(), epoch, nil
 	return h.snapState
+}
+
+// partsOf returns st cut in parts (cutReset), cut once and shared by every
+// watcher when st is the cached reset state.
+func (h *Hub) partsOf(st *pb.State) []*pb.WatchResponse {
+	h.snapMu.Lock()
+	defer h.snapMu.Unlock()
+	if st != h.snapState {
+		return cutReset(st)
+	}
+	if h.snapParts == nil {
+		h.snapParts = cutReset(st)
+	}
+	return h.snapParts
 }

@@ -195,7 +195,9 @@ func TestServeEnds(t *testing.T) {
 	h, f := newTestHub(t, Options{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx, 1, "", func(*pb.WatchResponse) error { return nil }) }()
+	go func() {
+		done <- h.Serve(ctx, &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse) error { return nil })
+	}()
 	waitWatchers(t, h, 1)
 	cancel()
 	select {
@@ -209,14 +211,14 @@ func TestServeEnds(t *testing.T) {
 	waitWatchers(t, h, 0)
 
 	broken := errors.New("stream broken")
-	if err := h.Serve(context.Background(), 1, "", func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of the opening progress", err)
 	}
 	f.publish(h, 2)
-	if err := h.Serve(context.Background(), 1, "", func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of a batch", err)
 	}
-	if err := h.Serve(context.Background(), 0, "", func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), &pb.WatchRequest{}, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of a reset", err)
 	}
 	waitWatchers(t, h, 0)

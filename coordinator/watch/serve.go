@@ -16,6 +16,11 @@ type cursor struct {
 	// reset must go out even if it is older than pos.
 	cluster string
 	foreign bool
+	// inParts: the watcher takes resets in parts; parts are those of the
+	// reset being sent, part the next one's index.
+	inParts bool
+	parts   []*pb.WatchResponse
+	part    int
 }
 
 // Serve runs one watch stream until ctx is done (it returns ctx.Err()) or
@@ -26,7 +31,8 @@ type cursor struct {
 // What the watcher receives:
 //   - from == 0, or a from older than the buffer covers (after a Reset of
 //     the hub, anything below the revision it reset to): a reset carrying
-//     the whole state, then the changes after it. Revisions name the same
+//     the whole state (in parts of at most PartBytes, one after the other,
+//     when the request has reset_in_parts), then the changes after it. Revisions name the same
 //     raft history on every member, so a watcher at or above the revision
 //     a Reset moved to needs no reset;
 //   - otherwise the buffered changes after from, in order, at most MaxBatch
@@ -47,11 +53,12 @@ type cursor struct {
 //
 // A watcher that falls behind the buffer while its send is blocked gets a
 // reset when it comes back.
-func (h *Hub) Serve(ctx context.Context, fromRevision uint64, cluster string, send func(*pb.WatchResponse) error) error {
+func (h *Hub) Serve(ctx context.Context, req *pb.WatchRequest, send func(*pb.WatchResponse) error) error {
 	h.watchers.Add(1)
 	defer h.watchers.Add(-1)
 
-	c := &cursor{pos: fromRevision, reset: fromRevision == 0, cluster: cluster}
+	from := req.GetFromRevision()
+	c := &cursor{pos: from, reset: from == 0, cluster: req.GetClusterId(), inParts: req.GetResetInParts()}
 
 	progress := time.NewTimer(h.opts.ProgressInterval)
 	defer progress.Stop()
@@ -88,6 +95,14 @@ func (h *Hub) Serve(ctx context.Context, fromRevision uint64, cluster string, se
 // next returns the message to send to the watcher at c and advances c past
 // it, or returns nil and the channel that closes when there may be more.
 func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
+	if c.parts != nil {
+		// The rest of a reset in parts, before anything else.
+		msg := c.parts[c.part]
+		if c.part++; c.part == len(c.parts) {
+			c.parts = nil
+		}
+		return msg, nil
+	}
 	batch, wake, hold := h.poll(c)
 	if hold {
 		return nil, wake
@@ -114,6 +129,10 @@ func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
 		return nil, wake
 	}
 	c.pos, c.cluster, c.foreign = st.GetRevision(), st.GetClusterId(), false
+	if c.inParts {
+		c.parts, c.part = h.partsOf(st), 0
+		return h.next(c)
+	}
 	return &pb.WatchResponse{Kind: &pb.WatchResponse_Reset_{Reset_: st}}, nil
 }
 

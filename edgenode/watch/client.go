@@ -199,7 +199,7 @@ func (c *Client) session(ctx context.Context, cand coordconn.Candidate) (progres
 	if cluster == "" {
 		cluster = c.cfg.ClusterID
 	}
-	stream, err := client.Watch(sctx, &pb.WatchRequest{Edge: c.cfg.Edge, Region: c.cfg.Region, FromRevision: from, ClusterId: cluster})
+	stream, err := client.Watch(sctx, &pb.WatchRequest{Edge: c.cfg.Edge, Region: c.cfg.Region, FromRevision: from, ClusterId: cluster, ResetInParts: true})
 	if err != nil {
 		return false, fmt.Errorf("coordinator %s: watch: %w", cand.Addr, err)
 	}
@@ -212,6 +212,7 @@ func (c *Client) session(ctx context.Context, cand coordconn.Candidate) (progres
 		rebalance = t.C
 	}
 	first := true
+	var parts partialReset
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -227,11 +228,14 @@ func (c *Client) session(ctx context.Context, cand coordconn.Candidate) (progres
 			c.pool.Follow(cand.Addr)
 			c.log.Info("watching", "member", cand.Addr, "revision", from, "cluster_id", cluster)
 		}
-		if err := c.handle(sctx, msg, acks); err != nil {
+		if err := c.handle(sctx, msg, acks, &parts); err != nil {
 			c.pool.Follow("")
 			return progressed, fmt.Errorf("coordinator %s: %w", cand.Addr, err)
 		}
 		progressed = true
+		if parts.pending() {
+			continue // no move to another member in the middle of a reset
+		}
 		if cand.Blind {
 			// Connected through a seed before knowing any region: move to
 			// a coordinator of our own region as soon as one is known.

@@ -461,3 +461,62 @@ func pairPool(t *testing.T, a, b *fakeCoordinator) *coordconn.Pool {
 	t.Cleanup(pool.Close)
 	return pool
 }
+
+// resetParts cuts a state of placements keys into parts of two placements.
+func resetParts(rev uint64, keys ...string) []*pb.WatchResponse {
+	first := state(rev)
+	first.Config.Placements = nil
+	var parts []*pb.WatchResponse
+	for i := 0; i < len(keys); i += 2 {
+		st := &pb.State{Config: &pb.RoutingConfig{}}
+		if i == 0 {
+			st = first
+		}
+		for _, k := range keys[i:min(i+2, len(keys))] {
+			st.Config.Placements = append(st.Config.Placements, &pb.Placement{Key: k, Cell: "c1"})
+		}
+		parts = append(parts, &pb.WatchResponse{Kind: &pb.WatchResponse_ResetPart{ResetPart: &pb.ResetPart{State: st, Index: uint32(len(parts))}}})
+	}
+	parts[len(parts)-1].GetResetPart().Last = true
+	return parts
+}
+
+// TestResetInParts: the edge asks for resets in parts and applies one only
+// at its last part, as a whole; a stream that breaks in the middle leaves
+// the table as it was, and the next stream's reset starts over.
+func TestResetInParts(t *testing.T) {
+	co := startCoordinator(t)
+	e := startEdge(t, "us-east", []string{co.addr}, nil)
+	w := co.nextWatch(t)
+	if !w.req.GetResetInParts() {
+		t.Fatalf("Watch request %v does not ask for resets in parts", w.req)
+	}
+	w.push(t, reset(state(10)))
+	e.waitRevision(t, 10)
+
+	parts := resetParts(20, "p1", "p2", "p3", "p4", "p5")
+	for _, p := range parts[:len(parts)-1] {
+		w.push(t, p)
+	}
+	w.end <- errors.New("coordinator gone") // in the middle of the reset
+	w = co.nextWatch(t)
+	if got := w.req.GetFromRevision(); got != 10 || e.table.Load().Revision() != 10 || e.table.Load().LookupString("p1") != nil {
+		t.Fatalf("after a broken reset: resumed from %d, table at %d", got, e.table.Load().Revision())
+	}
+
+	w.push(t, parts[1]) // a part out of order: the stream is dropped
+	w = co.nextWatch(t)
+	for _, p := range parts {
+		w.push(t, p)
+	}
+	e.waitRevision(t, 20)
+	for _, k := range []string{"p1", "p2", "p3", "p4", "p5"} {
+		if e.table.Load().LookupString(k) == nil {
+			t.Errorf("key %s not routed after the reset", k)
+		}
+	}
+	if e.table.Load().LookupString("a") != nil {
+		t.Error("key a of the old state still routed")
+	}
+	co.waitAck(t, "ack 20", acked(20))
+}

@@ -30,7 +30,11 @@ type WatchRequest struct {
 	// The cluster the edge's state came from (State.cluster_id), "" if it
 	// has none. A coordinator of another cluster answers with a reset, whatever
 	// from_revision says: revisions of different clusters do not compare.
-	ClusterId     string `protobuf:"bytes,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	ClusterId string `protobuf:"bytes,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The edge takes a reset in parts (reset_part), so that no message grows
+	// with the state. Coordinators send older edges, which do not set it, a
+	// reset in one message.
+	ResetInParts  bool `protobuf:"varint,5,opt,name=reset_in_parts,json=resetInParts,proto3" json:"reset_in_parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -93,11 +97,19 @@ func (x *WatchRequest) GetClusterId() string {
 	return ""
 }
 
+func (x *WatchRequest) GetResetInParts() bool {
+	if x != nil {
+		return x.ResetInParts
+	}
+	return false
+}
+
 type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*WatchResponse_Reset_
+	//	*WatchResponse_ResetPart
 	//	*WatchResponse_Changes
 	//	*WatchResponse_ProgressRevision
 	Kind          isWatchResponse_Kind `protobuf_oneof:"kind"`
@@ -151,6 +163,15 @@ func (x *WatchResponse) GetReset_() *State {
 	return nil
 }
 
+func (x *WatchResponse) GetResetPart() *ResetPart {
+	if x != nil {
+		if x, ok := x.Kind.(*WatchResponse_ResetPart); ok {
+			return x.ResetPart
+		}
+	}
+	return nil
+}
+
 func (x *WatchResponse) GetChanges() *ChangeBatch {
 	if x != nil {
 		if x, ok := x.Kind.(*WatchResponse_Changes); ok {
@@ -178,6 +199,12 @@ type WatchResponse_Reset_ struct {
 	Reset_ *State `protobuf:"bytes,1,opt,name=reset,proto3,oneof"`
 }
 
+type WatchResponse_ResetPart struct {
+	// One part of a reset sent in parts, to an edge that set
+	// reset_in_parts: the parts together are the state of one revision.
+	ResetPart *ResetPart `protobuf:"bytes,4,opt,name=reset_part,json=resetPart,proto3,oneof"`
+}
+
 type WatchResponse_Changes struct {
 	// Changes in revision order, each following the previous one (or the
 	// edge's current revision) without gaps in what it covers.
@@ -191,9 +218,80 @@ type WatchResponse_ProgressRevision struct {
 
 func (*WatchResponse_Reset_) isWatchResponse_Kind() {}
 
+func (*WatchResponse_ResetPart) isWatchResponse_Kind() {}
+
 func (*WatchResponse_Changes) isWatchResponse_Kind() {}
 
 func (*WatchResponse_ProgressRevision) isWatchResponse_Kind() {}
+
+// ResetPart is one part of a reset. The first part's state carries the
+// revision, the cluster id, the members and the config's topology
+// (regions, latencies, default cell); every part may carry some of the
+// cells, placements, keys, breakers and health statuses, each list in
+// order. An edge appends the parts' lists and applies the whole state at
+// the last part, never before: a stream that ends earlier leaves its
+// table as it was.
+type ResetPart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State *State                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// The number of this part, from 0; a watcher drops a reset whose parts
+	// do not come in order.
+	Index         uint32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Last          bool   `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetPart) Reset() {
+	*x = ResetPart{}
+	mi := &file_edgecell_v1_edge_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetPart) ProtoMessage() {}
+
+func (x *ResetPart) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_edge_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetPart.ProtoReflect.Descriptor instead.
+func (*ResetPart) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ResetPart) GetState() *State {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ResetPart) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ResetPart) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
 
 type ChangeBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -204,7 +302,7 @@ type ChangeBatch struct {
 
 func (x *ChangeBatch) Reset() {
 	*x = ChangeBatch{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[2]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +314,7 @@ func (x *ChangeBatch) String() string {
 func (*ChangeBatch) ProtoMessage() {}
 
 func (x *ChangeBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[2]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +327,7 @@ func (x *ChangeBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeBatch.ProtoReflect.Descriptor instead.
 func (*ChangeBatch) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{2}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ChangeBatch) GetChanges() []*Change {
@@ -253,7 +351,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[3]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -265,7 +363,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[3]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -278,7 +376,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{3}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AckRequest) GetEdge() string {
@@ -324,7 +422,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[4]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +434,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[4]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +447,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{4}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{5}
 }
 
 type ReportOutcomesRequest struct {
@@ -367,7 +465,7 @@ type ReportOutcomesRequest struct {
 
 func (x *ReportOutcomesRequest) Reset() {
 	*x = ReportOutcomesRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[5]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +477,7 @@ func (x *ReportOutcomesRequest) String() string {
 func (*ReportOutcomesRequest) ProtoMessage() {}
 
 func (x *ReportOutcomesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[5]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +490,7 @@ func (x *ReportOutcomesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportOutcomesRequest.ProtoReflect.Descriptor instead.
 func (*ReportOutcomesRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{5}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReportOutcomesRequest) GetEdge() string {
@@ -433,7 +531,7 @@ type ReportOutcomesResponse struct {
 
 func (x *ReportOutcomesResponse) Reset() {
 	*x = ReportOutcomesResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[6]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +543,7 @@ func (x *ReportOutcomesResponse) String() string {
 func (*ReportOutcomesResponse) ProtoMessage() {}
 
 func (x *ReportOutcomesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[6]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +556,7 @@ func (x *ReportOutcomesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportOutcomesResponse.ProtoReflect.Descriptor instead.
 func (*ReportOutcomesResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{6}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReportOutcomesResponse) GetRevision() uint64 {
@@ -481,7 +579,7 @@ type ReportHealthRequest struct {
 
 func (x *ReportHealthRequest) Reset() {
 	*x = ReportHealthRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[7]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +591,7 @@ func (x *ReportHealthRequest) String() string {
 func (*ReportHealthRequest) ProtoMessage() {}
 
 func (x *ReportHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[7]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +604,7 @@ func (x *ReportHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportHealthRequest.ProtoReflect.Descriptor instead.
 func (*ReportHealthRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{7}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportHealthRequest) GetEdge() string {
@@ -547,7 +645,7 @@ type ReportHealthResponse struct {
 
 func (x *ReportHealthResponse) Reset() {
 	*x = ReportHealthResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[8]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +657,7 @@ func (x *ReportHealthResponse) String() string {
 func (*ReportHealthResponse) ProtoMessage() {}
 
 func (x *ReportHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[8]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +670,7 @@ func (x *ReportHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportHealthResponse.ProtoReflect.Descriptor instead.
 func (*ReportHealthResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{8}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReportHealthResponse) GetRevision() uint64 {
@@ -592,7 +690,7 @@ type CheckAssignmentRequest struct {
 
 func (x *CheckAssignmentRequest) Reset() {
 	*x = CheckAssignmentRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +702,7 @@ func (x *CheckAssignmentRequest) String() string {
 func (*CheckAssignmentRequest) ProtoMessage() {}
 
 func (x *CheckAssignmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[9]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +715,7 @@ func (x *CheckAssignmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAssignmentRequest.ProtoReflect.Descriptor instead.
 func (*CheckAssignmentRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{9}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CheckAssignmentRequest) GetEdge() string {
@@ -648,7 +746,7 @@ type CheckAssignmentResponse struct {
 
 func (x *CheckAssignmentResponse) Reset() {
 	*x = CheckAssignmentResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +758,7 @@ func (x *CheckAssignmentResponse) String() string {
 func (*CheckAssignmentResponse) ProtoMessage() {}
 
 func (x *CheckAssignmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[10]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +771,7 @@ func (x *CheckAssignmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAssignmentResponse.ProtoReflect.Descriptor instead.
 func (*CheckAssignmentResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{10}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CheckAssignmentResponse) GetEdgeRegions() []string {
@@ -700,7 +798,7 @@ type AcquireProbeRequest struct {
 
 func (x *AcquireProbeRequest) Reset() {
 	*x = AcquireProbeRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +810,7 @@ func (x *AcquireProbeRequest) String() string {
 func (*AcquireProbeRequest) ProtoMessage() {}
 
 func (x *AcquireProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[11]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +823,7 @@ func (x *AcquireProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireProbeRequest.ProtoReflect.Descriptor instead.
 func (*AcquireProbeRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{11}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AcquireProbeRequest) GetEdge() string {
@@ -754,7 +852,7 @@ type AcquireProbeResponse struct {
 
 func (x *AcquireProbeResponse) Reset() {
 	*x = AcquireProbeResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +864,7 @@ func (x *AcquireProbeResponse) String() string {
 func (*AcquireProbeResponse) ProtoMessage() {}
 
 func (x *AcquireProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[12]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +877,7 @@ func (x *AcquireProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireProbeResponse.ProtoReflect.Descriptor instead.
 func (*AcquireProbeResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{12}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AcquireProbeResponse) GetGranted() bool {
@@ -809,7 +907,7 @@ type ReportProbeRequest struct {
 
 func (x *ReportProbeRequest) Reset() {
 	*x = ReportProbeRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[13]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +919,7 @@ func (x *ReportProbeRequest) String() string {
 func (*ReportProbeRequest) ProtoMessage() {}
 
 func (x *ReportProbeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[13]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +932,7 @@ func (x *ReportProbeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProbeRequest.ProtoReflect.Descriptor instead.
 func (*ReportProbeRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{13}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportProbeRequest) GetEdge() string {
@@ -874,7 +972,7 @@ type ReportProbeResponse struct {
 
 func (x *ReportProbeResponse) Reset() {
 	*x = ReportProbeResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[14]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +984,7 @@ func (x *ReportProbeResponse) String() string {
 func (*ReportProbeResponse) ProtoMessage() {}
 
 func (x *ReportProbeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[14]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +997,7 @@ func (x *ReportProbeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportProbeResponse.ProtoReflect.Descriptor instead.
 func (*ReportProbeResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{14}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportProbeResponse) GetRevision() uint64 {
@@ -919,7 +1017,7 @@ type CheckNoncesRequest struct {
 
 func (x *CheckNoncesRequest) Reset() {
 	*x = CheckNoncesRequest{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[15]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1029,7 @@ func (x *CheckNoncesRequest) String() string {
 func (*CheckNoncesRequest) ProtoMessage() {}
 
 func (x *CheckNoncesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[15]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1042,7 @@ func (x *CheckNoncesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNoncesRequest.ProtoReflect.Descriptor instead.
 func (*CheckNoncesRequest) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{15}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CheckNoncesRequest) GetEdge() string {
@@ -971,7 +1069,7 @@ type CheckNoncesResponse struct {
 
 func (x *CheckNoncesResponse) Reset() {
 	*x = CheckNoncesResponse{}
-	mi := &file_edgecell_v1_edge_proto_msgTypes[16]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1081,7 @@ func (x *CheckNoncesResponse) String() string {
 func (*CheckNoncesResponse) ProtoMessage() {}
 
 func (x *CheckNoncesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_edge_proto_msgTypes[16]
+	mi := &file_edgecell_v1_edge_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1094,7 @@ func (x *CheckNoncesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNoncesResponse.ProtoReflect.Descriptor instead.
 func (*CheckNoncesResponse) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{16}
+	return file_edgecell_v1_edge_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckNoncesResponse) GetFresh() []bool {
@@ -1010,18 +1108,25 @@ var File_edgecell_v1_edge_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_edge_proto_rawDesc = "" +
 	"\n" +
-	"\x16edgecell/v1/edge.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"~\n" +
+	"\x16edgecell/v1/edge.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\xa4\x01\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12#\n" +
 	"\rfrom_revision\x18\x03 \x01(\x04R\ffromRevision\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x04 \x01(\tR\tclusterId\"\xa8\x01\n" +
+	"cluster_id\x18\x04 \x01(\tR\tclusterId\x12$\n" +
+	"\x0ereset_in_parts\x18\x05 \x01(\bR\fresetInParts\"\xe1\x01\n" +
 	"\rWatchResponse\x12*\n" +
-	"\x05reset\x18\x01 \x01(\v2\x12.edgecell.v1.StateH\x00R\x05reset\x124\n" +
+	"\x05reset\x18\x01 \x01(\v2\x12.edgecell.v1.StateH\x00R\x05reset\x127\n" +
+	"\n" +
+	"reset_part\x18\x04 \x01(\v2\x16.edgecell.v1.ResetPartH\x00R\tresetPart\x124\n" +
 	"\achanges\x18\x02 \x01(\v2\x18.edgecell.v1.ChangeBatchH\x00R\achanges\x12-\n" +
 	"\x11progress_revision\x18\x03 \x01(\x04H\x00R\x10progressRevisionB\x06\n" +
-	"\x04kind\"<\n" +
+	"\x04kind\"_\n" +
+	"\tResetPart\x12(\n" +
+	"\x05state\x18\x01 \x01(\v2\x12.edgecell.v1.StateR\x05state\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\bR\x04last\"<\n" +
 	"\vChangeBatch\x12-\n" +
 	"\achanges\x18\x01 \x03(\v2\x13.edgecell.v1.ChangeR\achanges\"\xb5\x01\n" +
 	"\n" +
@@ -1093,59 +1198,62 @@ func file_edgecell_v1_edge_proto_rawDescGZIP() []byte {
 	return file_edgecell_v1_edge_proto_rawDescData
 }
 
-var file_edgecell_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_edgecell_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_edgecell_v1_edge_proto_goTypes = []any{
 	(*WatchRequest)(nil),            // 0: edgecell.v1.WatchRequest
 	(*WatchResponse)(nil),           // 1: edgecell.v1.WatchResponse
-	(*ChangeBatch)(nil),             // 2: edgecell.v1.ChangeBatch
-	(*AckRequest)(nil),              // 3: edgecell.v1.AckRequest
-	(*AckResponse)(nil),             // 4: edgecell.v1.AckResponse
-	(*ReportOutcomesRequest)(nil),   // 5: edgecell.v1.ReportOutcomesRequest
-	(*ReportOutcomesResponse)(nil),  // 6: edgecell.v1.ReportOutcomesResponse
-	(*ReportHealthRequest)(nil),     // 7: edgecell.v1.ReportHealthRequest
-	(*ReportHealthResponse)(nil),    // 8: edgecell.v1.ReportHealthResponse
-	(*CheckAssignmentRequest)(nil),  // 9: edgecell.v1.CheckAssignmentRequest
-	(*CheckAssignmentResponse)(nil), // 10: edgecell.v1.CheckAssignmentResponse
-	(*AcquireProbeRequest)(nil),     // 11: edgecell.v1.AcquireProbeRequest
-	(*AcquireProbeResponse)(nil),    // 12: edgecell.v1.AcquireProbeResponse
-	(*ReportProbeRequest)(nil),      // 13: edgecell.v1.ReportProbeRequest
-	(*ReportProbeResponse)(nil),     // 14: edgecell.v1.ReportProbeResponse
-	(*CheckNoncesRequest)(nil),      // 15: edgecell.v1.CheckNoncesRequest
-	(*CheckNoncesResponse)(nil),     // 16: edgecell.v1.CheckNoncesResponse
-	(*State)(nil),                   // 17: edgecell.v1.State
-	(*Change)(nil),                  // 18: edgecell.v1.Change
-	(*EndpointOutcomes)(nil),        // 19: edgecell.v1.EndpointOutcomes
-	(*EndpointChecks)(nil),          // 20: edgecell.v1.EndpointChecks
-	(*NonceCheck)(nil),              // 21: edgecell.v1.NonceCheck
+	(*ResetPart)(nil),               // 2: edgecell.v1.ResetPart
+	(*ChangeBatch)(nil),             // 3: edgecell.v1.ChangeBatch
+	(*AckRequest)(nil),              // 4: edgecell.v1.AckRequest
+	(*AckResponse)(nil),             // 5: edgecell.v1.AckResponse
+	(*ReportOutcomesRequest)(nil),   // 6: edgecell.v1.ReportOutcomesRequest
+	(*ReportOutcomesResponse)(nil),  // 7: edgecell.v1.ReportOutcomesResponse
+	(*ReportHealthRequest)(nil),     // 8: edgecell.v1.ReportHealthRequest
+	(*ReportHealthResponse)(nil),    // 9: edgecell.v1.ReportHealthResponse
+	(*CheckAssignmentRequest)(nil),  // 10: edgecell.v1.CheckAssignmentRequest
+	(*CheckAssignmentResponse)(nil), // 11: edgecell.v1.CheckAssignmentResponse
+	(*AcquireProbeRequest)(nil),     // 12: edgecell.v1.AcquireProbeRequest
+	(*AcquireProbeResponse)(nil),    // 13: edgecell.v1.AcquireProbeResponse
+	(*ReportProbeRequest)(nil),      // 14: edgecell.v1.ReportProbeRequest
+	(*ReportProbeResponse)(nil),     // 15: edgecell.v1.ReportProbeResponse
+	(*CheckNoncesRequest)(nil),      // 16: edgecell.v1.CheckNoncesRequest
+	(*CheckNoncesResponse)(nil),     // 17: edgecell.v1.CheckNoncesResponse
+	(*State)(nil),                   // 18: edgecell.v1.State
+	(*Change)(nil),                  // 19: edgecell.v1.Change
+	(*EndpointOutcomes)(nil),        // 20: edgecell.v1.EndpointOutcomes
+	(*EndpointChecks)(nil),          // 21: edgecell.v1.EndpointChecks
+	(*NonceCheck)(nil),              // 22: edgecell.v1.NonceCheck
 }
 var file_edgecell_v1_edge_proto_depIdxs = []int32{
-	17, // 0: edgecell.v1.WatchResponse.reset:type_name -> edgecell.v1.State
-	2,  // 1: edgecell.v1.WatchResponse.changes:type_name -> edgecell.v1.ChangeBatch
-	18, // 2: edgecell.v1.ChangeBatch.changes:type_name -> edgecell.v1.Change
-	19, // 3: edgecell.v1.ReportOutcomesRequest.outcomes:type_name -> edgecell.v1.EndpointOutcomes
-	20, // 4: edgecell.v1.ReportHealthRequest.checks:type_name -> edgecell.v1.EndpointChecks
-	21, // 5: edgecell.v1.CheckNoncesRequest.checks:type_name -> edgecell.v1.NonceCheck
-	0,  // 6: edgecell.v1.EdgeService.Watch:input_type -> edgecell.v1.WatchRequest
-	3,  // 7: edgecell.v1.EdgeService.Ack:input_type -> edgecell.v1.AckRequest
-	5,  // 8: edgecell.v1.EdgeService.ReportOutcomes:input_type -> edgecell.v1.ReportOutcomesRequest
-	7,  // 9: edgecell.v1.EdgeService.ReportHealth:input_type -> edgecell.v1.ReportHealthRequest
-	9,  // 10: edgecell.v1.EdgeService.CheckAssignment:input_type -> edgecell.v1.CheckAssignmentRequest
-	15, // 11: edgecell.v1.EdgeService.CheckNonces:input_type -> edgecell.v1.CheckNoncesRequest
-	11, // 12: edgecell.v1.EdgeService.AcquireProbe:input_type -> edgecell.v1.AcquireProbeRequest
-	13, // 13: edgecell.v1.EdgeService.ReportProbe:input_type -> edgecell.v1.ReportProbeRequest
-	1,  // 14: edgecell.v1.EdgeService.Watch:output_type -> edgecell.v1.WatchResponse
-	4,  // 15: edgecell.v1.EdgeService.Ack:output_type -> edgecell.v1.AckResponse
-	6,  // 16: edgecell.v1.EdgeService.ReportOutcomes:output_type -> edgecell.v1.ReportOutcomesResponse
-	8,  // 17: edgecell.v1.EdgeService.ReportHealth:output_type -> edgecell.v1.ReportHealthResponse
-	10, // 18: edgecell.v1.EdgeService.CheckAssignment:output_type -> edgecell.v1.CheckAssignmentResponse
-	16, // 19: edgecell.v1.EdgeService.CheckNonces:output_type -> edgecell.v1.CheckNoncesResponse
-	12, // 20: edgecell.v1.EdgeService.AcquireProbe:output_type -> edgecell.v1.AcquireProbeResponse
-	14, // 21: edgecell.v1.EdgeService.ReportProbe:output_type -> edgecell.v1.ReportProbeResponse
-	14, // [14:22] is the sub-list for method output_type
-	6,  // [6:14] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	18, // 0: edgecell.v1.WatchResponse.reset:type_name -> edgecell.v1.State
+	2,  // 1: edgecell.v1.WatchResponse.reset_part:type_name -> edgecell.v1.ResetPart
+	3,  // 2: edgecell.v1.WatchResponse.changes:type_name -> edgecell.v1.ChangeBatch
+	18, // 3: edgecell.v1.ResetPart.state:type_name -> edgecell.v1.State
+	19, // 4: edgecell.v1.ChangeBatch.changes:type_name -> edgecell.v1.Change
+	20, // 5: edgecell.v1.ReportOutcomesRequest.outcomes:type_name -> edgecell.v1.EndpointOutcomes
+	21, // 6: edgecell.v1.ReportHealthRequest.checks:type_name -> edgecell.v1.EndpointChecks
+	22, // 7: edgecell.v1.CheckNoncesRequest.checks:type_name -> edgecell.v1.NonceCheck
+	0,  // 8: edgecell.v1.EdgeService.Watch:input_type -> edgecell.v1.WatchRequest
+	4,  // 9: edgecell.v1.EdgeService.Ack:input_type -> edgecell.v1.AckRequest
+	6,  // 10: edgecell.v1.EdgeService.ReportOutcomes:input_type -> edgecell.v1.ReportOutcomesRequest
+	8,  // 11: edgecell.v1.EdgeService.ReportHealth:input_type -> edgecell.v1.ReportHealthRequest
+	10, // 12: edgecell.v1.EdgeService.CheckAssignment:input_type -> edgecell.v1.CheckAssignmentRequest
+	16, // 13: edgecell.v1.EdgeService.CheckNonces:input_type -> edgecell.v1.CheckNoncesRequest
+	12, // 14: edgecell.v1.EdgeService.AcquireProbe:input_type -> edgecell.v1.AcquireProbeRequest
+	14, // 15: edgecell.v1.EdgeService.ReportProbe:input_type -> edgecell.v1.ReportProbeRequest
+	1,  // 16: edgecell.v1.EdgeService.Watch:output_type -> edgecell.v1.WatchResponse
+	5,  // 17: edgecell.v1.EdgeService.Ack:output_type -> edgecell.v1.AckResponse
+	7,  // 18: edgecell.v1.EdgeService.ReportOutcomes:output_type -> edgecell.v1.ReportOutcomesResponse
+	9,  // 19: edgecell.v1.EdgeService.ReportHealth:output_type -> edgecell.v1.ReportHealthResponse
+	11, // 20: edgecell.v1.EdgeService.CheckAssignment:output_type -> edgecell.v1.CheckAssignmentResponse
+	17, // 21: edgecell.v1.EdgeService.CheckNonces:output_type -> edgecell.v1.CheckNoncesResponse
+	13, // 22: edgecell.v1.EdgeService.AcquireProbe:output_type -> edgecell.v1.AcquireProbeResponse
+	15, // 23: edgecell.v1.EdgeService.ReportProbe:output_type -> edgecell.v1.ReportProbeResponse
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_edge_proto_init() }
@@ -1158,6 +1266,7 @@ func file_edgecell_v1_edge_proto_init() {
 	file_edgecell_v1_routing_proto_init()
 	file_edgecell_v1_edge_proto_msgTypes[1].OneofWrappers = []any{
 		(*WatchResponse_Reset_)(nil),
+		(*WatchResponse_ResetPart)(nil),
 		(*WatchResponse_Changes)(nil),
 		(*WatchResponse_ProgressRevision)(nil),
 	}
@@ -1167,7 +1276,7 @@ func file_edgecell_v1_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_edge_proto_rawDesc), len(file_edgecell_v1_edge_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

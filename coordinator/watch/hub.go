@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // Defaults for zero Options fields.
@@ -51,6 +52,7 @@ type Hub struct {
 
 	mu    sync.Mutex    // guards the fields below; held only for O(log n + MaxBatch) steps
 	ring  []*pb.Change  // the last changes, oldest at head; len(ring) == BufferSize
+	sizes []int         // the encoded size of each change in ring, same index
 	head  int           // index of the oldest change in ring
 	n     int           // changes held
 	base  uint64        // every change with revision > base is in ring (or not yet published)
@@ -80,6 +82,7 @@ func NewHub(opts Options, snapshot func() *pb.State, revision uint64) *Hub {
 		opts:     opts,
 		snapshot: snapshot,
 		ring:     make([]*pb.Change, opts.BufferSize),
+		sizes:    make([]int, opts.BufferSize),
 		base:     revision,
 		rev:      revision,
 		wake:     make(chan struct{}),
@@ -96,6 +99,7 @@ func (h *Hub) Publish(ch *pb.Change) {
 	if ch == nil {
 		return
 	}
+	size := proto.Size(ch) // once, outside the lock: batches are cut by bytes
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ch.GetRevision() <= h.rev {
@@ -108,6 +112,7 @@ func (h *Hub) Publish(ch *pb.Change) {
 		h.n--
 	}
 	h.ring[(h.head+h.n)%len(h.ring)] = ch
+	h.sizes[(h.head+h.n)%len(h.ring)] = size
 	h.n++
 	h.rev = ch.GetRevision()
 	h.broadcast()

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +80,56 @@ func TestSmallResetIsOnePart(t *testing.T) {
 	parts := cutReset(st)
 	if len(parts) != 1 || !parts[0].GetResetPart().GetLast() || !proto.Equal(parts[0].GetResetPart().GetState(), st) {
 		t.Fatalf("%d parts: %v", len(parts), parts)
+	}
+}
+
+// TestBigChangeGoesAsAResetInParts: a change larger than PartBytes reaches
+// a watcher that takes resets in parts as a reset in parts at least as new;
+// smaller changes are batched within PartBytes; a watcher without parts
+// gets the change as it is.
+func TestBigChangeGoesAsAResetInParts(t *testing.T) {
+	big := bigState(0, 200_000)
+	var events []*pb.Event
+	for _, p := range big.Config.Placements {
+		events = append(events, &pb.Event{Kind: &pb.Event_PutPlacement{PutPlacement: p}})
+	}
+	st := bigState(3, 200_000)
+	h := NewHub(Options{ProgressInterval: time.Hour}, func() *pb.State { return st }, 1)
+	parted := watchWith(t, h, &pb.WatchRequest{FromRevision: 1, ResetInParts: true}, 1000)
+	whole := watchWith(t, h, &pb.WatchRequest{FromRevision: 1}, 1000)
+	for _, w := range []*watcher{parted, whole} {
+		if m := w.next(t); m.GetProgressRevision() != 1 {
+			t.Fatalf("first message %v, want progress at 1", m.GetKind())
+		}
+	}
+	small := strings.Repeat("x", PartBytes/3)
+	h.Publish(&pb.Change{Revision: 2, Events: []*pb.Event{{Kind: &pb.Event_DeletePlacement{DeletePlacement: small}}}})
+	h.Publish(&pb.Change{Revision: 3, Events: events})
+
+	if m := parted.next(t); len(m.GetChanges().GetChanges()) != 1 || m.GetChanges().GetChanges()[0].GetRevision() != 2 {
+		t.Fatalf("parted watcher: a %T of %d bytes, want the small change alone", m.GetKind(), proto.Size(m))
+	}
+	for i := 0; ; i++ {
+		m := parted.next(t)
+		p := m.GetResetPart()
+		if p == nil || p.GetIndex() != uint32(i) || (i == 0 && p.GetState().GetRevision() != 3) {
+			t.Fatalf("parted watcher, message %d: a %T, want part %d of a reset at 3", i, m.GetKind(), i)
+		}
+		if proto.Size(m) > PartBytes+64 {
+			t.Fatalf("part %d of %d bytes", i, proto.Size(m))
+		}
+		if p.GetLast() {
+			break
+		}
+	}
+	// Without parts: the changes as they are (in one batch or two, as the
+	// watcher woke).
+	for rev := uint64(1); rev < 3; {
+		m := whole.next(t)
+		chs := m.GetChanges().GetChanges()
+		if len(chs) == 0 {
+			t.Fatalf("watcher without parts: a %T, want changes", m.GetKind())
+		}
+		rev = chs[len(chs)-1].GetRevision()
 	}
 }

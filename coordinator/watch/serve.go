@@ -164,7 +164,24 @@ func (h *Hub) poll(c *cursor) (batch []*pb.Change, wake <-chan struct{}, hold bo
 			hi = mid
 		}
 	}
-	batch = make([]*pb.Change, min(h.n-lo, h.opts.MaxBatch))
+	// At most MaxBatch changes, and for a watcher that takes resets in parts
+	// at most PartBytes of them: a change larger than that alone (an apply
+	// of a big config) goes to it as a reset in parts instead, at a
+	// revision at least as new, so that no message grows with the config.
+	n, bytes := 0, 0
+	for n < min(h.n-lo, h.opts.MaxBatch) {
+		size := h.sizes[(h.head+lo+n)%len(h.ring)]
+		if c.inParts && n > 0 && bytes+size > PartBytes {
+			break
+		}
+		if c.inParts && n == 0 && size > PartBytes {
+			c.reset = true
+			return nil, h.wake, false
+		}
+		bytes += size
+		n++
+	}
+	batch = make([]*pb.Change, n)
 	for i := range batch {
 		batch[i] = h.at(lo + i)
 	}

@@ -24,9 +24,9 @@ func (s *Server) ReportOutcomes(ctx context.Context, req *pb.ReportOutcomesReque
 	if len(req.GetOutcomes()) == 0 {
 		return &pb.ReportOutcomesResponse{Revision: s.reader.View().Revision()}, nil
 	}
-	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ReportOutcomes{ReportOutcomes: &pb.ReportOutcomesOp{
+	rev, err := s.reports.submit(ctx, &reportCall{outcomes: &pb.ReportOutcomesOp{
 		Edge: req.GetEdge(), Outcomes: req.GetOutcomes(), BatchId: req.GetBatchId(),
-	}}})
+	}})
 	if err != nil {
 		return nil, err
 	}
@@ -44,9 +44,9 @@ func (s *Server) ReportHealth(ctx context.Context, req *pb.ReportHealthRequest) 
 	if !s.edgeConnected(ctx, req.GetEdge()) {
 		return nil, status.Errorf(codes.FailedPrecondition, "edge %q has no watch stream open to any member: health votes count only from connected edges", req.GetEdge())
 	}
-	rev, err := s.write(ctx, &pb.Command{Op: &pb.Command_ReportHealth{ReportHealth: &pb.ReportHealthOp{
+	rev, err := s.reports.submit(ctx, &reportCall{health: &pb.ReportHealthOp{
 		Edge: req.GetEdge(), Region: req.GetRegion(), Checks: req.GetChecks(), BatchId: req.GetBatchId(),
-	}}})
+	}})
 	if err != nil {
 		return nil, err
 	}

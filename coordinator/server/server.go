@@ -126,6 +126,8 @@ type Server struct {
 	fleet fleetView
 	// nonces batches CheckNonces calls into raft entries.
 	nonces nonceBatcher
+	// reports batches ReportOutcomes and ReportHealth calls likewise.
+	reports reportBatcher
 
 	// stopping is cancelled by Close; it ends every watch stream so that a
 	// graceful stop of the gRPC server does not wait for them.
@@ -163,6 +165,7 @@ func New(d Deps, cfg Config) *Server {
 		stop:     stop,
 	}
 	s.nonces = nonceBatcher{s: s, calls: make(chan *nonceCall, 4096)}
+	s.reports = reportBatcher{s: s, calls: make(chan *reportCall, 4096), proposers: reportProposers}
 	return s
 }
 

@@ -68,11 +68,11 @@ func (s *Store) Apply(index uint64, cmd *pb.Command) (*pb.CommandResult, *pb.Cha
 			s.master = tx.t
 			s.publish(cur.revision, tx.topo)
 		}
-		return &pb.CommandResult{Revision: cur.revision, ProbeGranted: tx.granted, Fresh: tx.fresh}, nil
+		return &pb.CommandResult{Revision: cur.revision, ProbeGranted: tx.granted, Fresh: tx.fresh, BatchErrors: tx.batchErrs}, nil
 	}
 	s.master = tx.t
 	s.publish(index, tx.topo)
-	return &pb.CommandResult{Revision: index, ProbeGranted: tx.granted}, &pb.Change{Revision: index, Events: events}
+	return &pb.CommandResult{Revision: index, ProbeGranted: tx.granted, BatchErrors: tx.batchErrs}, &pb.Change{Revision: index, Events: events}
 }
 
 // Halted returns nil while the store applies commands, and the *HaltError
@@ -107,6 +107,8 @@ type txn struct {
 	granted bool
 	// fresh: a CheckNoncesOp's answers.
 	fresh []bool
+	// batchErrs: a ReportBatchOp's answers.
+	batchErrs []*pb.CommandError
 }
 
 // noteOp records in the tables that a non-ignorable command of op was

@@ -179,6 +179,29 @@ func (tx *txn) endpointsOut(cell *pb.Cell) int {
 	return n
 }
 
+// reportBatch applies each report of op as its own op would be applied, in
+// order, outcomes first, and answers for each in tx.batchErrs. A refused
+// report has changed nothing (reportOutcomes and reportHealth refuse before
+// they change anything), so the others go on.
+func (tx *txn) reportBatch(op *pb.ReportBatchOp) []*pb.Event {
+	var events []*pb.Event
+	tx.batchErrs = make([]*pb.CommandError, 0, len(op.GetOutcomes())+len(op.GetHealth()))
+	note := func(evs []*pb.Event, e *pb.CommandError) {
+		if e == nil {
+			e = &pb.CommandError{}
+		}
+		tx.batchErrs = append(tx.batchErrs, e)
+		events = append(events, evs...)
+	}
+	for _, r := range op.GetOutcomes() {
+		note(tx.reportOutcomes(r))
+	}
+	for _, r := range op.GetHealth() {
+		note(tx.reportHealth(r))
+	}
+	return events
+}
+
 // reportHealth is reportOutcomes for health check results.
 func (tx *txn) reportHealth(op *pb.ReportHealthOp) ([]*pb.Event, *pb.CommandError) {
 	if e := requireEdge(op.GetEdge()); e != nil {

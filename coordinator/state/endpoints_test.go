@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -362,5 +363,44 @@ func TestTrailingFailuresOfABatchExtendTheRun(t *testing.T) {
 	mustQuiet(t, s, 13, at(2, outcomesCmd("e1", connectErrors("c1-use", 2))))
 	if b := breakerOf(t, s, "c1-use"); b.GetState() == pb.BreakerState_BREAKER_STATE_OPEN {
 		t.Fatalf("a batch ending in success did not end the run: %v", b)
+	}
+}
+
+// TestReportBatchIsEachReportInOrder: a ReportBatchOp has the effect of its
+// reports applied one by one, answers for each, and a refused one does not
+// stop the others.
+func TestReportBatchIsEachReportInOrder(t *testing.T) {
+	one, batch := withBreakers(t), withBreakers(t)
+	outs := []*pb.ReportOutcomesOp{
+		outcomesCmd("e1", connectErrors("c1-use", 3)).GetReportOutcomes(),
+		outcomesCmd("e2", connectErrors("no-such-endpoint", 1)).GetReportOutcomes(),
+		outcomesCmd("e2", connectErrors("c1-euw", 1)).GetReportOutcomes(),
+	}
+	health := []*pb.ReportHealthOp{checksCmd("e1", "us-east", "c1-euw", false, false).GetReportHealth()}
+	for i, o := range outs {
+		one.Apply(uint64(11+i), at(time.Second, &pb.Command{Op: &pb.Command_ReportOutcomes{ReportOutcomes: o}}))
+	}
+	one.Apply(14, at(time.Second, &pb.Command{Op: &pb.Command_ReportHealth{ReportHealth: health[0]}}))
+
+	res, ch := batch.Apply(11, at(time.Second, &pb.Command{Op: &pb.Command_ReportBatch{ReportBatch: &pb.ReportBatchOp{Outcomes: outs, Health: health}}}))
+	if res.GetError() != nil || ch == nil || res.GetRevision() != 11 {
+		t.Fatalf("batch: %v, change %v", res, eventKinds(ch))
+	}
+	codes := []pb.CommandError_Code{}
+	for _, e := range res.GetBatchErrors() {
+		codes = append(codes, e.GetCode())
+	}
+	want := []pb.CommandError_Code{pb.CommandError_CODE_UNSPECIFIED, pb.CommandError_CODE_NOT_FOUND, pb.CommandError_CODE_UNSPECIFIED, pb.CommandError_CODE_UNSPECIFIED}
+	if !slices.Equal(codes, want) {
+		t.Fatalf("batch answers %v, want %v", codes, want)
+	}
+	for _, ep := range []string{"c1-use", "c1-euw"} {
+		a, b := breakerOf(t, one, ep), breakerOf(t, batch, ep)
+		if a.GetState() != b.GetState() || a.GetTrips() != b.GetTrips() {
+			t.Errorf("%s: breaker %v one by one, %v batched", ep, a, b)
+		}
+	}
+	if a, b := one.Freeze().State().GetHealth(), batch.Freeze().State().GetHealth(); len(a) != 1 || len(b) != 1 || a[0].GetVerdict() != b[0].GetVerdict() {
+		t.Errorf("health %v one by one, %v batched", a, b)
 	}
 }

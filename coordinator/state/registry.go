@@ -91,6 +91,9 @@ func opTable() []opSpec {
 		{name: "init_cluster", apply: func(tx *txn, c *pb.Command) ([]*pb.Event, *pb.CommandError) {
 			return tx.initCluster(c.GetInitCluster())
 		}},
+		{name: "report_batch", apply: func(tx *txn, c *pb.Command) ([]*pb.Event, *pb.CommandError) {
+			return tx.reportBatch(c.GetReportBatch()), nil
+		}},
 	}
 }
 

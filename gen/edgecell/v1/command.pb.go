@@ -83,7 +83,7 @@ func (x CommandError_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandError_Code.Descriptor instead.
 func (CommandError_Code) EnumDescriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{21, 0}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{22, 0}
 }
 
 // Command is the raft log entry: exactly one operation. Decoding failure of a
@@ -131,6 +131,7 @@ type Command struct {
 	//	*Command_RotateKey
 	//	*Command_CheckNonces
 	//	*Command_InitCluster
+	//	*Command_ReportBatch
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -356,6 +357,15 @@ func (x *Command) GetInitCluster() *InitClusterOp {
 	return nil
 }
 
+func (x *Command) GetReportBatch() *ReportBatchOp {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ReportBatch); ok {
+			return x.ReportBatch
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -432,6 +442,10 @@ type Command_InitCluster struct {
 	InitCluster *InitClusterOp `protobuf:"bytes,27,opt,name=init_cluster,json=initCluster,proto3,oneof"`
 }
 
+type Command_ReportBatch struct {
+	ReportBatch *ReportBatchOp `protobuf:"bytes,28,opt,name=report_batch,json=reportBatch,proto3,oneof"`
+}
+
 func (*Command_ApplyConfig) isCommand_Op() {}
 
 func (*Command_PutCell) isCommand_Op() {}
@@ -468,6 +482,64 @@ func (*Command_CheckNonces) isCommand_Op() {}
 
 func (*Command_InitCluster) isCommand_Op() {}
 
+func (*Command_ReportBatch) isCommand_Op() {}
+
+// ReportBatchOp is many edges' outcome and health reports in one raft entry
+// (the leader's group commit): each is applied as its own op would be, in
+// order, outcomes first; one that is refused (CommandResult.batch_errors)
+// changes nothing and does not stop the others.
+type ReportBatchOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcomes      []*ReportOutcomesOp    `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	Health        []*ReportHealthOp      `protobuf:"bytes,2,rep,name=health,proto3" json:"health,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportBatchOp) Reset() {
+	*x = ReportBatchOp{}
+	mi := &file_edgecell_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBatchOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBatchOp) ProtoMessage() {}
+
+func (x *ReportBatchOp) ProtoReflect() protoreflect.Message {
+	mi := &file_edgecell_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBatchOp.ProtoReflect.Descriptor instead.
+func (*ReportBatchOp) Descriptor() ([]byte, []int) {
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReportBatchOp) GetOutcomes() []*ReportOutcomesOp {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+func (x *ReportBatchOp) GetHealth() []*ReportHealthOp {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
 // ApplyConfigOp replaces the whole routing config.
 type ApplyConfigOp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -478,7 +550,7 @@ type ApplyConfigOp struct {
 
 func (x *ApplyConfigOp) Reset() {
 	*x = ApplyConfigOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[1]
+	mi := &file_edgecell_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +562,7 @@ func (x *ApplyConfigOp) String() string {
 func (*ApplyConfigOp) ProtoMessage() {}
 
 func (x *ApplyConfigOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[1]
+	mi := &file_edgecell_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +575,7 @@ func (x *ApplyConfigOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyConfigOp.ProtoReflect.Descriptor instead.
 func (*ApplyConfigOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApplyConfigOp) GetConfig() *RoutingConfig {
@@ -523,7 +595,7 @@ type PutCellOp struct {
 
 func (x *PutCellOp) Reset() {
 	*x = PutCellOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[2]
+	mi := &file_edgecell_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +607,7 @@ func (x *PutCellOp) String() string {
 func (*PutCellOp) ProtoMessage() {}
 
 func (x *PutCellOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[2]
+	mi := &file_edgecell_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +620,7 @@ func (x *PutCellOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCellOp.ProtoReflect.Descriptor instead.
 func (*PutCellOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PutCellOp) GetCell() *Cell {
@@ -568,7 +640,7 @@ type DeleteCellOp struct {
 
 func (x *DeleteCellOp) Reset() {
 	*x = DeleteCellOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[3]
+	mi := &file_edgecell_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +652,7 @@ func (x *DeleteCellOp) String() string {
 func (*DeleteCellOp) ProtoMessage() {}
 
 func (x *DeleteCellOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[3]
+	mi := &file_edgecell_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +665,7 @@ func (x *DeleteCellOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCellOp.ProtoReflect.Descriptor instead.
 func (*DeleteCellOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeleteCellOp) GetId() string {
@@ -613,7 +685,7 @@ type PutPlacementOp struct {
 
 func (x *PutPlacementOp) Reset() {
 	*x = PutPlacementOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[4]
+	mi := &file_edgecell_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +697,7 @@ func (x *PutPlacementOp) String() string {
 func (*PutPlacementOp) ProtoMessage() {}
 
 func (x *PutPlacementOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[4]
+	mi := &file_edgecell_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +710,7 @@ func (x *PutPlacementOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPlacementOp.ProtoReflect.Descriptor instead.
 func (*PutPlacementOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutPlacementOp) GetPlacement() *Placement {
@@ -658,7 +730,7 @@ type DeletePlacementOp struct {
 
 func (x *DeletePlacementOp) Reset() {
 	*x = DeletePlacementOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[5]
+	mi := &file_edgecell_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +742,7 @@ func (x *DeletePlacementOp) String() string {
 func (*DeletePlacementOp) ProtoMessage() {}
 
 func (x *DeletePlacementOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[5]
+	mi := &file_edgecell_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +755,7 @@ func (x *DeletePlacementOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePlacementOp.ProtoReflect.Descriptor instead.
 func (*DeletePlacementOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeletePlacementOp) GetKey() string {
@@ -703,7 +775,7 @@ type PutMemberOp struct {
 
 func (x *PutMemberOp) Reset() {
 	*x = PutMemberOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[6]
+	mi := &file_edgecell_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +787,7 @@ func (x *PutMemberOp) String() string {
 func (*PutMemberOp) ProtoMessage() {}
 
 func (x *PutMemberOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[6]
+	mi := &file_edgecell_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +800,7 @@ func (x *PutMemberOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutMemberOp.ProtoReflect.Descriptor instead.
 func (*PutMemberOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PutMemberOp) GetMember() *Member {
@@ -748,7 +820,7 @@ type DeleteMemberOp struct {
 
 func (x *DeleteMemberOp) Reset() {
 	*x = DeleteMemberOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[7]
+	mi := &file_edgecell_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +832,7 @@ func (x *DeleteMemberOp) String() string {
 func (*DeleteMemberOp) ProtoMessage() {}
 
 func (x *DeleteMemberOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[7]
+	mi := &file_edgecell_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +845,7 @@ func (x *DeleteMemberOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMemberOp.ProtoReflect.Descriptor instead.
 func (*DeleteMemberOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteMemberOp) GetName() string {
@@ -797,7 +869,7 @@ type ReportOutcomesOp struct {
 
 func (x *ReportOutcomesOp) Reset() {
 	*x = ReportOutcomesOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[8]
+	mi := &file_edgecell_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +881,7 @@ func (x *ReportOutcomesOp) String() string {
 func (*ReportOutcomesOp) ProtoMessage() {}
 
 func (x *ReportOutcomesOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[8]
+	mi := &file_edgecell_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +894,7 @@ func (x *ReportOutcomesOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportOutcomesOp.ProtoReflect.Descriptor instead.
 func (*ReportOutcomesOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReportOutcomesOp) GetEdge() string {
@@ -860,7 +932,7 @@ type ReportHealthOp struct {
 
 func (x *ReportHealthOp) Reset() {
 	*x = ReportHealthOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[9]
+	mi := &file_edgecell_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +944,7 @@ func (x *ReportHealthOp) String() string {
 func (*ReportHealthOp) ProtoMessage() {}
 
 func (x *ReportHealthOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[9]
+	mi := &file_edgecell_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +957,7 @@ func (x *ReportHealthOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportHealthOp.ProtoReflect.Descriptor instead.
 func (*ReportHealthOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReportHealthOp) GetEdge() string {
@@ -928,7 +1000,7 @@ type InitClusterOp struct {
 
 func (x *InitClusterOp) Reset() {
 	*x = InitClusterOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	mi := &file_edgecell_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1012,7 @@ func (x *InitClusterOp) String() string {
 func (*InitClusterOp) ProtoMessage() {}
 
 func (x *InitClusterOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[10]
+	mi := &file_edgecell_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1025,7 @@ func (x *InitClusterOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitClusterOp.ProtoReflect.Descriptor instead.
 func (*InitClusterOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InitClusterOp) GetClusterId() string {
@@ -973,7 +1045,7 @@ type TickOp struct {
 
 func (x *TickOp) Reset() {
 	*x = TickOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[11]
+	mi := &file_edgecell_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1057,7 @@ func (x *TickOp) String() string {
 func (*TickOp) ProtoMessage() {}
 
 func (x *TickOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[11]
+	mi := &file_edgecell_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1070,7 @@ func (x *TickOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TickOp.ProtoReflect.Descriptor instead.
 func (*TickOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 // GrantProbeOp asks for the probe lease of a half-open breaker for edge;
@@ -1013,7 +1085,7 @@ type GrantProbeOp struct {
 
 func (x *GrantProbeOp) Reset() {
 	*x = GrantProbeOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[12]
+	mi := &file_edgecell_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1097,7 @@ func (x *GrantProbeOp) String() string {
 func (*GrantProbeOp) ProtoMessage() {}
 
 func (x *GrantProbeOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[12]
+	mi := &file_edgecell_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1110,7 @@ func (x *GrantProbeOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantProbeOp.ProtoReflect.Descriptor instead.
 func (*GrantProbeOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GrantProbeOp) GetEndpoint() string {
@@ -1068,7 +1140,7 @@ type ProbeResultOp struct {
 
 func (x *ProbeResultOp) Reset() {
 	*x = ProbeResultOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[13]
+	mi := &file_edgecell_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1152,7 @@ func (x *ProbeResultOp) String() string {
 func (*ProbeResultOp) ProtoMessage() {}
 
 func (x *ProbeResultOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[13]
+	mi := &file_edgecell_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1165,7 @@ func (x *ProbeResultOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeResultOp.ProtoReflect.Descriptor instead.
 func (*ProbeResultOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProbeResultOp) GetEndpoint() string {
@@ -1134,7 +1206,7 @@ type ResetBreakerOp struct {
 
 func (x *ResetBreakerOp) Reset() {
 	*x = ResetBreakerOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	mi := &file_edgecell_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1218,7 @@ func (x *ResetBreakerOp) String() string {
 func (*ResetBreakerOp) ProtoMessage() {}
 
 func (x *ResetBreakerOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[14]
+	mi := &file_edgecell_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1231,7 @@ func (x *ResetBreakerOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetBreakerOp.ProtoReflect.Descriptor instead.
 func (*ResetBreakerOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResetBreakerOp) GetEndpoint() string {
@@ -1183,7 +1255,7 @@ type CreateKeyOp struct {
 
 func (x *CreateKeyOp) Reset() {
 	*x = CreateKeyOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[15]
+	mi := &file_edgecell_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1267,7 @@ func (x *CreateKeyOp) String() string {
 func (*CreateKeyOp) ProtoMessage() {}
 
 func (x *CreateKeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[15]
+	mi := &file_edgecell_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1280,7 @@ func (x *CreateKeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyOp.ProtoReflect.Descriptor instead.
 func (*CreateKeyOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateKeyOp) GetId() string {
@@ -1249,7 +1321,7 @@ type RevokeKeyOp struct {
 
 func (x *RevokeKeyOp) Reset() {
 	*x = RevokeKeyOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[16]
+	mi := &file_edgecell_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1333,7 @@ func (x *RevokeKeyOp) String() string {
 func (*RevokeKeyOp) ProtoMessage() {}
 
 func (x *RevokeKeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[16]
+	mi := &file_edgecell_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1346,7 @@ func (x *RevokeKeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyOp.ProtoReflect.Descriptor instead.
 func (*RevokeKeyOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeKeyOp) GetId() string {
@@ -1297,7 +1369,7 @@ type RotateKeyOp struct {
 
 func (x *RotateKeyOp) Reset() {
 	*x = RotateKeyOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[17]
+	mi := &file_edgecell_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1381,7 @@ func (x *RotateKeyOp) String() string {
 func (*RotateKeyOp) ProtoMessage() {}
 
 func (x *RotateKeyOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[17]
+	mi := &file_edgecell_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1394,7 @@ func (x *RotateKeyOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyOp.ProtoReflect.Descriptor instead.
 func (*RotateKeyOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RotateKeyOp) GetId() string {
@@ -1357,7 +1429,7 @@ type CheckNoncesOp struct {
 
 func (x *CheckNoncesOp) Reset() {
 	*x = CheckNoncesOp{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[18]
+	mi := &file_edgecell_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1441,7 @@ func (x *CheckNoncesOp) String() string {
 func (*CheckNoncesOp) ProtoMessage() {}
 
 func (x *CheckNoncesOp) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[18]
+	mi := &file_edgecell_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1454,7 @@ func (x *CheckNoncesOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckNoncesOp.ProtoReflect.Descriptor instead.
 func (*CheckNoncesOp) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CheckNoncesOp) GetChecks() []*NonceCheck {
@@ -1411,7 +1483,7 @@ type EndpointHealthState struct {
 
 func (x *EndpointHealthState) Reset() {
 	*x = EndpointHealthState{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[19]
+	mi := &file_edgecell_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1495,7 @@ func (x *EndpointHealthState) String() string {
 func (*EndpointHealthState) ProtoMessage() {}
 
 func (x *EndpointHealthState) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[19]
+	mi := &file_edgecell_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1508,7 @@ func (x *EndpointHealthState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointHealthState.ProtoReflect.Descriptor instead.
 func (*EndpointHealthState) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EndpointHealthState) GetEndpoint() string {
@@ -1488,14 +1560,17 @@ type CommandResult struct {
 	Fresh []bool `protobuf:"varint,4,rep,packed,name=fresh,proto3" json:"fresh,omitempty"`
 	// The command's op is unknown to this member's binary and the command was
 	// ignorable: nothing was applied.
-	Skipped       bool `protobuf:"varint,5,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Skipped bool `protobuf:"varint,5,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// ReportBatchOp: for each report in order (outcomes, then health), why it
+	// was refused; code CODE_UNSPECIFIED: it was applied.
+	BatchErrors   []*CommandError `protobuf:"bytes,6,rep,name=batch_errors,json=batchErrors,proto3" json:"batch_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[20]
+	mi := &file_edgecell_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1582,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[20]
+	mi := &file_edgecell_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1595,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CommandResult) GetRevision() uint64 {
@@ -1558,6 +1633,13 @@ func (x *CommandResult) GetSkipped() bool {
 	return false
 }
 
+func (x *CommandResult) GetBatchErrors() []*CommandError {
+	if x != nil {
+		return x.BatchErrors
+	}
+	return nil
+}
+
 // CommandError is a refused command.
 type CommandError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1571,7 +1653,7 @@ type CommandError struct {
 
 func (x *CommandError) Reset() {
 	*x = CommandError{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[21]
+	mi := &file_edgecell_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1665,7 @@ func (x *CommandError) String() string {
 func (*CommandError) ProtoMessage() {}
 
 func (x *CommandError) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[21]
+	mi := &file_edgecell_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1678,7 @@ func (x *CommandError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandError.ProtoReflect.Descriptor instead.
 func (*CommandError) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CommandError) GetCode() CommandError_Code {
@@ -1645,7 +1727,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[22]
+	mi := &file_edgecell_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1739,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[22]
+	mi := &file_edgecell_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1752,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Snapshot) GetAppliedIndex() uint64 {
@@ -1731,7 +1813,7 @@ type ReportBatches struct {
 
 func (x *ReportBatches) Reset() {
 	*x = ReportBatches{}
-	mi := &file_edgecell_v1_command_proto_msgTypes[23]
+	mi := &file_edgecell_v1_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1825,7 @@ func (x *ReportBatches) String() string {
 func (*ReportBatches) ProtoMessage() {}
 
 func (x *ReportBatches) ProtoReflect() protoreflect.Message {
-	mi := &file_edgecell_v1_command_proto_msgTypes[23]
+	mi := &file_edgecell_v1_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1838,7 @@ func (x *ReportBatches) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBatches.ProtoReflect.Descriptor instead.
 func (*ReportBatches) Descriptor() ([]byte, []int) {
-	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_edgecell_v1_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReportBatches) GetEdge() string {
@@ -1791,7 +1873,8 @@ var File_edgecell_v1_command_proto protoreflect.FileDescriptor
 
 const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\xed\t\n" +
+	"\x19edgecell/v1/command.proto\x12\vedgecell.v1\x1a\x16edgecell/v1/auth.proto\x1a\x18edgecell/v1/health.proto\x1a\x19edgecell/v1/routing.proto\"\xae\n" +
+	"\n" +
 	"\aCommand\x12'\n" +
 	"\x0fexpect_revision\x18\x01 \x01(\x04R\x0eexpectRevision\x12\"\n" +
 	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12\x1c\n" +
@@ -1820,8 +1903,12 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"rotate_key\x18\x19 \x01(\v2\x18.edgecell.v1.RotateKeyOpH\x00R\trotateKey\x12?\n" +
 	"\fcheck_nonces\x18\x1a \x01(\v2\x1a.edgecell.v1.CheckNoncesOpH\x00R\vcheckNonces\x12?\n" +
-	"\finit_cluster\x18\x1b \x01(\v2\x1a.edgecell.v1.InitClusterOpH\x00R\vinitClusterB\x04\n" +
-	"\x02op\"C\n" +
+	"\finit_cluster\x18\x1b \x01(\v2\x1a.edgecell.v1.InitClusterOpH\x00R\vinitCluster\x12?\n" +
+	"\freport_batch\x18\x1c \x01(\v2\x1a.edgecell.v1.ReportBatchOpH\x00R\vreportBatchB\x04\n" +
+	"\x02op\"\x7f\n" +
+	"\rReportBatchOp\x129\n" +
+	"\boutcomes\x18\x01 \x03(\v2\x1d.edgecell.v1.ReportOutcomesOpR\boutcomes\x123\n" +
+	"\x06health\x18\x02 \x03(\v2\x1b.edgecell.v1.ReportHealthOpR\x06health\"C\n" +
 	"\rApplyConfigOp\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.edgecell.v1.RoutingConfigR\x06config\"2\n" +
 	"\tPutCellOp\x12%\n" +
@@ -1877,13 +1964,14 @@ const file_edgecell_v1_command_proto_rawDesc = "" +
 	"\abreaker\x18\x02 \x01(\fR\abreaker\x12\x16\n" +
 	"\x06health\x18\x03 \x01(\fR\x06health\x120\n" +
 	"\x14breaker_mod_revision\x18\x04 \x01(\x04R\x12breakerModRevision\x12.\n" +
-	"\x13health_mod_revision\x18\x05 \x01(\x04R\x11healthModRevision\"\xb1\x01\n" +
+	"\x13health_mod_revision\x18\x05 \x01(\x04R\x11healthModRevision\"\xef\x01\n" +
 	"\rCommandResult\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12/\n" +
 	"\x05error\x18\x02 \x01(\v2\x19.edgecell.v1.CommandErrorR\x05error\x12#\n" +
 	"\rprobe_granted\x18\x03 \x01(\bR\fprobeGranted\x12\x14\n" +
 	"\x05fresh\x18\x04 \x03(\bR\x05fresh\x12\x18\n" +
-	"\askipped\x18\x05 \x01(\bR\askipped\"\x8f\x02\n" +
+	"\askipped\x18\x05 \x01(\bR\askipped\x12<\n" +
+	"\fbatch_errors\x18\x06 \x03(\v2\x19.edgecell.v1.CommandErrorR\vbatchErrors\"\x8f\x02\n" +
 	"\fCommandError\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.edgecell.v1.CommandError.CodeR\x04code\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x18\n" +
@@ -1923,80 +2011,85 @@ func file_edgecell_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_edgecell_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_edgecell_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_edgecell_v1_command_proto_goTypes = []any{
 	(CommandError_Code)(0),      // 0: edgecell.v1.CommandError.Code
 	(*Command)(nil),             // 1: edgecell.v1.Command
-	(*ApplyConfigOp)(nil),       // 2: edgecell.v1.ApplyConfigOp
-	(*PutCellOp)(nil),           // 3: edgecell.v1.PutCellOp
-	(*DeleteCellOp)(nil),        // 4: edgecell.v1.DeleteCellOp
-	(*PutPlacementOp)(nil),      // 5: edgecell.v1.PutPlacementOp
-	(*DeletePlacementOp)(nil),   // 6: edgecell.v1.DeletePlacementOp
-	(*PutMemberOp)(nil),         // 7: edgecell.v1.PutMemberOp
-	(*DeleteMemberOp)(nil),      // 8: edgecell.v1.DeleteMemberOp
-	(*ReportOutcomesOp)(nil),    // 9: edgecell.v1.ReportOutcomesOp
-	(*ReportHealthOp)(nil),      // 10: edgecell.v1.ReportHealthOp
-	(*InitClusterOp)(nil),       // 11: edgecell.v1.InitClusterOp
-	(*TickOp)(nil),              // 12: edgecell.v1.TickOp
-	(*GrantProbeOp)(nil),        // 13: edgecell.v1.GrantProbeOp
-	(*ProbeResultOp)(nil),       // 14: edgecell.v1.ProbeResultOp
-	(*ResetBreakerOp)(nil),      // 15: edgecell.v1.ResetBreakerOp
-	(*CreateKeyOp)(nil),         // 16: edgecell.v1.CreateKeyOp
-	(*RevokeKeyOp)(nil),         // 17: edgecell.v1.RevokeKeyOp
-	(*RotateKeyOp)(nil),         // 18: edgecell.v1.RotateKeyOp
-	(*CheckNoncesOp)(nil),       // 19: edgecell.v1.CheckNoncesOp
-	(*EndpointHealthState)(nil), // 20: edgecell.v1.EndpointHealthState
-	(*CommandResult)(nil),       // 21: edgecell.v1.CommandResult
-	(*CommandError)(nil),        // 22: edgecell.v1.CommandError
-	(*Snapshot)(nil),            // 23: edgecell.v1.Snapshot
-	(*ReportBatches)(nil),       // 24: edgecell.v1.ReportBatches
-	(*RoutingConfig)(nil),       // 25: edgecell.v1.RoutingConfig
-	(*Cell)(nil),                // 26: edgecell.v1.Cell
-	(*Placement)(nil),           // 27: edgecell.v1.Placement
-	(*Member)(nil),              // 28: edgecell.v1.Member
-	(*EndpointOutcomes)(nil),    // 29: edgecell.v1.EndpointOutcomes
-	(*EndpointChecks)(nil),      // 30: edgecell.v1.EndpointChecks
-	(*NonceCheck)(nil),          // 31: edgecell.v1.NonceCheck
-	(*State)(nil),               // 32: edgecell.v1.State
-	(*NonceRecord)(nil),         // 33: edgecell.v1.NonceRecord
+	(*ReportBatchOp)(nil),       // 2: edgecell.v1.ReportBatchOp
+	(*ApplyConfigOp)(nil),       // 3: edgecell.v1.ApplyConfigOp
+	(*PutCellOp)(nil),           // 4: edgecell.v1.PutCellOp
+	(*DeleteCellOp)(nil),        // 5: edgecell.v1.DeleteCellOp
+	(*PutPlacementOp)(nil),      // 6: edgecell.v1.PutPlacementOp
+	(*DeletePlacementOp)(nil),   // 7: edgecell.v1.DeletePlacementOp
+	(*PutMemberOp)(nil),         // 8: edgecell.v1.PutMemberOp
+	(*DeleteMemberOp)(nil),      // 9: edgecell.v1.DeleteMemberOp
+	(*ReportOutcomesOp)(nil),    // 10: edgecell.v1.ReportOutcomesOp
+	(*ReportHealthOp)(nil),      // 11: edgecell.v1.ReportHealthOp
+	(*InitClusterOp)(nil),       // 12: edgecell.v1.InitClusterOp
+	(*TickOp)(nil),              // 13: edgecell.v1.TickOp
+	(*GrantProbeOp)(nil),        // 14: edgecell.v1.GrantProbeOp
+	(*ProbeResultOp)(nil),       // 15: edgecell.v1.ProbeResultOp
+	(*ResetBreakerOp)(nil),      // 16: edgecell.v1.ResetBreakerOp
+	(*CreateKeyOp)(nil),         // 17: edgecell.v1.CreateKeyOp
+	(*RevokeKeyOp)(nil),         // 18: edgecell.v1.RevokeKeyOp
+	(*RotateKeyOp)(nil),         // 19: edgecell.v1.RotateKeyOp
+	(*CheckNoncesOp)(nil),       // 20: edgecell.v1.CheckNoncesOp
+	(*EndpointHealthState)(nil), // 21: edgecell.v1.EndpointHealthState
+	(*CommandResult)(nil),       // 22: edgecell.v1.CommandResult
+	(*CommandError)(nil),        // 23: edgecell.v1.CommandError
+	(*Snapshot)(nil),            // 24: edgecell.v1.Snapshot
+	(*ReportBatches)(nil),       // 25: edgecell.v1.ReportBatches
+	(*RoutingConfig)(nil),       // 26: edgecell.v1.RoutingConfig
+	(*Cell)(nil),                // 27: edgecell.v1.Cell
+	(*Placement)(nil),           // 28: edgecell.v1.Placement
+	(*Member)(nil),              // 29: edgecell.v1.Member
+	(*EndpointOutcomes)(nil),    // 30: edgecell.v1.EndpointOutcomes
+	(*EndpointChecks)(nil),      // 31: edgecell.v1.EndpointChecks
+	(*NonceCheck)(nil),          // 32: edgecell.v1.NonceCheck
+	(*State)(nil),               // 33: edgecell.v1.State
+	(*NonceRecord)(nil),         // 34: edgecell.v1.NonceRecord
 }
 var file_edgecell_v1_command_proto_depIdxs = []int32{
-	2,  // 0: edgecell.v1.Command.apply_config:type_name -> edgecell.v1.ApplyConfigOp
-	3,  // 1: edgecell.v1.Command.put_cell:type_name -> edgecell.v1.PutCellOp
-	4,  // 2: edgecell.v1.Command.delete_cell:type_name -> edgecell.v1.DeleteCellOp
-	5,  // 3: edgecell.v1.Command.put_placement:type_name -> edgecell.v1.PutPlacementOp
-	6,  // 4: edgecell.v1.Command.delete_placement:type_name -> edgecell.v1.DeletePlacementOp
-	7,  // 5: edgecell.v1.Command.put_member:type_name -> edgecell.v1.PutMemberOp
-	8,  // 6: edgecell.v1.Command.delete_member:type_name -> edgecell.v1.DeleteMemberOp
-	9,  // 7: edgecell.v1.Command.report_outcomes:type_name -> edgecell.v1.ReportOutcomesOp
-	10, // 8: edgecell.v1.Command.report_health:type_name -> edgecell.v1.ReportHealthOp
-	12, // 9: edgecell.v1.Command.tick:type_name -> edgecell.v1.TickOp
-	13, // 10: edgecell.v1.Command.grant_probe:type_name -> edgecell.v1.GrantProbeOp
-	14, // 11: edgecell.v1.Command.probe_result:type_name -> edgecell.v1.ProbeResultOp
-	15, // 12: edgecell.v1.Command.reset_breaker:type_name -> edgecell.v1.ResetBreakerOp
-	16, // 13: edgecell.v1.Command.create_key:type_name -> edgecell.v1.CreateKeyOp
-	17, // 14: edgecell.v1.Command.revoke_key:type_name -> edgecell.v1.RevokeKeyOp
-	18, // 15: edgecell.v1.Command.rotate_key:type_name -> edgecell.v1.RotateKeyOp
-	19, // 16: edgecell.v1.Command.check_nonces:type_name -> edgecell.v1.CheckNoncesOp
-	11, // 17: edgecell.v1.Command.init_cluster:type_name -> edgecell.v1.InitClusterOp
-	25, // 18: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
-	26, // 19: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
-	27, // 20: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
-	28, // 21: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
-	29, // 22: edgecell.v1.ReportOutcomesOp.outcomes:type_name -> edgecell.v1.EndpointOutcomes
-	30, // 23: edgecell.v1.ReportHealthOp.checks:type_name -> edgecell.v1.EndpointChecks
-	31, // 24: edgecell.v1.CheckNoncesOp.checks:type_name -> edgecell.v1.NonceCheck
-	22, // 25: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
-	0,  // 26: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
-	32, // 27: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
-	20, // 28: edgecell.v1.Snapshot.endpoint_states:type_name -> edgecell.v1.EndpointHealthState
-	33, // 29: edgecell.v1.Snapshot.nonces:type_name -> edgecell.v1.NonceRecord
-	24, // 30: edgecell.v1.Snapshot.report_batches:type_name -> edgecell.v1.ReportBatches
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	3,  // 0: edgecell.v1.Command.apply_config:type_name -> edgecell.v1.ApplyConfigOp
+	4,  // 1: edgecell.v1.Command.put_cell:type_name -> edgecell.v1.PutCellOp
+	5,  // 2: edgecell.v1.Command.delete_cell:type_name -> edgecell.v1.DeleteCellOp
+	6,  // 3: edgecell.v1.Command.put_placement:type_name -> edgecell.v1.PutPlacementOp
+	7,  // 4: edgecell.v1.Command.delete_placement:type_name -> edgecell.v1.DeletePlacementOp
+	8,  // 5: edgecell.v1.Command.put_member:type_name -> edgecell.v1.PutMemberOp
+	9,  // 6: edgecell.v1.Command.delete_member:type_name -> edgecell.v1.DeleteMemberOp
+	10, // 7: edgecell.v1.Command.report_outcomes:type_name -> edgecell.v1.ReportOutcomesOp
+	11, // 8: edgecell.v1.Command.report_health:type_name -> edgecell.v1.ReportHealthOp
+	13, // 9: edgecell.v1.Command.tick:type_name -> edgecell.v1.TickOp
+	14, // 10: edgecell.v1.Command.grant_probe:type_name -> edgecell.v1.GrantProbeOp
+	15, // 11: edgecell.v1.Command.probe_result:type_name -> edgecell.v1.ProbeResultOp
+	16, // 12: edgecell.v1.Command.reset_breaker:type_name -> edgecell.v1.ResetBreakerOp
+	17, // 13: edgecell.v1.Command.create_key:type_name -> edgecell.v1.CreateKeyOp
+	18, // 14: edgecell.v1.Command.revoke_key:type_name -> edgecell.v1.RevokeKeyOp
+	19, // 15: edgecell.v1.Command.rotate_key:type_name -> edgecell.v1.RotateKeyOp
+	20, // 16: edgecell.v1.Command.check_nonces:type_name -> edgecell.v1.CheckNoncesOp
+	12, // 17: edgecell.v1.Command.init_cluster:type_name -> edgecell.v1.InitClusterOp
+	2,  // 18: edgecell.v1.Command.report_batch:type_name -> edgecell.v1.ReportBatchOp
+	10, // 19: edgecell.v1.ReportBatchOp.outcomes:type_name -> edgecell.v1.ReportOutcomesOp
+	11, // 20: edgecell.v1.ReportBatchOp.health:type_name -> edgecell.v1.ReportHealthOp
+	26, // 21: edgecell.v1.ApplyConfigOp.config:type_name -> edgecell.v1.RoutingConfig
+	27, // 22: edgecell.v1.PutCellOp.cell:type_name -> edgecell.v1.Cell
+	28, // 23: edgecell.v1.PutPlacementOp.placement:type_name -> edgecell.v1.Placement
+	29, // 24: edgecell.v1.PutMemberOp.member:type_name -> edgecell.v1.Member
+	30, // 25: edgecell.v1.ReportOutcomesOp.outcomes:type_name -> edgecell.v1.EndpointOutcomes
+	31, // 26: edgecell.v1.ReportHealthOp.checks:type_name -> edgecell.v1.EndpointChecks
+	32, // 27: edgecell.v1.CheckNoncesOp.checks:type_name -> edgecell.v1.NonceCheck
+	23, // 28: edgecell.v1.CommandResult.error:type_name -> edgecell.v1.CommandError
+	23, // 29: edgecell.v1.CommandResult.batch_errors:type_name -> edgecell.v1.CommandError
+	0,  // 30: edgecell.v1.CommandError.code:type_name -> edgecell.v1.CommandError.Code
+	33, // 31: edgecell.v1.Snapshot.state:type_name -> edgecell.v1.State
+	21, // 32: edgecell.v1.Snapshot.endpoint_states:type_name -> edgecell.v1.EndpointHealthState
+	34, // 33: edgecell.v1.Snapshot.nonces:type_name -> edgecell.v1.NonceRecord
+	25, // 34: edgecell.v1.Snapshot.report_batches:type_name -> edgecell.v1.ReportBatches
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_edgecell_v1_command_proto_init() }
@@ -2026,6 +2119,7 @@ func file_edgecell_v1_command_proto_init() {
 		(*Command_RotateKey)(nil),
 		(*Command_CheckNonces)(nil),
 		(*Command_InitCluster)(nil),
+		(*Command_ReportBatch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2033,7 +2127,7 @@ func file_edgecell_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgecell_v1_command_proto_rawDesc), len(file_edgecell_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/edgecell/edgecell/coordinator/server"
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/pki"
 )
@@ -29,6 +30,9 @@ func (a *app) admin() (pb.AdminServiceClient, error) {
 		}
 		conn, err := grpc.NewClient(a.addr,
 			grpc.WithTransportCredentials(creds),
+			// A whole config (get config) is as large as a coordinator
+			// accepts one (apply -f).
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(server.MaxMessageSize)),
 			grpc.WithChainUnaryInterceptor(retry.UnaryClientInterceptor(
 				retry.WithCodes(codes.Unavailable),
 				retry.WithBackoff(retry.BackoffLinearWithJitter(500*time.Millisecond, 0.2)),

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,13 @@ func TestNewEdgeSyncsAMillionPlacements(t *testing.T) {
 		n, time.Since(start).Round(time.Millisecond), procStatusKB(t, edge.cmd.Process.Pid, "VmRSS")>>10)
 
 	testutil.Eventually(t, 2*time.Minute, func() error { return get(early, last) })
+
+	start = time.Now()
+	out, err := cliRun(bin, grpcAddr, "", "--timeout", "2m", "get", "config")
+	if err != nil || !strings.Contains(out, last) {
+		t.Fatalf("get config of %d placements (%d bytes out): %v", n, len(out), err)
+	}
+	t.Logf("get config: %d bytes in %v", len(out), time.Since(start).Round(time.Millisecond))
 
 	if out, err := cliRun(bin, grpcAddr, "", "placement", "put", "tenant-new", "cell-1"); err != nil {
 		t.Fatalf("placement put: %v %s", err, out)

@@ -99,7 +99,7 @@ func TestNewEdgeSyncsAMillionPlacements(t *testing.T) {
 	testutil.Eventually(t, 2*time.Minute, func() error { return get(early, last) })
 
 	start = time.Now()
-	out, err := cliRun(bin, grpcAddr, "", "--timeout", "2m", "get", "config")
+	out, err := cliRun(bin, grpcAddr, "", "--timeout", "2m", "get", "config", "-o", "json")
 	if err != nil || !strings.Contains(out, last) {
 		t.Fatalf("get config of %d placements (%d bytes out): %v", n, len(out), err)
 	}

@@ -125,7 +125,12 @@ func (s *Server) Watch(req *pb.WatchRequest, stream pb.EdgeService_WatchServer) 
 		case <-ctx.Done():
 		}
 	}()
-	err := s.watches.Serve(ctx, req, stream.Send)
+	err := s.watches.Serve(ctx, req, func(msg *pb.WatchResponse, wire []byte) error {
+		if wire != nil {
+			return stream.SendMsg(encoded(wire))
+		}
+		return stream.Send(msg)
+	})
 	s.log.Info("edge watch ended", "edge", req.GetEdge(), "error", err)
 	switch {
 	case stream.Context().Err() != nil:

@@ -65,7 +65,9 @@ type Membership interface {
 // Watches serves edge watch streams from the changes this member applied
 // (watch.Hub), and knows the cluster id they carry.
 type Watches interface {
-	Serve(ctx context.Context, req *pb.WatchRequest, send func(*pb.WatchResponse) error) error
+	// Serve runs one stream; send gets each message and, when the hub has
+	// it encoded already (shared by every stream), its encoding (nil: none).
+	Serve(ctx context.Context, req *pb.WatchRequest, send func(msg *pb.WatchResponse, wire []byte) error) error
 	ClusterID() string
 }
 
@@ -220,6 +222,8 @@ func (s *Server) NewGRPCServer(extra ...grpc.ServerOption) (*grpc.Server, *healt
 		// A whole config with 100,000 placements is several MiB; every
 		// other method has a smaller limit in the method table.
 		grpc.MaxRecvMsgSize(MaxMessageSize),
+		grpc.ForceServerCodecV2(newCodec()), // watch changes encoded once for every stream
+
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}

@@ -33,7 +33,7 @@ func BenchmarkPublishFanout(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			opened := false
-			_ = h.Serve(ctx, &pb.WatchRequest{FromRevision: 1}, func(m *pb.WatchResponse) error {
+			_ = h.Serve(ctx, &pb.WatchRequest{FromRevision: 1}, func(m *pb.WatchResponse, _ []byte) error {
 				if _, err := proto.Marshal(m); err != nil {
 					return err
 				}

@@ -9,6 +9,7 @@ import (
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/testutil"
+	"google.golang.org/protobuf/proto"
 )
 
 const waitFor = 10 * time.Second // deadline for anything the tests wait on
@@ -82,7 +83,14 @@ func watchWith(t *testing.T, h *Hub, req *pb.WatchRequest, buffer int) *watcher 
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{msgs: make(chan *pb.WatchResponse, buffer), cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		w.done <- h.Serve(ctx, req, func(m *pb.WatchResponse) error {
+		w.done <- h.Serve(ctx, req, func(m *pb.WatchResponse, wire []byte) error {
+			if wire != nil {
+				// The shared encoding must be the message.
+				var got pb.WatchResponse
+				if err := proto.Unmarshal(wire, &got); err != nil || !proto.Equal(&got, m) {
+					t.Errorf("shared encoding of %v decodes to %v (%v)", m, &got, err)
+				}
+			}
 			select {
 			case w.msgs <- m:
 				return nil

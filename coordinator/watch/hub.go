@@ -53,6 +53,11 @@ type Hub struct {
 	mu    sync.Mutex    // guards the fields below; held only for O(log n + MaxBatch) steps
 	ring  []*pb.Change  // the last changes, oldest at head; len(ring) == BufferSize
 	sizes []int         // the encoded size of each change in ring, same index
+	// singles and wires are, for each change in ring of at most PartBytes,
+	// the message carrying it alone and that message encoded: what every
+	// caught-up watcher is sent, built and encoded once for all of them.
+	singles []*pb.WatchResponse
+	wires   [][]byte
 	head  int           // index of the oldest change in ring
 	n     int           // changes held
 	base  uint64        // every change with revision > base is in ring (or not yet published)
@@ -83,6 +88,8 @@ func NewHub(opts Options, snapshot func() *pb.State, revision uint64) *Hub {
 		snapshot: snapshot,
 		ring:     make([]*pb.Change, opts.BufferSize),
 		sizes:    make([]int, opts.BufferSize),
+		singles:  make([]*pb.WatchResponse, opts.BufferSize),
+		wires:    make([][]byte, opts.BufferSize),
 		base:     revision,
 		rev:      revision,
 		wake:     make(chan struct{}),
@@ -100,6 +107,12 @@ func (h *Hub) Publish(ch *pb.Change) {
 		return
 	}
 	size := proto.Size(ch) // once, outside the lock: batches are cut by bytes
+	var single *pb.WatchResponse
+	var wire []byte
+	if size <= PartBytes {
+		single = &pb.WatchResponse{Kind: &pb.WatchResponse_Changes{Changes: &pb.ChangeBatch{Changes: []*pb.Change{ch}}}}
+		wire, _ = proto.Marshal(single) // cannot fail: ch came from the state machine
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ch.GetRevision() <= h.rev {
@@ -107,12 +120,13 @@ func (h *Hub) Publish(ch *pb.Change) {
 	}
 	if h.n == len(h.ring) {
 		h.base = h.ring[h.head].GetRevision()
-		h.ring[h.head] = nil
+		h.ring[h.head], h.singles[h.head], h.wires[h.head] = nil, nil, nil
 		h.head = (h.head + 1) % len(h.ring)
 		h.n--
 	}
 	h.ring[(h.head+h.n)%len(h.ring)] = ch
 	h.sizes[(h.head+h.n)%len(h.ring)] = size
+	h.singles[(h.head+h.n)%len(h.ring)], h.wires[(h.head+h.n)%len(h.ring)] = single, wire
 	h.n++
 	h.rev = ch.GetRevision()
 	h.broadcast()
@@ -128,6 +142,8 @@ func (h *Hub) Reset(revision uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	clear(h.ring)
+	clear(h.singles)
+	clear(h.wires)
 	h.head, h.n = 0, 0
 	h.base, h.rev = revision, revision
 	h.epoch++

@@ -196,7 +196,7 @@ func TestServeEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- h.Serve(ctx, &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse) error { return nil })
+		done <- h.Serve(ctx, &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse, []byte) error { return nil })
 	}()
 	waitWatchers(t, h, 1)
 	cancel()
@@ -211,14 +211,14 @@ func TestServeEnds(t *testing.T) {
 	waitWatchers(t, h, 0)
 
 	broken := errors.New("stream broken")
-	if err := h.Serve(context.Background(), &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse, []byte) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of the opening progress", err)
 	}
 	f.publish(h, 2)
-	if err := h.Serve(context.Background(), &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), &pb.WatchRequest{FromRevision: 1}, func(*pb.WatchResponse, []byte) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of a batch", err)
 	}
-	if err := h.Serve(context.Background(), &pb.WatchRequest{}, func(*pb.WatchResponse) error { return broken }); !errors.Is(err, broken) {
+	if err := h.Serve(context.Background(), &pb.WatchRequest{}, func(*pb.WatchResponse, []byte) error { return broken }); !errors.Is(err, broken) {
 		t.Fatalf("Serve returned %v; want the send error of a reset", err)
 	}
 	waitWatchers(t, h, 0)

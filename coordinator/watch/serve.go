@@ -21,6 +21,9 @@ type cursor struct {
 	inParts bool
 	parts   []*pb.WatchResponse
 	part    int
+	// wire is the encoding of the message next returned, when it is a
+	// change's shared one (Hub.singles); nil: send encodes it.
+	wire []byte
 }
 
 // Serve runs one watch stream until ctx is done (it returns ctx.Err()) or
@@ -53,7 +56,7 @@ type cursor struct {
 //
 // A watcher that falls behind the buffer while its send is blocked gets a
 // reset when it comes back.
-func (h *Hub) Serve(ctx context.Context, req *pb.WatchRequest, send func(*pb.WatchResponse) error) error {
+func (h *Hub) Serve(ctx context.Context, req *pb.WatchRequest, send func(msg *pb.WatchResponse, wire []byte) error) error {
 	h.watchers.Add(1)
 	defer h.watchers.Add(-1)
 
@@ -72,7 +75,9 @@ func (h *Hub) Serve(ctx context.Context, req *pb.WatchRequest, send func(*pb.Wat
 			msg = progressMessage(c.pos)
 		}
 		if msg != nil {
-			if err := send(msg); err != nil {
+			wire := c.wire
+			c.wire = nil
+			if err := send(msg, wire); err != nil {
 				return err
 			}
 			started = true
@@ -84,7 +89,7 @@ func (h *Hub) Serve(ctx context.Context, req *pb.WatchRequest, send func(*pb.Wat
 			return ctx.Err()
 		case <-wake:
 		case <-progress.C:
-			if err := send(progressMessage(c.pos)); err != nil {
+			if err := send(progressMessage(c.pos), nil); err != nil {
 				return err
 			}
 			progress.Reset(h.opts.ProgressInterval)
@@ -103,12 +108,16 @@ func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
 		}
 		return msg, nil
 	}
-	batch, wake, hold := h.poll(c)
+	batch, single, wire, wake, hold := h.poll(c)
 	if hold {
 		return nil, wake
 	}
 	if batch != nil {
 		c.pos = batch[len(batch)-1].GetRevision()
+		if single != nil {
+			c.wire = wire
+			return single, nil
+		}
 		return &pb.WatchResponse{Kind: &pb.WatchResponse_Changes{Changes: &pb.ChangeBatch{Changes: batch}}}, nil
 	}
 	if !c.reset {
@@ -139,12 +148,12 @@ func (h *Hub) next(c *cursor) (*pb.WatchResponse, <-chan struct{}) {
 // poll decides, under the hub lock, whether c must wait for the hub's
 // cluster id (hold) or needs a reset, and otherwise copies out the next batch
 // of changes after c.pos (nil when there is none).
-func (h *Hub) poll(c *cursor) (batch []*pb.Change, wake <-chan struct{}, hold bool) {
+func (h *Hub) poll(c *cursor) (batch []*pb.Change, single *pb.WatchResponse, wire []byte, wake <-chan struct{}, hold bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c.cluster != "" && c.cluster != h.cluster {
 		if h.cluster == "" {
-			return nil, h.wake, true // which history pos belongs to is not known yet
+			return nil, nil, nil, h.wake, true // which history pos belongs to is not known yet
 		}
 		c.reset, c.foreign = true, true
 	}
@@ -152,7 +161,7 @@ func (h *Hub) poll(c *cursor) (batch []*pb.Change, wake <-chan struct{}, hold bo
 		c.reset = true
 	}
 	if c.reset || c.pos >= h.rev {
-		return nil, h.wake, false
+		return nil, nil, nil, h.wake, false
 	}
 	// The first held change above c.pos; it exists since base <= pos < rev.
 	lo, hi := 0, h.n
@@ -176,16 +185,20 @@ func (h *Hub) poll(c *cursor) (batch []*pb.Change, wake <-chan struct{}, hold bo
 		}
 		if c.inParts && n == 0 && size > PartBytes {
 			c.reset = true
-			return nil, h.wake, false
+			return nil, nil, nil, h.wake, false
 		}
 		bytes += size
 		n++
+	}
+	if i := (h.head + lo) % len(h.ring); n == 1 && h.singles[i] != nil {
+		// The usual case, a caught-up watcher: the change's shared message.
+		return []*pb.Change{h.ring[i]}, h.singles[i], h.wires[i], h.wake, false
 	}
 	batch = make([]*pb.Change, n)
 	for i := range batch {
 		batch[i] = h.at(lo + i)
 	}
-	return batch, h.wake, false
+	return batch, nil, nil, h.wake, false
 }
 
 func progressMessage(rev uint64) *pb.WatchResponse {

@@ -50,20 +50,20 @@ type Hub struct {
 	opts     Options
 	snapshot func() *pb.State
 
-	mu    sync.Mutex    // guards the fields below; held only for O(log n + MaxBatch) steps
-	ring  []*pb.Change  // the last changes, oldest at head; len(ring) == BufferSize
-	sizes []int         // the encoded size of each change in ring, same index
+	mu    sync.Mutex   // guards the fields below; held only for O(log n + MaxBatch) steps
+	ring  []*pb.Change // the last changes, oldest at head; len(ring) == BufferSize
+	sizes []int        // the encoded size of each change in ring, same index
 	// singles and wires are, for each change in ring of at most PartBytes,
 	// the message carrying it alone and that message encoded: what every
 	// caught-up watcher is sent, built and encoded once for all of them.
 	singles []*pb.WatchResponse
 	wires   [][]byte
-	head  int           // index of the oldest change in ring
-	n     int           // changes held
-	base  uint64        // every change with revision > base is in ring (or not yet published)
-	rev   uint64        // latest published or reset revision
-	epoch uint64        // bumped by Reset: a cached reset state from before it is stale
-	wake  chan struct{} // closed and replaced by Publish, Reset and SetClusterID
+	head    int           // index of the oldest change in ring
+	n       int           // changes held
+	base    uint64        // every change with revision > base is in ring (or not yet published)
+	rev     uint64        // latest published or reset revision
+	epoch   uint64        // bumped by Reset: a cached reset state from before it is stale
+	wake    chan struct{} // closed and replaced by Publish, Reset and SetClusterID
 	// cluster is the id of the cluster whose history the hub serves; "" while
 	// this member does not know it.
 	cluster string

@@ -122,6 +122,7 @@ func TestReportsShareRaftEntries(t *testing.T) {
 	expectAnswers(t, sendReports(t, s, r, n))
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	t.Logf("%d reports: %d entries (%d batches carrying %d reports, %d single)", n, r.batches+r.singles, r.batches, r.reportsInBatches, r.singles)
 	if entries := r.batches + r.singles; entries > 10 || r.reportsInBatches < n-10 {
 		t.Errorf("%d reports took %d entries (%d batches carrying %d reports, %d single)", n, entries, r.batches, r.reportsInBatches, r.singles)
 	}

@@ -67,49 +67,17 @@ if [ "$CONNS" -gt 19000 ]; then
 	echo "bench-idle: CONNS=$CONNS: each process must stay under 20,000 file descriptors" >&2
 	exit 2
 fi
-# on_proxy_cpu and on_load_cpus exec: they only ever run as a background job
-# (a subshell), so $! is the program's own PID, which cleanup kills.
-if [ "$PIN" = 1 ] && [ "$CORES" -ge 2 ]; then
-	PROXY_CPUS=$((CORES - 1))
-	LOAD_CPUS=0-$((CORES - 2))
-	WORKERS=1
-	on_proxy_cpu() { exec taskset -c "$PROXY_CPUS" "$@"; }
-	on_load_cpus() { exec taskset -c "$LOAD_CPUS" "$@"; }
-	PLACEMENT="proxies pinned to cpu $PROXY_CPUS (nginx: 1 worker), idleconns and upstream on cpu $LOAD_CPUS"
-else
-	WORKERS=auto
-	on_proxy_cpu() { exec "$@"; }
-	on_load_cpus() { exec "$@"; }
-	PLACEMENT="unpinned (nginx: a worker per core)"
-fi
-
 cd "$(dirname "$0")/../.."
+BENCH=bench-idle
+# shellcheck source=lib.sh
+. deploy/bench/lib.sh
+PLACEMENT=${PLACEMENT/the load/idleconns}
 
-if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then
-	if [ "$(id -u)" != 0 ]; then
-		echo "bench-idle: nginx missing; run as root to install it with apt-get" >&2
-		exit 1
-	fi
-	echo "installing nginx ..."
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
-fi
+install_missing nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-WORK=$(mktemp -d /tmp/edgecell-bench-idle.XXXXXX)
-PIDS=()
-cleanup() {
-	exec 3>&- 4<&-
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir
+bench_cleanup_extra() { exec 3>&- 4<&-; }
 
 # forget drops a process that has ended from those cleanup stops; stop ends
 # one and forgets it.
@@ -124,7 +92,6 @@ stop() { # pid
 	forget "$1"
 }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$UPSTREAM_PORT" "$NGINX_PORT" "$EDGE_PORT"; do
 	port_free "$p" || { echo "bench-idle: port $p is in use; set PORT_BASE" >&2; exit 1; }
 done
@@ -132,23 +99,7 @@ done
 go build -o "$WORK/edge-bench" ./deploy/bench/edge
 go build -o "$WORK/idleconns" ./deploy/bench/idleconns
 
-# The upstream, as in proxy.sh: nginx answering a fixed body.
-cat >"$WORK/upstream.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	server {
-		listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
-		keepalive_requests 100000000;
-		keepalive_timeout 300s;
-		location / { default_type text/plain; return 200 "hello from the upstream\n"; }
-	}
-}
-EOF
+write_upstream_conf "$WORK/upstream.conf" "$UPSTREAM_PORT"
 
 # The reference: nginx as a reverse proxy as in proxy.sh (HTTP only), with
 # room for the connections and timeouts that do not fire while they idle.

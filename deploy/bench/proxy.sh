@@ -38,55 +38,17 @@ KEY=bench
 PIN=${PIN:-1}
 READ_MODE=${READ_MODE:-read-first}
 CORES=$(nproc)
-# on_proxy_cpu and on_load_cpus exec: they only ever run as a background job
-# or in a pipeline (a subshell), so $! is the program's own PID, which cleanup kills.
-if [ "$PIN" = 1 ] && [ "$CORES" -ge 2 ]; then
-	PROXY_CPUS=$((CORES - 1))
-	LOAD_CPUS=0-$((CORES - 2))
-	WORKERS=1
-	on_proxy_cpu() { exec taskset -c "$PROXY_CPUS" "$@"; }
-	on_load_cpus() { exec taskset -c "$LOAD_CPUS" "$@"; }
-	PLACEMENT="proxies pinned to cpu $PROXY_CPUS (nginx: 1 worker), wrk and upstream on cpu $LOAD_CPUS"
-else
-	WORKERS=auto
-	on_proxy_cpu() { exec "$@"; }
-	on_load_cpus() { exec "$@"; }
-	PLACEMENT="unpinned (nginx: a worker per core)"
-fi
-
 cd "$(dirname "$0")/../.."
+BENCH=bench-proxy
+# shellcheck source=lib.sh
+. deploy/bench/lib.sh
+PLACEMENT=${PLACEMENT/the load/wrk}
 
-install_tools() {
-	local missing=()
-	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-	command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-	[ ${#missing[@]} -eq 0 ] && return
-	if [ "$(id -u)" != 0 ]; then
-		echo "bench-proxy: ${missing[*]} missing; run as root to install them with apt-get" >&2
-		exit 1
-	fi
-	echo "installing ${missing[*]} ..."
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-install_tools
+install_missing nginx wrk
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-WORK=$(mktemp -d /tmp/edgecell-bench.XXXXXX)
-PIDS=()
-cleanup() {
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$UPSTREAM_PORT" "$NGINX_PORT" "$EDGE_PORT" "$NGINX_TLS_PORT" "$EDGE_TLS_PORT"; do
 	port_free "$p" || { echo "bench-proxy: port $p is in use; set PORT_BASE" >&2; exit 1; }
 done
@@ -95,24 +57,7 @@ done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
 	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 
-# The upstream: nginx answering a fixed body, as cheap as an upstream gets,
-# so that the proxies' own cost decides the result.
-cat >"$WORK/upstream.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	server {
-		listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
-		keepalive_requests 100000000;
-		keepalive_timeout 300s;
-		location / { default_type text/plain; return 200 "hello from the upstream\n"; }
-	}
-}
-EOF
+write_upstream_conf "$WORK/upstream.conf" "$UPSTREAM_PORT"
 
 # The reference: nginx as a reverse proxy with upstream keep-alive, one
 # worker per core it may use, setting the same forwarding headers the edge sets.

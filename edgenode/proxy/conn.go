@@ -87,6 +87,9 @@ type reqState struct {
 	keep     bool // keep the connection after the response
 	bodyRead bool // some of the body was consumed
 	bodyHeld bool // the body was read whole into auth.held (to hash it) and is sent from there
+	// chunksHere is the length of a chunked body that came whole with the
+	// head (faultyChunksHere), 0 or less when it did not.
+	chunksHere int
 
 	// The identity an authenticated request carries upstream ("" for none).
 	identityHeader string // headerEdgeKeyID or headerEdgeSubject
@@ -106,15 +109,12 @@ type reqState struct {
 
 func (c *conn) attach(nc net.Conn) {
 	c.nc = nc
-	c.raw = nil
-	if _, isTLS := nc.(*tls.Conn); !isTLS {
-		c.raw = rawConn(nc) // to wait for a request holding no buffer
-	}
+	_, c.tls = nc.(*tls.Conn)
+	c.raw = plainSocket(nc, rawConn(nc)) // to wait for a request holding no buffer
 	c.state.Store(stateActive)
 	c.linger = false
 	c.rdl, c.wdl, c.shortRead = time.Time{}, time.Time{}, false
-	c.rw.init(nc, c.s.cfg.ReadMode)
-	_, c.tls = nc.(*tls.Conn)
+	c.rw.init(c.raw, c.s.cfg.ReadMode)
 	c.clientIP = c.clientIP[:0]
 	c.trusted = false
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {

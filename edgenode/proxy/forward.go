@@ -114,11 +114,14 @@ func (c *conn) serveRequest(start time.Time) bool {
 	return c.replyNoEndpoint()
 }
 
-// faultyChunksHere reports whether the start of a chunked body that came
-// with the head is already malformed.
+// faultyChunksHere scans what of a chunked body came with the head,
+// once: it reports whether that is already malformed, and notes in
+// c.rs.chunksHere the body's length when all of it is here (for
+// writeBodyWithHead; the buffer holds still until then).
 func (c *conn) faultyChunksHere() bool {
 	b, _ := c.br.Peek(c.br.Buffered())
-	_, err := scanChunked(b, nil)
+	n, err := scanChunked(b, nil)
+	c.rs.chunksHere = n
 	return len(b) > 0 && err != nil
 }
 
@@ -257,15 +260,14 @@ func (c *conn) writeBodyWithHead(w *bufio.Writer) (small int, streaming bool) {
 		b, _ := c.br.Peek(int(r.contentLength))
 		w.Write(b)
 		return len(b), false
-	case r.chunked:
-		// A chunked body wholly here and well-formed leaves with the head,
-		// re-chunked. One not all here streams, and so does a malformed
-		// one: sendBody stops at the fault, before any byte past it.
-		b, _ := c.br.Peek(c.br.Buffered())
-		if n, err := scanChunked(b, nil); err == nil && n > 0 {
-			scanChunked(b[:n], w)
-			return n, false
-		}
+	case r.chunked && c.rs.chunksHere > 0:
+		// A chunked body wholly here (and so well-formed: serveRequest
+		// refused it otherwise) leaves with the head, re-chunked. One not
+		// all here streams: sendBody stops at any fault further on, before
+		// any byte past it.
+		b, _ := c.br.Peek(c.rs.chunksHere)
+		scanChunked(b, w)
+		return len(b), false
 	}
 	return 0, true
 }

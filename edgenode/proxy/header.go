@@ -271,19 +271,11 @@ func (l HeadLimits) withDefaults() HeadLimits {
 
 // upgradeAllowed reports whether the Upgrade token tok may be forwarded.
 func (l *HeadLimits) upgradeAllowed(tok []byte) bool {
-	if i := bytes.IndexByte(tok, '/'); i >= 0 {
-		tok = tok[:i]
-	}
-	if eqFold(tok, "websocket") {
-		return true
-	}
-	for _, a := range l.AllowedUpgrades {
-		if eqFoldBytes(tok, []byte(a)) {
-			return true
-		}
-	}
-	return false
+	return listsUpgrade(websocketOnly, tok) || listsUpgrade(l.AllowedUpgrades, tok)
 }
+
+// websocketOnly is the Upgrade every cell takes.
+var websocketOnly = []string{"websocket"}
 
 // field is one header line, split in place in the head buffer.
 type field struct {

@@ -34,6 +34,19 @@ type echoed struct {
 	Header map[string][]string `json:"header"`
 }
 
+// echoedRequest is the request echoHeaders received, from its 200 answer.
+func echoedRequest(t *testing.T, resp *http.Response, body string) echoed {
+	t.Helper()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var got echoed
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	return got
+}
+
 // rawRequest writes raw bytes to the proxy and returns the parsed response.
 func rawRequest(t *testing.T, addr, raw string) (*http.Response, string) {
 	t.Helper()
@@ -64,13 +77,7 @@ func TestRequestAndResponseHeaders(t *testing.T) {
 		"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"+
 		"Te: trailers, deflate\r\n"+
 		"X-Custom: kept\r\n\r\n")
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
-	}
-	var got echoed
-	if err := json.Unmarshal([]byte(body), &got); err != nil {
-		t.Fatalf("%v: %s", err, body)
-	}
+	got := echoedRequest(t, resp, body)
 	hdr := http.Header(got.Header)
 	checks := []struct{ what, got, want string }{
 		{"Host sent upstream", got.Host, strings.TrimPrefix(be.URL, "http://")},
@@ -189,14 +196,7 @@ func TestForwardingHeaders(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := startProxy(t, tb, func(c *Config) { c.TrustedProxies = tc.trusted })
 			resp, body := rawRequest(t, h.addr, sent)
-			if resp.StatusCode != 200 {
-				t.Fatalf("status %d: %s", resp.StatusCode, body)
-			}
-			var got echoed
-			if err := json.Unmarshal([]byte(body), &got); err != nil {
-				t.Fatalf("%v: %s", err, body)
-			}
-			hdr := http.Header(got.Header)
+			hdr := http.Header(echoedRequest(t, resp, body).Header)
 			for name, want := range tc.want {
 				if v := strings.Join(hdr.Values(name), ", "); v != want {
 					t.Errorf("%s: %q, want %q", name, v, want)

@@ -286,20 +286,31 @@ func TestStreamedBodyThenHungUpstream(t *testing.T) {
 // does not count against the endpoint.
 func TestClientGoneMidBody(t *testing.T) {
 	ended := make(chan error, 1)
+	started := make(chan struct{}) // the upstream has the head and the first of the body
 	up := serveRaw(t, func(c net.Conn) {
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
 			ended <- err
 			return
 		}
-		_, err = io.Copy(io.Discard, req.Body)
+		_, err = io.CopyN(io.Discard, req.Body, 1)
+		close(started)
+		if err == nil {
+			_, err = io.Copy(io.Discard, req.Body)
+		}
 		ended <- err
 	})
 	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + up}})
 	h := startProxy(t, tb, nil)
 	c := dialRaw(t, h.addr)
 	io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nX-Routing-Key: acme\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 10000))
-	<-time.After(50 * time.Millisecond) // the head and the first bytes go upstream
+	select {
+	case <-started:
+	case err := <-ended:
+		t.Fatalf("upstream failed before the body came: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
 	c.Close()
 	select {
 	case err := <-ended:

@@ -56,20 +56,15 @@ type readWaiter struct {
 	fn       func(uintptr) bool // allocated once per connection, not per wait
 }
 
-// init prepares the waiter for nc; it stays disabled (rc nil: callers read
-// the ordinary way) for ReadFirst or when nc does not expose its descriptor
-// (TLS, wrapped connections).
-func (w *readWaiter) init(nc net.Conn, mode ReadMode) {
+// init prepares the waiter for a connection whose socket is rc
+// (plainSocket); it stays disabled (rc nil: callers read the ordinary way)
+// for ReadFirst or when rc is nil.
+func (w *readWaiter) init(rc syscall.RawConn, mode ReadMode) {
 	w.rc = nil
-	if mode != WaitFirst {
+	if mode != WaitFirst || rc == nil {
 		return
 	}
-	if _, isTLS := nc.(interface{ NetConn() net.Conn }); isTLS {
-		return // TLS may hold decrypted bytes the socket no longer shows
-	}
-	if w.rc = rawConn(nc); w.rc == nil {
-		return
-	}
+	w.rc = rc
 	if w.fn == nil {
 		w.fn = func(uintptr) bool {
 			if !w.armed {
@@ -107,6 +102,16 @@ func (w *readWaiter) flushAndWait(nc net.Conn, bw *bufio.Writer, until time.Time
 		return nil
 	}
 	return err
+}
+
+// plainSocket returns the socket of nc to wait on for readability, or
+// nil for TLS (which may hold decrypted bytes the socket no longer shows)
+// and connections that do not expose one. rc is rawConn(nc).
+func plainSocket(nc net.Conn, rc syscall.RawConn) syscall.RawConn {
+	if _, isTLS := nc.(interface{ NetConn() net.Conn }); isTLS {
+		return nil
+	}
+	return rc
 }
 
 // rawConn returns the socket under nc: nc's own, or for TLS the one under

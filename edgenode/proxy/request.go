@@ -141,32 +141,37 @@ func validHost(h []byte) bool {
 // told to; Envoy refuses an upgrade it is not configured for with 403, but
 // a client offering h2c, as curl --http2 does, then fails instead of
 // falling back to HTTP/1.1, which RFC 9110 7.8 lets the server choose).
-func allowedUpgrade(v []byte, lim *HeadLimits) []byte {
+func allowedUpgrade(v []byte, lim *HeadLimits) []byte { return firstUpgrade(v, lim.upgradeAllowed) }
+
+// cellUpgrade is the first protocol of the Upgrade value asked for that a
+// cell's allowed_upgrades list, or nil.
+func cellUpgrade(v []byte, allowed []string) []byte {
+	return firstUpgrade(v, func(tok []byte) bool { return listsUpgrade(allowed, tok) })
+}
+
+// firstUpgrade is the first token of the Upgrade value v that ok takes, or nil.
+func firstUpgrade(v []byte, ok func(tok []byte) bool) []byte {
 	var first []byte
 	tokens(v, func(tok []byte) {
-		if first == nil && lim.upgradeAllowed(tok) {
+		if first == nil && ok(tok) {
 			first = tok
 		}
 	})
 	return first
 }
 
-// cellUpgrade is the first protocol of the Upgrade value asked for that a
-// cell's allowed_upgrades (lower-cased) list, or nil.
-func cellUpgrade(v []byte, allowed []string) []byte {
-	var first []byte
-	tokens(v, func(tok []byte) {
-		name := tok
-		if i := bytes.IndexByte(name, '/'); i >= 0 {
-			name = name[:i]
+// listsUpgrade reports whether names hold the protocol of the Upgrade
+// token tok: ASCII case-insensitive, its "/version" suffix ignored.
+func listsUpgrade(names []string, tok []byte) bool {
+	if i := bytes.IndexByte(tok, '/'); i >= 0 {
+		tok = tok[:i]
+	}
+	for _, a := range names {
+		if len(a) == len(tok) && eqFoldBytes(tok, []byte(a)) {
+			return true
 		}
-		for _, a := range allowed {
-			if first == nil && eqFold(name, a) {
-				first = tok
-			}
-		}
-	})
-	return first
+	}
+	return false
 }
 
 // errClimbsAboveRoot and errEncodedSlashDots refuse paths that could reach

@@ -246,10 +246,13 @@ func TestHTTP10ClientGetsChunkedResponseDecoded(t *testing.T) {
 	}
 }
 
-func TestUpgradeIsTunnelled(t *testing.T) {
+// echoUpgrades is a backend that switches a request asking for protocol
+// (its "/version" ignored) to it and echoes; any other request gets
+// "plain".
+func echoUpgrades(t *testing.T, protocol string) *httptest.Server {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" {
-			http.Error(w, "upgrade expected", 400)
+		if name, _, _ := strings.Cut(r.Header.Get("Upgrade"), "/"); name != protocol {
+			io.WriteString(w, "plain")
 			return
 		}
 		conn, brw, err := http.NewResponseController(w).Hijack()
@@ -257,11 +260,16 @@ func TestUpgradeIsTunnelled(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+protocol+"\r\n\r\n")
 		brw.Flush()
 		io.Copy(conn, brw) // echo until the client closes
 	}))
-	defer be.Close()
+	t.Cleanup(be.Close)
+	return be
+}
+
+func TestUpgradeIsTunnelled(t *testing.T) {
+	be := echoUpgrades(t, "echo")
 	tb := buildTable(t, 1, "", map[string]string{"acme": "c1"}, cellSpec{"c1", []string{"e1=" + be.URL}})
 	h := startProxy(t, tb, func(c *Config) { c.AllowedUpgrades = []string{"echo"} }) // only websocket passes by default
 	c := dialRaw(t, h.addr)

@@ -200,8 +200,8 @@ func (u *upstreams) dialConn(ep *route.Endpoint, p *pool) (*upConn, error) {
 		pool: p,
 	}
 	uc.bw = bufio.NewWriterSize(&uc.sent, u.bufSize)
-	uc.rw.init(nc, u.readMode)
 	uc.probe = rawConn(nc)
+	uc.rw.init(plainSocket(nc, uc.probe), u.readMode)
 	return uc, nil
 }
 

@@ -59,21 +59,7 @@ func TestPerCellUpstreamCA(t *testing.T) {
 // without the edge allowing them for every cell; another cell's requests
 // asking for the same protocol go as plain requests.
 func TestPerCellUpgrades(t *testing.T) {
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if name, _, _ := strings.Cut(r.Header.Get("Upgrade"), "/"); name != "echo" {
-			io.WriteString(w, "plain")
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		brw.Flush()
-		io.Copy(conn, brw)
-	}))
-	t.Cleanup(be.Close)
+	be := echoUpgrades(t, "echo")
 	st := &pb.State{Revision: 1, Config: &pb.RoutingConfig{
 		Cells: []*pb.Cell{
 			{Id: "echoes", Endpoints: []*pb.Endpoint{{Id: "e1", Url: be.URL, Region: "us-east"}}, AllowedUpgrades: []string{"Echo"}},

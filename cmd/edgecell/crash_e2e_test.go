@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/edgecell/edgecell/gen/edgecell/v1"
 	"github.com/edgecell/edgecell/internal/pki"
@@ -280,12 +282,21 @@ cells:
 	}
 	for key, cell := range w.acked {
 		for _, m := range c.members {
-			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			resp, err := c.admins[m.name].GetPlacement(rctx, &pb.GetPlacementRequest{Key: key, Consistency: pb.Consistency_CONSISTENCY_LINEARIZABLE})
-			cancel()
-			if err != nil || resp.GetPlacement().GetCell() != cell {
-				t.Fatalf("acknowledged write %s -> %s read through %s: %v, %v", key, cell, m.name, resp.GetPlacement(), err)
-			}
+			// The member's gRPC client may still be in its reconnect
+			// backoff from the kills (UNAVAILABLE, connection refused):
+			// that is waited out; any other answer is final.
+			testutil.Eventually(t, 30*time.Second, func() error {
+				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				resp, err := c.admins[m.name].GetPlacement(rctx, &pb.GetPlacementRequest{Key: key, Consistency: pb.Consistency_CONSISTENCY_LINEARIZABLE})
+				cancel()
+				if status.Code(err) == codes.Unavailable {
+					return fmt.Errorf("read through %s: %v", m.name, err)
+				}
+				if err != nil || resp.GetPlacement().GetCell() != cell {
+					t.Fatalf("acknowledged write %s -> %s read through %s: %v, %v", key, cell, m.name, resp.GetPlacement(), err)
+				}
+				return nil
+			})
 		}
 	}
 	t.Logf("%d of %d writes acknowledged, all readable through every member", len(w.acked), w.tried)

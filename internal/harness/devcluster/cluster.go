@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -119,6 +120,20 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	for attempt := 1; ; attempt++ {
+		c, err := startOnce(ctx, opts)
+		// Ports are picked free and bound a moment later: another process
+		// (a parallel test) may take one in between. In a temporary data
+		// dir nothing remembers the ports, so pick them again.
+		if err != nil && opts.DataDir == "" && attempt < 3 && errors.Is(err, syscall.EADDRINUSE) {
+			opts.Logger.Warn("devcluster: a port was taken before it was bound; starting again on other ports", "err", err)
+			continue
+		}
+		return c, err
+	}
+}
+
+func startOnce(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 60 * time.Second
 	}
